@@ -225,3 +225,23 @@ ENTITIES: dict[str, Entity] = {
         ),
     )
 }
+
+
+def contract_tables() -> str:
+    """The per-entity field tables of docs/extracts.md, generated from ENTITIES."""
+    out: list[str] = []
+    for e in ENTITIES.values():
+        req = "required" if e.required_file else "optional"
+        out += [f"### `{e.name}` ({e.system.upper()}, {req} file)", "", e.description, ""]
+        if e.key:
+            out += [f"Key: {', '.join(f'`{k}`' for k in e.key)} (a repeated key with other values is rejected)."]
+        if e.any_of:
+            out += [f"Each row needs at least one of {', '.join(f'`{k}`' for k in e.any_of)}."]
+        out += ["", "| field | type | required | unit / values | meaning |", "|---|---|---|---|---|"]
+        for f in e.fields:
+            extra = ", ".join(f"`{v}`" for v in f.values) if f.values else f.unit
+            if f.min_value is not None:
+                extra = (extra + "; " if extra else "") + f">= {f.min_value:g}"
+            out.append(f"| `{f.name}` | {f.type} | {'yes' if f.required else 'no'} | {extra} | {f.description} |")
+        out.append("")
+    return "\n".join(out)

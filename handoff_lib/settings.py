@@ -100,7 +100,7 @@ class Settings:
         """A copy reading extracts from `folder` (which must lie under an allowed root)."""
         folder = Path(folder).resolve()
         _check_under(folder, self.allowed_roots, f"data folder {folder}", self.where("data"))
-        new = Settings(**{**self.__dict__})
+        new = Settings(**self.__dict__)
         new.data_folder = folder
         return new
 
@@ -279,7 +279,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             raise SettingsError(f"{where('links', system)}: unknown system '{system}' (one of {', '.join(SYSTEMS)})")
         template = str(template)
         if not re.match(r"https?://", template):
-            raise SettingsError(f"{where('links', system)}: link template must start with http:// or https://")
+            raise SettingsError(f"{where('links', system)}: links.{system} template must start with http:// or https://")
         links[system] = template
 
     # identifier normalisation rules

@@ -1,0 +1,315 @@
+"""The blocker queue: one row per open blocker with reason, owner, source link, priority, cutoff and age.
+
+Reasons come from structured facts first: hold codes and pack exception codes (mapped in
+`policy.hold_codes` / `policy.pack_exception_codes`), short picks, a missing label or manifest near the
+cutoff, a substitution against an instruction, an order not released near its cutoff, an unallocated
+line, and data gaps (a record the crosswalk could not link, an order line whose SKU the WMS does not
+know). A hold or pack exception whose code is blank (or unknown) gets its reason from its note through
+`note_reasons` - the one place the keyword rules (`policy.note_rules`) are applied, so the notes issue
+can swap in a classifier by replacing `build_note_reasons`. Owners come from `policy.reasons`
+(the routing table); priority from the visible rule in `policy.priority`.
+
+Needs: order_cutoffs, order_facts, line_states, order_states (promise.assign_cutoffs, states.build_states).
+Tables created: `note_reasons`, `order_priority`, `blockers`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from .contract import ENTITIES
+from .links import link_sql
+from .policy import Policy, load_policy, policy_tables, prepare
+from .settings import Settings
+
+LINKED = ("pick_tasks", "pack_events", "holds", "shipments", "cases")
+
+# Notes that need a reason: holds and pack exceptions whose code the policy does not map.
+NOTES_TO_CLASSIFY = """
+SELECT 'holds' AS entity, coalesce(h.hold_id, h._file || ':' || h._line) AS record_key, h.note
+FROM linked_holds h LEFT JOIN policy_hold_codes c ON c.code = upper(trim(h.code))
+WHERE c.code IS NULL AND nullif(trim(h.note), '') IS NOT NULL
+UNION ALL
+SELECT 'pack_events', p.carton_id, p.note
+FROM linked_pack_events p LEFT JOIN policy_pack_codes c ON c.code = upper(trim(p.exception_code))
+WHERE p.status = 'exception' AND c.code IS NULL AND nullif(trim(p.note), '') IS NOT NULL
+"""
+
+# The keyword rules: the first rule (by rule_no) whose pattern matches the note wins.
+APPLY_NOTE_RULES = """
+SELECT n.entity, n.record_key, n.note, arg_min(r.reason, r.rule_no) AS reason,
+       'note rule ' || min(r.rule_no) AS classified_by
+FROM ({notes}) n JOIN policy_note_rules r ON regexp_matches(n.note, r.pattern, 'i')
+GROUP BY ALL
+"""
+
+
+def build_note_reasons(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """Create `note_reasons` (entity, record_key, note, reason, classified_by) for every hold and pack
+    exception whose code gives no reason but whose note matches a rule; returns it. Replace this
+    function (same table, same columns) to classify notes another way."""
+    con.execute("CREATE OR REPLACE TABLE note_reasons AS " + APPLY_NOTE_RULES.format(notes=NOTES_TO_CLASSIFY))
+    return con.table("note_reasons")
+
+
+def reason_from_note(con: duckdb.DuckDBPyConnection, settings: Settings, note: str) -> str | None:
+    """The reason code the note rules give one free-text note, or None when no rule matches."""
+    policy_tables(con, load_policy(settings))
+    row = con.execute(
+        APPLY_NOTE_RULES.format(notes="SELECT 'note' AS entity, 'note' AS record_key, CAST($note AS VARCHAR) AS note"),
+        {"note": note},
+    ).fetchone()
+    return row[3] if row else None
+
+
+ORDER_PRIORITY = """
+CREATE OR REPLACE TABLE order_priority AS
+WITH line_value AS (SELECT order_id, sum(qty * unit_price) AS value FROM order_lines GROUP BY order_id),
+base AS (
+    SELECT f.order_id, f.tier, coalesce(f.order_value, v.value) AS value, s.n_open_lines, c.minutes_to_cutoff,
+           greatest(c.minutes_to_cutoff, 0) AS m
+    FROM order_facts f JOIN order_states s USING (order_id)
+    LEFT JOIN order_cutoffs c USING (order_id) LEFT JOIN line_value v USING (order_id)
+),
+cut AS (SELECT b.order_id, arg_min(p.points, p.within_minutes) AS pts FROM base b JOIN policy_cutoff_bands p ON b.m <= p.within_minutes GROUP BY 1),
+val AS (SELECT b.order_id, arg_max(p.points, p.at_least) AS pts FROM base b JOIN policy_value_bands p ON b.value >= p.at_least GROUP BY 1),
+lin AS (SELECT b.order_id, arg_max(p.points, p.at_least) AS pts FROM base b JOIN policy_line_bands p ON b.n_open_lines >= p.at_least GROUP BY 1),
+pts AS (
+    SELECT b.*, coalesce(t.points, $tier_default) AS tier_pts, coalesce(cut.pts, 0) AS cut_pts,
+           coalesce(val.pts, 0) AS val_pts, coalesce(lin.pts, 0) AS lin_pts
+    FROM base b LEFT JOIN policy_tier_points t ON t.tier = b.tier
+    LEFT JOIN cut USING (order_id) LEFT JOIN val USING (order_id) LEFT JOIN lin USING (order_id)
+)
+SELECT order_id, tier_pts + cut_pts + val_pts + lin_pts AS priority,
+       'tier ' || coalesce(CAST(tier AS VARCHAR), '?') || ' +' || tier_pts || ', '
+       || CASE WHEN minutes_to_cutoff IS NULL THEN 'no cutoff' WHEN minutes_to_cutoff < 0 THEN 'past cutoff'
+               ELSE CAST(round(minutes_to_cutoff) AS BIGINT) || ' min to cutoff' END || ' +' || cut_pts || ', '
+       || 'value ' || coalesce(CAST(CAST(round(value) AS BIGINT) AS VARCHAR), '?') || ' +' || val_pts || ', '
+       || n_open_lines || ' open lines +' || lin_pts || ' = ' || (tier_pts + cut_pts + val_pts + lin_pts) AS priority_rule
+FROM pts
+"""
+
+# Each branch gives: order_id, reason, basis, source_system, source_entity, source_file, source_line,
+# source_key, source_link, event_at, detail. {link} is an expression built by links.link_sql from
+# contract field names; every value travels as a named parameter.
+BRANCHES = {
+    "holds": """
+SELECT h.order_id,
+       coalesce(c.reason, n.reason, 'hold_other') AS reason,
+       CASE WHEN c.reason IS NOT NULL THEN 'hold code ' || trim(h.code)
+            WHEN n.reason IS NOT NULL THEN n.classified_by || ' on the note'
+                 || coalesce(' (code ' || nullif(trim(h.code), '') || ' is not in policy.hold_codes)', '')
+            WHEN nullif(trim(h.code), '') IS NOT NULL THEN 'code ' || trim(h.code) || ' is not in policy.hold_codes'
+            ELSE 'no code and no note rule matched' END AS basis,
+       'wms' AS source_system, 'holds' AS source_entity, h._file AS source_file, h._line AS source_line,
+       coalesce(h.hold_id, h._file || ':' || h._line) AS source_key, {link} AS source_link, h.placed_at AS event_at,
+       'hold ' || coalesce(h.hold_id, h._file || ':' || h._line) || coalesce(' code ' || nullif(trim(h.code), ''), '')
+       || coalesce(' "' || left(nullif(trim(h.note), ''), 80) || '"', '') || coalesce(' placed by ' || h.placed_by, '')
+       || coalesce(' at ' || strftime(timezone(clock.tz, h.placed_at), '%a %d %b %H:%M'), '') AS detail
+FROM linked_holds h CROSS JOIN clock
+LEFT JOIN policy_hold_codes c ON c.code = upper(trim(h.code))
+LEFT JOIN note_reasons n ON n.entity = 'holds' AND n.record_key = coalesce(h.hold_id, h._file || ':' || h._line)
+WHERE h.link_status = 'linked' AND h.released_at IS NULL
+""",
+    "pack_events": """
+SELECT p.order_id,
+       coalesce(c.reason, n.reason, 'pack_exception_other') AS reason,
+       CASE WHEN c.reason IS NOT NULL THEN 'pack exception code ' || trim(p.exception_code)
+            WHEN n.reason IS NOT NULL THEN n.classified_by || ' on the note'
+                 || coalesce(' (code ' || nullif(trim(p.exception_code), '') || ' is not in policy.pack_exception_codes)', '')
+            WHEN nullif(trim(p.exception_code), '') IS NOT NULL THEN 'code ' || trim(p.exception_code) || ' is not in policy.pack_exception_codes'
+            ELSE 'no code and no note rule matched' END AS basis,
+       'wms', 'pack_events', p._file, p._line, p.carton_id, {link}, p.event_at,
+       'carton ' || p.carton_id || ' in pack exception' || coalesce(' ' || nullif(trim(p.exception_code), ''), '')
+       || coalesce(' "' || left(nullif(trim(p.note), ''), 80) || '"', '')
+       || coalesce(' at ' || strftime(timezone(clock.tz, p.event_at), '%a %d %b %H:%M'), '')
+FROM linked_pack_events p CROSS JOIN clock
+LEFT JOIN policy_pack_codes c ON c.code = upper(trim(p.exception_code))
+LEFT JOIN note_reasons n ON n.entity = 'pack_events' AND n.record_key = p.carton_id
+WHERE p.link_status = 'linked' AND p.status = 'exception'
+""",
+    "short_pick": """
+SELECT l.order_id, 'short_pick', 'task status short', 'wms', 'pick_tasks', t._file, t._line, t.task_id, {link}, t.updated_at,
+       l.reason || coalesce(', note "' || left(nullif(trim(t.note), ''), 80) || '"', '')
+FROM line_states l JOIN linked_pick_tasks t ON t.task_id = l.short_task AND t.order_id = l.order_id
+WHERE l.state = 'short'
+""",
+    "substitution": """
+SELECT l.order_id, 'substitution', 'substituted SKU on the pick task', 'wms', 'pick_tasks', t._file, t._line, t.task_id, {link},
+       t.updated_at, l.reason
+FROM line_states l JOIN linked_pick_tasks t ON t.task_id = l.sub_task AND t.order_id = l.order_id
+WHERE l.state = 'substituted'
+""",
+    "allocation_short": """
+SELECT l.order_id, 'allocation_short', 'allocated quantity below ordered quantity', 'oms', 'order_lines', l._file, l._line,
+       l.order_id || '/' || l.line_no, {link}, coalesce(f.released_at, f.ordered_at),
+       'line ' || l.line_no || ' ' || l.sku || ' allocated ' || coalesce(l.allocated_qty, 0) || ' of ' || l.qty
+       || CASE WHEN l.ship_complete THEN '; ship-complete order is held until it is allocated'
+               ELSE '; partial shipment allowed: the rest can ship' END
+FROM line_states l JOIN order_facts f USING (order_id) JOIN order_lines ol ON ol.order_id = l.order_id AND ol.line_no = l.line_no
+WHERE l.allocation_short AND l.state NOT IN ('cancelled', 'handed_off')
+""",
+    "unknown_sku": """
+SELECT l.order_id, 'unknown_sku', 'order line SKU not in the inventory extract', 'oms', 'order_lines', l._file, l._line,
+       l.order_id || '/' || l.line_no, {link}, f.ordered_at,
+       'line ' || l.line_no || ' SKU ' || l.sku || ' is not in the WMS inventory extract; check the item master'
+FROM line_states l JOIN order_facts f USING (order_id) JOIN order_lines ol ON ol.order_id = l.order_id AND ol.line_no = l.line_no
+WHERE NOT l.sku_known AND l.state NOT IN ('cancelled', 'handed_off')
+""",
+    "not_released": """
+SELECT f.order_id, 'not_released', 'not released within policy.not_released_within_minutes of the cutoff', 'oms', 'orders',
+       f._file, f._line, f.order_id, {link}, f.ordered_at,
+       'order not released in the OMS; ' || f.cutoff_label
+       || CASE WHEN f.minutes_to_cutoff < 0 THEN ' has passed' ELSE ' in ' || CAST(round(f.minutes_to_cutoff) AS BIGINT) || ' min' END
+FROM order_facts f JOIN orders o USING (order_id)
+WHERE f.release_status = 'not_released' AND NOT f.cancelled AND f.minutes_to_cutoff <= $not_released_within
+""",
+    "label_missing": """
+SELECT f.order_id, 'label_missing', 'packed without a carrier label', 'wms', 'pack_events', p._file, p._line, p.carton_id, {link},
+       f.last_packed_at,
+       'packed in carton ' || f.packed_cartons || ' at ' || strftime(timezone(clock.tz, f.last_packed_at), '%H:%M')
+       || ', no carrier label; ' || coalesce(f.cutoff_label, 'no cutoff')
+FROM order_facts f CROSS JOIN clock
+JOIN linked_pack_events p ON p.carton_id = f.last_carton AND p.order_id = f.order_id
+WHERE f.n_packed > 0 AND f.n_labelled = 0 AND NOT f.cancelled AND NOT f.handed_off
+  AND ((epoch(clock.now) - epoch(f.last_packed_at)) / 60 >= $label_due OR f.minutes_to_cutoff <= $paperwork_due)
+""",
+    "manifest_missing": """
+SELECT s.order_id, 'manifest_missing', 'labelled, not manifested near the cutoff', 'carrier', 'shipments', s._file, s._line,
+       s.shipment_id, {link}, s.label_created_at,
+       'shipment ' || s.shipment_id || coalesce(' tracking ' || s.tracking_no, '') || ' labelled at '
+       || strftime(timezone(clock.tz, s.label_created_at), '%H:%M') || ', not manifested; ' || f.cutoff_label
+FROM linked_shipments s CROSS JOIN clock JOIN order_facts f USING (order_id)
+WHERE s.link_status = 'linked' AND s.label_created_at IS NOT NULL AND s.manifested_at IS NULL AND s.handed_off_at IS NULL
+  AND f.minutes_to_cutoff <= $paperwork_due
+""",
+}
+
+# Records the crosswalk could not link (or linked to several orders): each is a data-gap blocker.
+UNLINKED = {
+    "pick_tasks": ("task_id", "order_ref", "updated_at", "pick task"),
+    "pack_events": ("carton_id", "coalesce(r.order_ref, r.pick_ticket)", "event_at", "carton"),
+    "holds": ("coalesce(r.hold_id, r._file || ':' || r._line)", "reference", "placed_at", "hold"),
+    "shipments": ("shipment_id", "reference", "coalesce(r.label_created_at, r.manifested_at, r.handed_off_at)", "shipment"),
+    "cases": ("case_id", "reference", "opened_at", "case"),
+}
+UNLINKED_BRANCH = """
+SELECT CAST(NULL AS VARCHAR), 'unlinked_record', 'crosswalk ' || r.link_status, '{system}', '{entity}', r._file, r._line,
+       {key}, {link}, {event},
+       '{what} ' || {key} || ' cites "' || coalesce({ref}, '') || '", which '
+       || CASE WHEN r.link_status = 'ambiguous' THEN 'matches more than one order' ELSE 'matches no order' END
+       || ' (' || r._file || ' line ' || r._line || ')'
+FROM linked_{entity} r
+WHERE r.link_status IS DISTINCT FROM 'linked'
+"""
+ORPHAN_LINES = """
+SELECT CAST(NULL AS VARCHAR), 'unlinked_record', 'order line without an order', 'oms', 'order_lines', ol._file, ol._line,
+       ol.order_id || '/' || ol.line_no, {link}, CAST(NULL AS TIMESTAMPTZ),
+       'order line ' || ol.order_id || '/' || ol.line_no || ' has no order ' || ol.order_id || ' in the orders extract'
+FROM order_lines ol ANTI JOIN orders o USING (order_id)
+"""
+
+BLOCKERS = """
+CREATE OR REPLACE TABLE blockers AS
+WITH clock AS (SELECT * FROM run_clock),
+found AS (
+{branches}
+)
+SELECT substr(md5(r.reason || '|' || r.source_entity || '|' || r.source_key || '|' || coalesce(r.order_id, '')), 1, 16) AS blocker_id,
+       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate, r.basis,
+       coalesce(p.priority, 0) AS priority, coalesce(p.priority_rule, 'no order linked: data gap +0 = 0') AS priority_rule,
+       c.cutoff_at, c.cutoff_label, c.minutes_to_cutoff,
+       r.event_at, CAST(round((epoch(clock.now) - epoch(r.event_at)) / 60) AS BIGINT) AS age_minutes,
+       r.source_system, r.source_entity, r.source_file, r.source_line, r.source_key, r.source_link,
+       {order_link} AS order_link, r.detail
+FROM found r CROSS JOIN clock
+LEFT JOIN order_states s USING (order_id)
+LEFT JOIN policy_reasons pr ON pr.reason = r.reason
+LEFT JOIN order_priority p USING (order_id)
+LEFT JOIN order_cutoffs c USING (order_id)
+LEFT JOIN orders o USING (order_id)
+WHERE r.order_id IS NULL OR s.state IS NULL OR s.state NOT IN ('cancelled', 'handed_off')
+ORDER BY priority DESC, c.cutoff_at NULLS LAST, r.order_id, r.reason, r.source_key
+"""
+
+BRANCH_SOURCE = {  # branch -> (entity whose fields the link may use, SQL alias of that record)
+    "holds": ("holds", "h"),
+    "pack_events": ("pack_events", "p"),
+    "short_pick": ("pick_tasks", "t"),
+    "substitution": ("pick_tasks", "t"),
+    "allocation_short": ("order_lines", "ol"),
+    "unknown_sku": ("order_lines", "ol"),
+    "not_released": ("orders", "o"),
+    "label_missing": ("pack_events", "p"),
+    "manifest_missing": ("shipments", "s"),
+}
+
+
+def _link(settings: Settings, entity: str, alias: str, name: str) -> tuple[str, dict[str, str]]:
+    """A link expression for records of `entity` under `alias`: the entity's system template filled
+    from its contract fields (plus the linked OMS order_id)."""
+    spec = ENTITIES[entity]
+    columns = {f.name: f"{alias}.{f.name}" for f in spec.fields}
+    if entity in LINKED:
+        columns["order_id"] = f"{alias}.order_id"
+    return link_sql(settings.links.get(spec.system), columns, name)
+
+
+def blocker_sql(settings: Settings) -> tuple[str, dict[str, object]]:
+    """The CREATE TABLE blockers statement and its link parameters."""
+    parts: list[str] = []
+    params: dict[str, object] = {}
+    for branch, sql in BRANCHES.items():
+        entity, alias = BRANCH_SOURCE[branch]
+        expr, p = _link(settings, entity, alias, f"link_{branch}")
+        parts.append(sql.replace("{link}", expr))
+        params.update(p)
+    for entity, (key, ref, event, what) in UNLINKED.items():
+        expr, p = _link(settings, entity, "r", f"link_unlinked_{entity}")
+        col = lambda c: c if "(" in c else f"r.{c}"
+        parts.append(
+            UNLINKED_BRANCH.replace("{system}", ENTITIES[entity].system)
+            .replace("{entity}", entity)
+            .replace("{what}", what)
+            .replace("{key}", col(key))
+            .replace("{ref}", col(ref))
+            .replace("{event}", col(event))
+            .replace("{link}", expr)
+        )
+        params.update(p)
+    expr, p = _link(settings, "order_lines", "ol", "link_orphan")
+    parts.append(ORPHAN_LINES.replace("{link}", expr))
+    params.update(p)
+    order_expr, p = _link(settings, "orders", "o", "link_order")
+    params.update(p)
+    sql = BLOCKERS.replace("{branches}", "\nUNION ALL\n".join(parts)).replace("{order_link}", order_expr)
+    return sql, params
+
+
+def build_priority(con: duckdb.DuckDBPyConnection, policy: Policy) -> duckdb.DuckDBPyRelation:
+    """Create `order_priority` (order_id, priority, priority_rule: the points behind it in words); returns it."""
+    con.execute(ORDER_PRIORITY, {"tier_default": policy.tier_default})
+    return con.table("order_priority")
+
+
+def build_blockers(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+    """Create `note_reasons`, `order_priority` and `blockers`; returns `blockers`, one row per open blocker:
+    blocker_id (stable across runs), order_id (NULL for an unlinked record), order_state, reason,
+    reason_label, owner, communicate, basis (which code/rule gave the reason), priority, priority_rule,
+    cutoff_at, cutoff_label, minutes_to_cutoff, event_at, age_minutes, source_system, source_entity,
+    source_file, source_line, source_key, source_link, order_link, detail. Highest priority first."""
+    policy = prepare(con, settings, now)
+    build_note_reasons(con)
+    build_priority(con, policy)
+    sql, params = blocker_sql(settings)
+    params.update(
+        {
+            "not_released_within": policy.not_released_within_minutes,
+            "label_due": policy.label_due_minutes_after_pack,
+            "paperwork_due": policy.paperwork_due_minutes_before_cutoff,
+        }
+    )
+    con.execute(sql, params)
+    return con.table("blockers")

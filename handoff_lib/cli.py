@@ -1,0 +1,178 @@
+"""The `handoff` command: thin, calls the library modules."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+from .errors import HandoffError, LookupNotFound
+from .settings import load_settings
+
+DEFAULT_SITE = "parameters/demo.yaml"
+DEMO_DATE = "2026-11-24"
+
+
+def parse_at(value: str, settings, default_date: str | None = None) -> dt.datetime:
+    """'2026-11-24 14:30' (or just '14:30' with a default date) as an aware site-local datetime."""
+    text = value.strip()
+    try:
+        if len(text) <= 5 and default_date:
+            text = f"{default_date} {text}"
+        naive = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise HandoffError(f"--at '{value}': expected 'YYYY-MM-DD HH:MM' in site local time ({settings.timezone})") from None
+    if naive.tzinfo is not None:
+        return naive.astimezone(settings.tz)
+    return naive.replace(tzinfo=settings.tz)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from .demo import generate
+
+    at = [a.strip() for a in args.at.split(",") if a.strip()]
+    t0 = time.perf_counter()
+    summary = generate(orders=args.orders, seed=args.seed, out=args.out, date=args.date, at=at, site_file=args.site)
+    print(f"demo data: {args.orders} orders, seed {args.seed}, day {args.date}, as of {', '.join(at)}")
+    print(f"  extracts written to {Path(args.out).resolve()}  ({time.perf_counter() - t0:.1f} s)")
+    print(f"  ground truth in {(Path(args.out) / 'truth').resolve()}")
+    if isinstance(summary, dict) and summary.get("rows"):
+        for name, n in summary["rows"].items():
+            print(f"    {name}: {n} rows")
+    return 0
+
+
+def _settings(args: argparse.Namespace):
+    return load_settings(args.site, data_folder=getattr(args, "data", None))
+
+
+def cmd_picture(args: argparse.Namespace) -> int:
+    """Load + link one moment's extracts and write the joined picture and the join-quality report."""
+    from .pipeline import build_picture, write_foundation_outputs
+
+    settings = _settings(args)
+    now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
+    t0 = time.perf_counter()
+    con = build_picture(settings, now=now, progress=not args.quiet)
+    stamp = now.strftime("%Y-%m-%d/%H%M") if now else "latest"
+    out = Path(args.out) if args.out else settings.outputs / settings.site / stamp
+    written = write_foundation_outputs(con, out)
+    load = con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
+    print(f"{settings.name}: read {load[0]} rows, accepted {load[1]}, rejected {load[2]} ({time.perf_counter() - t0:.1f} s)")
+    for status, n in con.execute("SELECT status, count(*) FROM xref GROUP BY 1 ORDER BY 1").fetchall():
+        print(f"  links {status}: {n}")
+    print(f"outputs written to {out.resolve()}")
+    for name, path in written.items():
+        print(f"  {name}: {path.name}")
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from .lookup import find_orders, format_view, order_view
+    from .pipeline import build_picture
+
+    settings = _settings(args)
+    now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
+    con = build_picture(settings, now=now)
+    matches = find_orders(con, settings, args.identifier)
+    if not matches:
+        raise LookupNotFound(f"'{args.identifier}' matches no order in {settings.data_folder}")
+    if len(matches) > 1:
+        print(f"'{args.identifier}' is ambiguous: it matches {len(matches)} orders")
+    for m in matches:
+        print(format_view(order_view(con, m.order_id), m))
+        print()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One cutoff review: papermill + HTML report + exports + manifest + history snapshot."""
+    from .runs import run_review
+
+    settings = _settings(args)
+    at = parse_at(args.at, settings)
+    t0 = time.perf_counter()
+    result = run_review(settings, at, history=Path(args.history) if args.history else None,
+                        out_root=Path(args.outputs) if args.outputs else None, progress=not args.quiet)
+    print(f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
+          f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")
+    s = result.summary
+    if s:
+        print(f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
+              f"needs communication {s.get('promise.needs_communication', 0)}")
+    print(f"outputs written to {result.out_dir.resolve()}")
+    for name in result.files:
+        print(f"  {name}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on built-in demo data: generate a demo day, then build its picture."""
+    data = Path(args.out_data)
+    cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=args.at, site=args.site))
+    return cmd_picture(argparse.Namespace(site=args.site, data=str(data), at=args.at, out=None, quiet=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handoff", description="The pick-pack handoff picture across OMS, WMS, carrier and CRM extracts.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo-data", help="write a realistic demo day of extracts (and its ground truth)")
+    d.add_argument("--orders", type=int, default=10_000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--out", required=True, help="folder for the extracts")
+    d.add_argument("--date", default=DEMO_DATE, help="the demo day (YYYY-MM-DD)")
+    d.add_argument("--at", default="14:30", help="review time(s) the extracts are as of, e.g. 09:00,12:00,16:00")
+    d.add_argument("--site", default=DEFAULT_SITE)
+    d.set_defaults(func=cmd_demo_data)
+
+    pc = sub.add_parser("picture", help="load and link one set of extracts; write the joined picture and join quality")
+    pc.add_argument("--site", default=DEFAULT_SITE)
+    pc.add_argument("--data", help="extracts folder (default: the site file's data.folder)")
+    pc.add_argument("--at", help="review time, 'YYYY-MM-DD HH:MM' site local (adds states, blockers, promise)")
+    pc.add_argument("--out", help="output folder (default: outputs/<site>/<date>/<HHMM>)")
+    pc.add_argument("--quiet", action="store_true")
+    pc.set_defaults(func=cmd_picture)
+
+    lk = sub.add_parser("lookup", help="find an order by any identifier and show every linked record")
+    lk.add_argument("identifier")
+    lk.add_argument("--site", default=DEFAULT_SITE)
+    lk.add_argument("--data")
+    lk.add_argument("--at", help="review time for state/blockers/promise, 'YYYY-MM-DD HH:MM'")
+    lk.set_defaults(func=cmd_lookup)
+
+    rn = sub.add_parser("run", help="run one cutoff review (papermill notebook, HTML report, exports, history)")
+    rn.add_argument("--site", default=DEFAULT_SITE)
+    rn.add_argument("--at", required=True, help="review time, 'YYYY-MM-DD HH:MM' site local")
+    rn.add_argument("--data", help="extracts folder (default: the site file's data.folder)")
+    rn.add_argument("--history", help="history database (default: outputs/<site>/history.duckdb)")
+    rn.add_argument("--outputs", help="outputs root (default: the site file's outputs)")
+    rn.add_argument("--quiet", action="store_true", help="no progress bar")
+    rn.set_defaults(func=cmd_run)
+
+    dm = sub.add_parser("demo", help="the main job on built-in demo data")
+    dm.add_argument("--orders", type=int, default=10_000)
+    dm.add_argument("--seed", type=int, default=7)
+    dm.add_argument("--at", default="14:30")
+    dm.add_argument("--site", default=DEFAULT_SITE)
+    dm.add_argument("--out-data", default="outputs/demo-data/latest")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HandoffError as exc:
+        print(f"handoff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("handoff: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,869 @@
+"""Read each source extract per the site mapping, type it in DuckDB, and keep every rejected row.
+
+`load_extracts(con, settings)` fills, in `con`:
+
+* one table per contract entity (`orders`, `order_lines`, ...): the canonical fields in contract
+  order with DuckDB types, plus `_file` and `_line` (where the record is in its file: the 1-based
+  physical line for CSV, header = line 1; the sheet row for XLSX; the 1-based row for Parquet);
+* `rejects(source, file, line, "column", value, reason, raw)`: one row per rejected record;
+* `load_report(source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256)`;
+  rows_read = rows_accepted + rows_rejected holds for every file, and is checked.
+
+A problem with a whole file or with the site mapping (missing file or column, 0-byte file,
+unmapped status code) stops the load with an ExtractError naming the file and the setting to fix.
+A problem with a row rejects that row and keeps it. Typing is set-based SQL: no loop over rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import hashlib
+import io
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .contract import ENTITIES, Entity, Field
+from .errors import ExtractError, MissingColumnError, UnmappedValueError
+from .settings import Settings, SourceSpec
+
+SQL_TYPES = {
+    "id": "VARCHAR",
+    "text": "VARCHAR",
+    "enum": "VARCHAR",
+    "int": "BIGINT",
+    "decimal": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+}
+
+REJECTS_DDL = """CREATE TABLE IF NOT EXISTS rejects (
+    source VARCHAR, file VARCHAR, line BIGINT, "column" VARCHAR, value VARCHAR, reason VARCHAR, raw VARCHAR)"""
+REPORT_DDL = """CREATE TABLE IF NOT EXISTS load_report (
+    source VARCHAR, file VARCHAR, format VARCHAR, rows_read BIGINT, rows_accepted BIGINT,
+    rows_rejected BIGINT, extra_columns VARCHAR, sha256 VARCHAR)"""
+
+WHITESPACE = " \t\r\n\u00a0"  # trimmed before a value is judged blank or parsed (ids and text keep it)
+EDGE_SPACE_RE = r"^[\s\x{00A0}]|[\s\x{00A0}]$"  # trim() with a set is slow: call it only where needed
+INT_RE = r"[+-]?[0-9]+(\.0*)?"  # 5, +5, 5.0, 5.
+NUM_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"  # plain decimal notation: no exponent, no separators
+ISO_DATE_RE = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+VALUE_IN_REASON = 80  # characters of a bad value quoted in its reason
+
+# Checks across the fields of one row, on the typed values p_<field>: entity -> (column blamed,
+# SQL condition, SQL reason). They see a row only when all its fields parsed.
+ROW_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "pick_tasks": (
+        (
+            "qty_picked",
+            "p_qty_picked > p_qty_required",
+            "'qty_picked ' || p_qty_picked || ' more than qty_required ' || p_qty_required",
+        ),
+    ),
+}
+
+# DuckDB's structural CSV error types -> the start of the reject reason.
+STRUCTURAL_REASONS = {
+    "TOO MANY COLUMNS": "too many columns",
+    "MISSING COLUMNS": "too few columns",
+    "UNQUOTED VALUE": "unterminated or misplaced quote",
+    "INVALID ENCODING": "invalid UTF-8 bytes",
+    "INVALID UNICODE": "invalid UTF-8 bytes",
+    "LINE SIZE OVER MAXIMUM": "line longer than the maximum line size (2 MB)",
+}
+
+TMP = "_hx_"  # prefix of the temporary tables and views of one load (dropped afterwards)
+REJECT_COLUMNS = ["line", "column", "value", "reason", "raw"]
+
+
+@dataclass
+class _Source:
+    """One extract as read: header names, where each field is, and the structural rejects. The rows
+    themselves are in the temporary relation `_hx_src(c0, c1, ..., _line)`, all VARCHAR."""
+
+    names: list[str]
+    cols: dict[str, int]  # contract field -> column index in the file
+    rows_read: int
+    structural: pd.DataFrame  # REJECT_COLUMNS
+    native_bools: bool = False  # Parquet / XLSX hold real booleans: accept true / false as well
+    delimiter: str = ","
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def load_extracts(con: duckdb.DuckDBPyConnection, settings: Settings, progress: bool = False) -> pd.DataFrame:
+    """Load every source of the site into `con` (fresh `rejects` and `load_report` tables);
+    returns the load report, one row per source in contract order."""
+    from tqdm.auto import tqdm
+
+    con.execute("DROP TABLE IF EXISTS rejects")
+    con.execute("DROP TABLE IF EXISTS load_report")
+    names = list(settings.sources)
+    bar = tqdm(names, desc="loading extracts", unit="source", disable=not progress)
+    for entity in bar:
+        bar.set_postfix_str(entity)
+        load_source(con, settings, entity)
+    return con.execute("SELECT * FROM load_report ORDER BY list_position($names, source)", {"names": names}).df()
+
+
+def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str) -> dict:
+    """Load one entity into table `entity` and replace its rows in `rejects` and `load_report`;
+    returns its load-report row as a dict. A source the site does not supply loads empty."""
+    ent = ENTITIES[entity]
+    spec = settings.sources[entity]
+    con.execute(REJECTS_DDL)
+    con.execute(REPORT_DDL)
+    con.execute("DELETE FROM rejects WHERE source = $s", {"s": entity})
+    con.execute("DELETE FROM load_report WHERE source = $s", {"s": entity})
+    path = settings.source_path(entity)
+    where_file = settings.where("sources", entity, "file")
+    if path is None or (not path.exists() and not ent.required_file):
+        if path is not None:
+            warnings.warn(f"{spec.file}: not found at {path}; {entity} is optional and loads empty ({where_file})", stacklevel=2)
+        _create_empty(con, ent)
+        return _report(con, entity, spec.file, spec.format, 0, 0, 0, [], None)
+    file = str(spec.file)
+    if not path.exists():
+        raise ExtractError(
+            f"{file}: file not found at {path} (sources.{entity}.file, {where_file}); the {entity} extract is "
+            f"required: export it into {settings.data_folder} or correct the file name"
+        )
+    if not path.is_file():
+        raise ExtractError(f"{file}: {path} is not a file (sources.{entity}.file, {where_file})")
+    if path.stat().st_size == 0:
+        raise ExtractError(
+            f"{file}: file is empty (0 bytes), expected a header with columns {_required_names(ent, spec)} "
+            f"(sources.{entity}.file, {where_file}); re-export it"
+        )
+    with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
+        try:
+            src = _read(con, settings, ent, spec, path, Path(tmp))
+            _check_enums(con, ent, spec, settings, src)
+            _type_rows(con, ent, spec, settings, src)
+            n_dups = _find_duplicates(con, ent, spec)
+            accepted, rejected = _write(con, ent, file, src, n_dups)
+        finally:
+            _drop_temp(con)
+    if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
+        raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
+    used = set(src.cols.values())
+    extras = [n for i, n in enumerate(src.names) if i not in used]
+    return _report(con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, _sha256(path))
+
+
+# --------------------------------------------------------------------------------------------
+# reading: every format ends in _hx_src(c0.., _line) of VARCHAR values
+
+
+def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path, tmp: Path) -> _Source:
+    if spec.format == "csv":
+        return _read_csv(con, settings, ent, spec, path, tmp)
+    if spec.format == "parquet":
+        return _read_parquet(con, settings, ent, spec, path)
+    if spec.format == "xlsx":
+        return _read_xlsx(con, settings, ent, spec, path)
+    raise ExtractError(f"{spec.file}: unknown format '{spec.format}' ({settings.where('sources', ent.name, 'format')})")
+
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path, tmp: Path
+) -> _Source:
+    """DuckDB's CSV reader with a fixed dialect (no sniffing); broken records land in its
+    rejects tables, which are temporary: they are turned into our rejects before the load ends."""
+    file = str(spec.file)
+    delim = _delimiter(spec, settings)
+    read_path = _utf8_copy(path, spec, settings, tmp)
+    skip = max(spec.header_row, 1) - 1
+    names, header_lines = _csv_header(read_path, delim, skip)
+    if not names:
+        raise ExtractError(
+            f"{file}: no header line found, expected columns {_required_names(ent, spec)} "
+            f"(sources.{ent.name}, {settings.where('sources', ent.name)})"
+        )
+    cols = _match_columns(names, ent, spec, settings)  # before reading the rows: a wrong mapping fails fast
+    n = len(names)
+    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n)) + "}"
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {TMP}csv AS
+                SELECT * FROM read_csv($path, columns = {columns}, auto_detect = false, header = true, skip = $skip,
+                                       delim = $delim, quote = '"', escape = '"', store_rejects = true,
+                                       rejects_table = '{TMP}reject_errors', rejects_scan = '{TMP}reject_scans')""",
+            {"path": str(read_path), "skip": skip, "delim": delim},
+        )
+    except duckdb.Error as exc:
+        raise ExtractError(
+            f"{file}: cannot be read as CSV ({_first_line(exc)}); check sources.{ent.name} ({settings.where('sources', ent.name)})"
+        ) from None
+    n_rows = _scalar(con, f"SELECT count(*) FROM {TMP}csv")
+    errors = con.execute(  # one record can fail several ways: keep its first error
+        f"""SELECT line, line_byte_position, column_name, error_type, csv_line, error_message
+            FROM (SELECT *, row_number() OVER (PARTITION BY line ORDER BY column_idx) AS k FROM {TMP}reject_errors)
+            WHERE k = 1 ORDER BY line"""
+    ).df()
+    first = header_lines + 1  # the first physical line after the header
+    multi = con.execute(_multiline_sql(n)).fetchnumpy()
+    rej_spans = np.array([_span(s) for s in errors["csv_line"]], dtype=np.int64)
+    rej_lines, row_lines = _physical_lines(
+        read_path, first, n_rows, multi["rid"], multi["span"], errors["line_byte_position"].to_numpy(np.int64), rej_spans
+    )
+    # Most files need no line map: then _hx_src is a view, and the rows are not copied again.
+    if row_lines is None:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {TMP}src AS SELECT *, {int(first)} + rowid AS _line FROM {TMP}csv")
+    else:
+        con.register(f"{TMP}lines_df", pd.DataFrame({"_line": row_lines}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}lines AS SELECT _line FROM {TMP}lines_df")
+        con.unregister(f"{TMP}lines_df")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}src AS SELECT * FROM {TMP}csv POSITIONAL JOIN {TMP}lines")
+    structural = _structural_rejects(errors, rej_lines, rej_spans, names, read_path, settings, ent.name)
+    return _Source(names, cols, n_rows + len(structural), structural, delimiter=delim)
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path) -> _Source:
+    file = str(spec.file)
+    try:
+        desc = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
+    except duckdb.Error as exc:
+        raise ExtractError(
+            f"{file}: not a readable Parquet file ({_first_line(exc)}); re-export it or set sources.{ent.name}.format "
+            f"({settings.where('sources', ent.name, 'file')})"
+        ) from None
+    names = [str(r[0]) for r in desc]
+    cols = _match_columns(names, ent, spec, settings)
+    select = ", ".join(f"CAST(#{i + 1} AS VARCHAR) AS c{i}" for i in range(len(names)))  # by position: no names in SQL
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {TMP}src AS
+            SELECT {select}, file_row_number + 1 AS _line FROM read_parquet($path, file_row_number = true)""",
+        {"path": str(path)},
+    )
+    n = _scalar(con, f"SELECT count(*) FROM {TMP}src")
+    return _Source(names, cols, n, pd.DataFrame(columns=REJECT_COLUMNS), native_bools=True)
+
+
+def _read_xlsx(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path) -> _Source:
+    """One sheet through openpyxl (DuckDB's excel extension cannot be downloaded here). Cells are
+    turned into the text a CSV export would hold; `_line` is the sheet row number."""
+    import pyarrow as pa
+
+    file = str(spec.file)
+    try:
+        import openpyxl
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ExtractError(f"{file}: reading .xlsx extracts needs openpyxl: pip install openpyxl") from None
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # what a broken or non-XLSX file raises
+        raise ExtractError(
+            f"{file}: not a readable XLSX workbook ({exc}); re-export it ({settings.where('sources', ent.name, 'file')})"
+        ) from None
+    try:
+        ws = _sheet(wb, spec, settings)
+        header_row = max(spec.header_row, 1)
+        rows = ws.iter_rows(min_row=header_row, values_only=True)
+        names = [(_cell_text(v) or "").strip() for v in (next(rows, None) or ())]
+        while names and names[-1] == "":
+            names.pop()
+        if not names:
+            raise ExtractError(
+                f"{file}: sheet '{ws.title}' has no header in row {header_row}, expected columns {_required_names(ent, spec)} "
+                f"(header_row: {settings.where('sources', ent.name, 'header_row')})"
+            )
+        cols = _match_columns(names, ent, spec, settings)
+        n = len(names)
+        data: list[list[str | None]] = [[] for _ in range(n)]
+        lines: list[int] = []
+        structural: list[dict] = []
+        for i, row in enumerate(rows):
+            values = [_cell_text(v) for v in row]
+            filled = [k for k, v in enumerate(values) if v is not None and v.strip() != ""]
+            if not filled:
+                continue  # an empty sheet row is not a record
+            line = header_row + 1 + i
+            if filled[-1] >= n:
+                raw = ",".join(v or "" for v in values[: filled[-1] + 1])
+                reason = f"too many columns (expected {n}, found {filled[-1] + 1}): a value right of the last header column"
+                structural.append({"line": line, "column": None, "value": None, "reason": reason, "raw": raw})
+                continue
+            values += [None] * (n - len(values))
+            for k in range(n):
+                data[k].append(values[k])
+            lines.append(line)
+    finally:
+        wb.close()
+    table = pa.table(
+        {**{f"c{k}": pa.array(data[k], type=pa.string()) for k in range(n)}, "_line": pa.array(lines, type=pa.int64())}
+    )
+    con.register(f"{TMP}xlsx", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}src AS SELECT * FROM {TMP}xlsx")
+    con.unregister(f"{TMP}xlsx")
+    frame = pd.DataFrame(structural, columns=REJECT_COLUMNS)
+    return _Source(names, cols, len(lines) + len(structural), frame, native_bools=True)
+
+
+def _sheet(wb: Any, spec: SourceSpec, settings: Settings) -> Any:
+    """The worksheet `sheet:` names: a name, a 1-based position, or (unset) the first sheet."""
+    sheet, where = spec.sheet, settings.where("sources", spec.entity, "sheet")
+    if sheet is None:
+        return wb.worksheets[0]
+    if isinstance(sheet, int) and not isinstance(sheet, bool):
+        if not 1 <= sheet <= len(wb.worksheets):
+            raise ExtractError(
+                f"{spec.file}: has {len(wb.worksheets)} sheet(s), no sheet number {sheet} (sheet: counts from 1, {where})"
+            )
+        return wb.worksheets[sheet - 1]
+    if str(sheet) in wb.sheetnames:
+        return wb[str(sheet)]
+    raise ExtractError(f"{spec.file}: no sheet named '{sheet}' (sheets: {', '.join(wb.sheetnames)}); fix sheet: at {where}")
+
+
+def _cell_text(v: Any) -> str | None:
+    """An XLSX cell value as the text a CSV export would hold."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if hasattr(v, "isoformat"):  # datetime, date, time
+        return v.isoformat(sep=" ") if hasattr(v, "hour") and hasattr(v, "day") else v.isoformat()
+    return str(v)
+
+
+def _delimiter(spec: SourceSpec, settings: Settings) -> str:
+    d = spec.delimiter
+    d = {"tab": "\t", "\\t": "\t", "pipe": "|", "semicolon": ";", "comma": ","}.get(d.lower(), d)
+    if len(d) != 1:
+        raise ExtractError(
+            f"{spec.file}: delimiter '{spec.delimiter}' must be one character, e.g. ',' ';' '|' or \"\\t\" "
+            f"(sources.{spec.entity}.delimiter, {settings.where('sources', spec.entity, 'delimiter')})"
+        )
+    return d
+
+
+def _utf8_copy(path: Path, spec: SourceSpec, settings: Settings, tmp: Path) -> Path:
+    """`path` itself when the file is UTF-8; else a UTF-8 copy in `tmp` (with the same lines)."""
+    enc = spec.encoding.strip().lower().replace("_", "-")
+    if enc in ("utf-8", "utf8", "utf-8-sig"):
+        return path
+    where = settings.where("sources", spec.entity, "encoding")
+    try:
+        decoder = codecs.getincrementaldecoder(codecs.lookup(enc).name)(errors="strict")
+    except LookupError:
+        raise ExtractError(
+            f"{spec.file}: unknown encoding '{spec.encoding}' ({where}); use e.g. utf-8, latin-1, cp1252 or utf-16"
+        ) from None
+    out = tmp / "utf8.csv"
+    line = 1
+    with open(path, "rb") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+        while chunk := src.read(1 << 22):
+            try:
+                dst.write(decoder.decode(chunk))
+            except UnicodeDecodeError as exc:
+                at = line + chunk[: exc.start].count(b"\n")
+                raise ExtractError(
+                    f"{spec.file}: line {at} holds bytes that are not {spec.encoding} ({exc.reason}); "
+                    f"fix encoding: of sources.{spec.entity} ({where})"
+                ) from None
+            line += chunk.count(b"\n")
+        dst.write(decoder.decode(b"", final=True))
+    return out
+
+
+def _csv_header(path: Path, delim: str, skip: int) -> tuple[list[str], int]:
+    """The header names of a UTF-8 CSV, and how many physical lines it and the `skip` lines before
+    it take up."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20).decode("utf-8-sig", errors="replace")
+    lines = io.StringIO(head, newline="")
+    for _ in range(skip):
+        lines.readline()
+    reader = csv.reader(lines, delimiter=delim, quotechar='"', doublequote=True, strict=False)
+    names = [n.strip() for n in next(reader, None) or []]
+    while names and names[-1] == "":  # a trailing delimiter on the header line
+        names.pop()
+    return names, skip + reader.line_num
+
+
+def _multiline_sql(n: int) -> str:
+    """Rows holding line breaks (quoted newlines) and the number of physical lines each spans."""
+    count = " + ".join(f"coalesce(length(c{i}) - length(replace(c{i}, chr(10), '')), 0)" for i in range(n))
+    cond = " OR ".join(f"contains(c{i}, chr(10))" for i in range(n))
+    return f"SELECT rowid AS rid, 1 + {count} AS span FROM {TMP}csv WHERE {cond}"
+
+
+def _span(csv_line: Any) -> int:
+    """Physical lines of a rejected record, from the text DuckDB kept of it."""
+    return 1 + str(csv_line or "").strip("\r\n").count("\n")
+
+
+def _physical_lines(
+    path: Path, first: int, n_rows: int, multi_rid: np.ndarray, multi_span: np.ndarray, rej_pos: np.ndarray, rej_span: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Physical line numbers of the structural rejects and of the rows read (in file order).
+
+    DuckDB places a reject by byte position; rows come in file order. Each row starts where the
+    one before it ended (its quoted line breaks counted) unless a rejected record or a blank line
+    (which DuckDB skips) lies between. Returns (reject lines, row lines; None when row k is simply
+    on line `first + k`). Vectorised but for one step per reject or blank line."""
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    nl = np.flatnonzero(buf == 10)
+    rej_lines = np.searchsorted(nl, rej_pos, side="left") + 1  # newlines before the record, + 1
+    starts = np.concatenate(([0], nl[:-1] + 1)) if len(nl) else np.zeros(0, np.int64)
+    empty = nl - starts == 0
+    cr_only = (nl - starts == 1) & (buf[np.minimum(starts, len(buf) - 1)] == 13) if len(nl) else empty
+    blank = np.flatnonzero(empty | cr_only) + 1
+    blank = blank[blank >= first]
+    del buf
+    events = sorted([(int(a), int(b)) for a, b in zip(rej_lines, rej_span)] + [(int(b), 1) for b in blank])
+    if not events and len(multi_rid) == 0:
+        return rej_lines, None
+    spans = np.ones(n_rows, dtype=np.int64)
+    spans[multi_rid.astype(np.int64)] = multi_span
+    s = np.zeros(n_rows + 1, dtype=np.int64)  # s[k]: lines taken by the rows before row k
+    np.cumsum(spans, out=s[1:])
+    bump = np.zeros(n_rows + 1, dtype=np.int64)
+    offset = covered = 0
+    for line, span in events:
+        if line < covered:  # a blank line inside a rejected multi-line record
+            continue
+        rel = line - first - offset
+        k = int(np.searchsorted(s, rel, side="left"))
+        if k <= n_rows and s[k] == rel:  # between two records; otherwise inside a quoted value
+            bump[k] += span
+            offset += span
+            covered = line + span
+    return rej_lines, first + s[:n_rows] + np.cumsum(bump)[:n_rows]
+
+
+def _structural_rejects(
+    errors: pd.DataFrame, lines: np.ndarray, spans: np.ndarray, names: list[str], path: Path, settings: Settings, entity: str
+) -> pd.DataFrame:
+    """DuckDB's CSV errors as reject rows (one per record)."""
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        ends_with_newline = fh.read(1) == b"\n"
+    last = int(lines.max()) if len(lines) else -1
+    out = []
+    for e, line, span in zip(errors.itertuples(index=False), lines.tolist(), spans.tolist()):
+        kind = str(e.error_type)
+        reason = STRUCTURAL_REASONS.get(kind, kind.lower())
+        if kind in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+            found = re.search(r"Found:\s*(\d+)", str(e.error_message or ""))
+            reason += f" (expected {len(names)}, found {found.group(1) if found else '?'})"
+            if kind == "MISSING COLUMNS" and line == last and not ends_with_newline:
+                reason += "; the file ends in the middle of this line (truncated export?)"
+        elif kind == "UNQUOTED VALUE" and span > 1:
+            reason += f" (the quoted value runs over lines {line}-{line + span - 1})"
+        elif kind in ("INVALID ENCODING", "INVALID UNICODE"):
+            reason += (
+                f"; if the file is not UTF-8, set sources.{entity}.encoding, e.g. latin-1 ({settings.where('sources', entity)})"
+            )
+        m = re.fullmatch(r"c(\d+)", e.column_name) if isinstance(e.column_name, str) else None
+        column = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else None
+        out.append({"line": line, "column": column, "value": None, "reason": reason, "raw": str(e.csv_line or "").strip("\r\n")})
+    return pd.DataFrame(out, columns=REJECT_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# header and vocabulary: problems with the mapping stop the load
+
+
+def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Settings) -> dict[str, int]:
+    """Contract field -> index of its column in the file (exact name, else a unique
+    case-insensitive match). A required field not found raises MissingColumnError."""
+    found: dict[str, int] = {}
+    problems: list[str] = []
+    for f in ent.fields:
+        want = spec.columns[f.name].strip()
+        idx = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
+        if len(idx) > 1:
+            raise ExtractError(
+                f"{spec.file}: column '{want}' (for {ent.name}.{f.name}) appears {len(idx)} times in the header "
+                f"(columns {', '.join(str(i + 1) for i in idx)}); rename the duplicates in the export"
+            )
+        if idx:
+            found[f.name] = idx[0]
+        elif f.required:
+            if ("sources", ent.name, "columns", f.name) in settings.lines:
+                how = f"mapped at {settings.where('sources', ent.name, 'columns', f.name)}"
+            else:
+                how = f"not in sources.{ent.name}.columns ({settings.where('sources', ent.name, 'columns')}), so looked for by its contract name"
+            close = difflib.get_close_matches(want, names, n=1, cutoff=0.6)
+            hint = f"; closest: '{close[0]}'" if close else ""
+            problems.append(f"missing column '{want}' for contract field {ent.name}.{f.name} ({how}{hint})")
+    if problems:
+        shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+        msg = f"{spec.file}: " + "; ".join(problems) + f"; columns found: {shown or '(none)'}"
+        seps = [
+            s for s in (";", "\t", "|", ",") if len(names) == 1 and spec.format == "csv" and s in names[0] and s != spec.delimiter
+        ]
+        if seps:
+            setting = '"\\t"' if seps[0] == "\t" else f'"{seps[0]}"'
+            msg += (
+                f". The header reads as one single column holding {setting}: the delimiter looks wrong. "
+                f"Set delimiter: {setting} for sources.{ent.name} ({settings.where('sources', ent.name, 'delimiter')}; "
+                f"now {spec.delimiter!r})"
+            )
+        raise MissingColumnError(msg)
+    return found
+
+
+def _check_enums(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source) -> None:
+    """Stop the load when an enum column holds a code the site's `values:` does not map."""
+    for f in ent.fields:
+        if f.type != "enum" or f.name not in src.cols:
+            continue
+        mapping = spec.values.get(f.name, {})
+        c = f"c{src.cols[f.name]}"
+        rows = con.execute(
+            f"""SELECT upper(t) AS code, any_value(t) AS example, count(*) AS n, min(_line) AS first_line
+                FROM (SELECT {_trimmed(c)} AS t, _line FROM {TMP}src)
+                WHERE t IS NOT NULL AND NOT list_contains($keys, upper(t))
+                GROUP BY code ORDER BY first_line""",
+            {"ws": WHITESPACE, "edge_space": EDGE_SPACE_RE, "keys": list(mapping)},
+        ).fetchall()
+        if not rows:
+            continue
+        shown = ", ".join(f"{ex!r} ({n} row{'s' if n != 1 else ''}, first at line {line})" for _, ex, n, line in rows[:5])
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        if ("sources", ent.name, "values", f.name) in settings.lines:
+            at = f"sources.{ent.name}.values.{f.name} ({settings.where('sources', ent.name, 'values', f.name)})"
+        else:
+            at = f"a new sources.{ent.name}.values.{f.name} mapping (sources.{ent.name} is at {settings.where('sources', ent.name)})"
+        raise UnmappedValueError(
+            f"{spec.file}: column '{spec.columns[f.name]}' ({ent.name}.{f.name}) holds {len(rows)} value(s) the site "
+            f"mapping does not cover: {shown}{more}; map each onto one of {', '.join(f.values)} in {at}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# typing: l1 raw and trimmed -> l2 parsed -> l3 the first problem of each row
+
+
+def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source) -> None:
+    """`_hx_typed(_line, <fields typed>, _reason, _rcol, _rval)`; _reason is NULL on a good row."""
+    params: dict[str, Any] = {
+        "ws": WHITESPACE,
+        "edge_space": EDGE_SPACE_RE,
+        "re_int": INT_RE,
+        "re_num": NUM_RE,
+        "re_iso": ISO_DATE_RE,
+    }
+    true_set, false_set = (set(s) for s in settings.booleans)
+    if src.native_bools:
+        true_set.add("true")
+        false_set.add("false")
+    params["bool_true"], params["bool_false"] = sorted(true_set), sorted(false_set)
+    naive, zoned = _timestamp_formats(spec.timestamp_format)
+    params["fmt_naive"], params["fmt_zoned"] = naive, zoned
+    params["fmt_date"] = sorted({_date_part(f) for f in naive + zoned})
+
+    l1, l2, l3, reasons, rcols, rvals = ["_line"], ["_line"], ["_line"], [], [], []
+    for f in ent.fields:
+        n = f.name
+        params[f"name_{n}"] = n
+        params[f"col_{n}"] = spec.columns[n]
+        if n in src.cols:
+            c = f"c{src.cols[n]}"
+            l1.append(f"{c} AS v_{n}, {_trimmed(c)} AS t_{n}")
+        else:
+            l1.append(f"NULL::VARCHAR AS v_{n}, NULL::VARCHAR AS t_{n}")
+        l2.append(f"v_{n}, t_{n}, {_parse_sql(f, spec, params, naive, zoned)} AS p_{n}")
+        l3.append(f"v_{n}, p_{n}, {_error_sql(f, params)} AS e_{n}")
+        reasons.append(f"e_{n}")
+        rcols.append(f"WHEN e_{n} IS NOT NULL THEN $col_{n}")
+        rvals.append(f"WHEN e_{n} IS NOT NULL THEN v_{n}")
+    for i, (blame, cond, reason) in enumerate(ROW_RULES.get(ent.name, ())):
+        l3.append(f"CASE WHEN {cond} THEN {reason} END AS r_{i}")
+        reasons.append(f"r_{i}")
+        rcols.append(f"WHEN r_{i} IS NOT NULL THEN $col_{blame}")
+        rvals.append(f"WHEN r_{i} IS NOT NULL THEN v_{blame}")
+    if ent.any_of:
+        params["any_of_reason"] = f"blank {' and '.join(ent.any_of)} (at least one is required)"
+        params["any_of_cols"] = ", ".join(spec.columns[n] for n in ent.any_of)
+        l3.append(f"CASE WHEN {' AND '.join(f'p_{n} IS NULL' for n in ent.any_of)} THEN $any_of_reason END AS r_any")
+        reasons.append("r_any")
+        rcols.append("WHEN r_any IS NOT NULL THEN $any_of_cols")
+    typed = ", ".join(f'p_{f.name} AS "{f.name}"' for f in ent.fields)
+    sql = f"""
+        CREATE OR REPLACE TEMP TABLE {TMP}typed AS
+        WITH l1 AS (SELECT {", ".join(l1)} FROM {TMP}src),
+             l2 AS (SELECT {", ".join(l2)} FROM l1),
+             l3 AS (SELECT {", ".join(l3)} FROM l2)
+        SELECT _line, {typed},
+               coalesce({", ".join(reasons)}) AS _reason,
+               CASE {" ".join(rcols)} END AS _rcol,
+               CASE {" ".join(rvals)} END AS _rval
+        FROM l3"""
+    _run(con, sql, params)
+
+
+def _trimmed(c: str) -> str:
+    """SQL: column `c` without surrounding whitespace, NULL when blank."""
+    return f"CASE WHEN regexp_matches({c}, $edge_space) THEN nullif(trim({c}, $ws), '') ELSE nullif({c}, '') END"
+
+
+def _timestamp_formats(fmt: Any) -> tuple[list[str], list[str]]:
+    """The site's timestamp_format (one or a list) split into naive formats and zoned ones."""
+    if not fmt:
+        return [], []
+    fmts = [str(x) for x in (fmt if isinstance(fmt, list) else [fmt])]
+    zoned = [x for x in fmts if "%z" in x or "%Z" in x]
+    return [x for x in fmts if x not in zoned], zoned
+
+
+def _date_part(fmt: str) -> str:
+    """'%d.%m.%Y %H:%M' -> '%d.%m.%Y': date fields in a site that sets a timestamp format."""
+    m = re.search(r"[ T]?%[HIMSpfzZ]", fmt)
+    return fmt[: m.start()].strip() if m else fmt
+
+
+def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[str], zoned: list[str]) -> str:
+    """SQL for the typed value of `f` from t_<f> (trimmed; NULL when blank) and v_<f> (as read)."""
+    t, v = f"t_{f.name}", f"v_{f.name}"
+    if f.type in ("id", "text"):
+        return f"CASE WHEN {t} IS NOT NULL THEN {v} END"  # verbatim, but blank is NULL
+    if f.type == "int":
+        return f"CASE WHEN regexp_full_match({t}, $re_int) THEN TRY_CAST({t} AS BIGINT) END"
+    if f.type == "decimal":
+        return f"CASE WHEN regexp_full_match({t}, $re_num) THEN TRY_CAST({t} AS DOUBLE) END"
+    if f.type == "bool":
+        key = f"lower(coalesce({t}, ''))"
+        return f"CASE WHEN list_contains($bool_true, {key}) THEN true WHEN list_contains($bool_false, {key}) THEN false END"
+    if f.type == "timestamp":  # naive text is read in the session TimeZone, which is the site's
+        parts = [f"CAST(try_strptime({t}, $fmt_naive) AS TIMESTAMPTZ)"] if naive else []
+        parts += [f"try_strptime({t}, $fmt_zoned)"] if zoned else []
+        return f"coalesce({', '.join(parts + [f'TRY_CAST({t} AS TIMESTAMPTZ)'])})"
+    if f.type == "date":
+        parts = [f"CASE WHEN length({t}) <= 10 THEN TRY_CAST({t} AS DATE) END", f"CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS DATE)"]
+        parts += [f"CAST(try_strptime({t}, $fmt_date) AS DATE)"] if naive or zoned else []
+        return f"coalesce({', '.join(parts)})"
+    if f.type == "enum":
+        mapping = spec.values.get(f.name, {})
+        params[f"keys_{f.name}"], params[f"vals_{f.name}"] = list(mapping), list(mapping.values())
+        return f"map_extract_value(MAP($keys_{f.name}, $vals_{f.name}), upper(coalesce({t}, '')))"
+    raise ValueError(f"unknown field type {f.type}")
+
+
+def _error_sql(f: Field, params: dict[str, Any]) -> str:
+    """SQL for why field `f` rejects its row, or NULL."""
+    n, t, v, p = f.name, f"t_{f.name}", f"v_{f.name}", f"p_{f.name}"
+    name, quoted = f"$name_{n}", f"'''' || left({v}, {VALUE_IN_REASON}) || ''''"
+    in_range = "NULL"
+    if f.type in ("int", "decimal") and f.min_value is not None:
+        params[f"min_{n}"] = f.min_value
+        below = f"WHEN {p} < $min_{n} THEN {name} || ' ' || {quoted} || ' below the minimum ' || $min_{n}::VARCHAR"
+        negative = f"WHEN {p} < 0 THEN 'negative ' || {name} || ' ' || {quoted} " if f.min_value >= 0 else ""
+        in_range = f"CASE {negative}{below} END"
+    bad_date = f"regexp_matches({t}, $re_iso) AND TRY_CAST(regexp_extract({t}, $re_iso) AS DATE) IS NULL"
+    failure = {
+        "id": "NULL",
+        "text": "NULL",
+        "int": (
+            f"CASE WHEN regexp_full_match({t}, $re_int) THEN 'out of range ' "
+            f"WHEN regexp_full_match({t}, $re_num) THEN 'non-integer ' ELSE 'not a number ' END || {name} || ' ' || {quoted}"
+        ),
+        "decimal": f"'not a number ' || {name} || ' ' || {quoted}",
+        "bool": f"'not a yes/no value ' || {name} || ' ' || {quoted}",
+        "timestamp": f"CASE WHEN {bad_date} THEN 'impossible date ' ELSE 'unparseable timestamp ' END || {name} || ' ' || {quoted}",
+        "date": f"CASE WHEN {bad_date} THEN 'impossible date ' ELSE 'unparseable date ' END || {name} || ' ' || {quoted}",
+        "enum": f"'unmapped ' || {name} || ' ' || {quoted}",
+    }[f.type]
+    blank = f"'blank ' || {name}" if f.required else "NULL"
+    return f"CASE WHEN {p} IS NOT NULL THEN {in_range} WHEN {t} IS NULL THEN {blank} ELSE {failure} END"
+
+
+# --------------------------------------------------------------------------------------------
+# duplicates
+
+
+def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec) -> int:
+    """`_hx_dups(_line, reason, "column", value)`: good rows repeating an earlier row exactly, or
+    repeating its key with other values (the first row of a key is kept). Returns how many.
+
+    Hashes find the candidate groups cheaply; the windows then compare the values themselves, so
+    a hash collision cannot make a false duplicate."""
+    every = ", ".join(f'"{f.name}"' for f in ent.fields)
+    params: dict[str, Any] = {}
+    key_hash, key_window, key_reason, key_col, key_val = "NULL::UBIGINT", "NULL::BIGINT", "", "", ""
+    if ent.key:
+        key = ", ".join(f'"{k}"' for k in ent.key)
+        present = " AND ".join(f'"{k}" IS NOT NULL' for k in ent.key)  # a blank optional key (holds.hold_id) is no key
+        shown = " || ', ' || ".join(f"$kname_{i} || '=''' || \"{k}\"::VARCHAR || ''''" for i, k in enumerate(ent.key))
+        params.update({f"kname_{i}": k for i, k in enumerate(ent.key)})
+        params["key_cols"] = ", ".join(spec.columns[k] for k in ent.key)
+        key_hash = f"CASE WHEN {present} THEN hash({key}) END"
+        key_window = f"CASE WHEN {present} THEN min(_line) OVER (PARTITION BY {key}) END"
+        key_reason = (
+            f"WHEN _line > _key_first THEN 'conflicting duplicate key ' || {shown} || ' (kept line ' || _key_first || ')'"
+        )
+        key_col = "WHEN _line > _key_first THEN $key_cols"
+        key_val = "WHEN _line > _key_first THEN " + " || ', ' || ".join(f'"{k}"::VARCHAR' for k in ent.key)
+    sql = f"""
+        CREATE OR REPLACE TEMP TABLE {TMP}dups AS
+        WITH ok AS (SELECT * FROM {TMP}typed WHERE _reason IS NULL),
+        h AS (SELECT _line, hash({every}) AS _hr, {key_hash} AS _hk FROM ok),
+        cand AS (SELECT _line FROM h
+                 WHERE _hr IN (SELECT _hr FROM h GROUP BY _hr HAVING count(*) > 1)
+                    OR _hk IN (SELECT _hk FROM h WHERE _hk IS NOT NULL GROUP BY _hk HAVING count(*) > 1)),
+        w AS (SELECT *, min(_line) OVER (PARTITION BY {every}) AS _same_first, {key_window} AS _key_first
+              FROM ok WHERE _line IN (SELECT _line FROM cand))
+        SELECT _line,
+               CASE WHEN _line > _same_first THEN 'exact duplicate of line ' || _same_first {key_reason} END AS reason,
+               CASE WHEN _line > _same_first THEN NULL {key_col} END AS "column",
+               CASE WHEN _line > _same_first THEN NULL {key_val} END AS value
+        FROM w WHERE _line > _same_first OR _line > _key_first"""
+    _run(con, sql, params)
+    return int(_scalar(con, f"SELECT count(*) FROM {TMP}dups"))
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source, n_dups: int) -> tuple[int, int]:
+    """Write the entity table (in file order) and its rejects; returns (accepted, rejected) records."""
+    if n_dups:  # mark the few duplicates in place: the good rows stay a plain filter, in file order
+        con.execute(
+            f"""UPDATE {TMP}typed SET _reason = d.reason, _rcol = d."column", _rval = d.value
+                FROM {TMP}dups d WHERE {TMP}typed._line = d._line"""
+        )
+    fields = ", ".join(f'"{f.name}"' for f in ent.fields)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {ent.name} AS SELECT {fields}, $file AS _file, _line FROM {TMP}typed WHERE _reason IS NULL",
+        {"file": file},
+    )
+    _run(
+        con,
+        f"""INSERT INTO rejects
+            SELECT $source, $file, r._line, r._rcol, r._rval, r._reason, {_raw_sql(len(src.names))}
+            FROM (SELECT _line, _rcol, _rval, _reason FROM {TMP}typed WHERE _reason IS NOT NULL) r
+            JOIN {TMP}src s ON s._line = r._line
+            ORDER BY r._line""",
+        {"source": ent.name, "file": file, "delim": src.delimiter},
+    )
+    if len(src.structural):
+        con.register(f"{TMP}structural", src.structural.assign(source=ent.name, file=file))
+        con.execute(
+            f"""INSERT INTO rejects
+                SELECT source, file, CAST(line AS BIGINT), CAST("column" AS VARCHAR), CAST(value AS VARCHAR), reason, raw
+                FROM {TMP}structural ORDER BY line"""
+        )
+        con.unregister(f"{TMP}structural")
+    accepted = _scalar(con, f"SELECT count(*) FROM {ent.name}")
+    rejected = _scalar(con, "SELECT count(*) FROM rejects WHERE source = $s", {"s": ent.name})
+    return int(accepted), int(rejected)
+
+
+def _raw_sql(n: int) -> str:
+    """The record as one delimited line again (quoted where needed), for `rejects.raw`."""
+
+    def one(c: str) -> str:
+        special = " OR ".join(f"contains(s.{c}, {x})" for x in ("$delim", "'\"'", "chr(10)", "chr(13)"))
+        return f"CASE WHEN s.{c} IS NULL THEN '' WHEN {special} THEN '\"' || replace(s.{c}, '\"', '\"\"') || '\"' ELSE s.{c} END"
+
+    return "concat_ws($delim, " + ", ".join(one(f"c{i}") for i in range(n)) + ")" if n else "''"
+
+
+def _create_empty(con: duckdb.DuckDBPyConnection, ent: Entity) -> None:
+    cols = ", ".join(f'"{f.name}" {SQL_TYPES[f.type]}' for f in ent.fields)
+    con.execute(f"CREATE OR REPLACE TABLE {ent.name} ({cols}, _file VARCHAR, _line BIGINT)")
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    file: str | None,
+    fmt: str,
+    read: int,
+    accepted: int,
+    rejected: int,
+    extras: list[str],
+    sha: str | None,
+) -> dict:
+    row = {
+        "source": entity,
+        "file": file,
+        "format": fmt,
+        "rows_read": int(read),
+        "rows_accepted": int(accepted),
+        "rows_rejected": int(rejected),
+        "extra_columns": ", ".join(extras),
+        "sha256": sha,
+    }
+    con.execute(
+        "INSERT INTO load_report VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns, $sha256)",
+        row,
+    )
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> None:
+    """Execute with the named parameters `sql` uses (DuckDB refuses unused ones)."""
+    used = set(re.findall(r"\$(\w+)", sql))
+    con.execute(sql, {k: v for k, v in params.items() if k in used})
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> Any:
+    """The one value `sql` returns (fetched to the end: DuckDB 2 refuses register() while a result is open)."""
+    return con.execute(sql, params or {}).fetchall()[0][0]
+
+
+def _required_names(ent: Entity, spec: SourceSpec) -> str:
+    return ", ".join(spec.columns[f.name] for f in ent.fields if f.required)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def _session(con: duckdb.DuckDBPyConnection, timezone: str) -> Iterator[None]:
+    """Parse in the site timezone and keep file order while loading; restore the settings after."""
+    wanted: dict[str, Any] = {"TimeZone": timezone, "preserve_insertion_order": True}
+    old = {k: _scalar(con, "SELECT current_setting($k)", {"k": k}) for k in wanted}
+    for k, v in wanted.items():
+        if old[k] != v:
+            con.execute(f"SET {k} = $v", {"v": v})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v != wanted[k]:
+                con.execute(f"SET {k} = $v", {"v": v})
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
+    for kind, catalog, col in (("VIEW", "duckdb_views()", "view_name"), ("TABLE", "duckdb_tables()", "table_name")):
+        for (name,) in con.execute(
+            f"SELECT {col} FROM {catalog} WHERE temporary AND starts_with({col}, $p)", {"p": TMP}
+        ).fetchall():
+            con.execute(f'DROP {kind} IF EXISTS "{name}"')
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

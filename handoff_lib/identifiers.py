@@ -1,0 +1,346 @@
+"""Normalise identifiers and build the crosswalk between systems, with method and confidence.
+
+The crosswalk runs in stages, because some identifiers only become known once an earlier source
+is linked (a pick ticket belongs to an order once its pick task is linked; a carton once its pack
+event is; a tracking number once its shipment is):
+
+1. index order ids and customer POs from the OMS orders;
+2. link pick tasks, then index their pick tickets (and task ids, for lookups);
+3. link pack events, then index their cartons;
+4. link shipments, then index shipment ids and tracking numbers;
+5. link holds and CRM cases against everything.
+
+For every referencing record the reference fields are normalised under each identifier kind the
+field may carry and matched against the index. One candidate order -> `linked`; candidates that
+disagree -> `ambiguous` (listed with the candidates, never guessed); none -> `unmatched`.
+Every record ends in exactly one `xref` row, so no record is ever dropped.
+
+Tables written: `id_index`, `xref`, `linked_<entity>` for each referencing entity, `join_quality`.
+See docs/crosswalk.md for the rules and the confidence scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from .contract import ENTITIES
+from .settings import IdRule, Settings
+
+# Identifier kinds the crosswalk knows. A site configures the normalisation of each in
+# `identifiers:`; a kind the site leaves out gets the default rule (case, whitespace, separators,
+# leading zeros).
+KINDS = ("order", "customer_po", "pick_ticket", "carton", "shipment", "tracking_no", "task", "case", "hold")
+LINKING_KINDS = KINDS[:6]
+
+# Which kinds each reference field may carry, in order of preference.
+REFERENCE_FIELDS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "pick_tasks": [("order_ref", ("order", "customer_po"))],
+    "pack_events": [("order_ref", ("order", "customer_po")), ("pick_ticket", ("pick_ticket", "order"))],
+    "shipments": [("reference", ("carton", "pick_ticket", "order", "customer_po"))],
+    "holds": [("reference", ("order", "customer_po", "pick_ticket", "carton"))],
+    "cases": [("reference", ("order", "customer_po", "tracking_no", "shipment", "carton", "pick_ticket"))],
+}
+STAGES = ("pick_tasks", "pack_events", "shipments", "holds", "cases")
+
+# Confidence of a link by how it was made (docs/crosswalk.md). Chained links multiply by the
+# confidence of the record that put the identifier in the index.
+CONFIDENCE = {
+    "exact": 1.0,  # the reference is the order id exactly as the OMS writes it
+    "normalised": 0.97,  # the same order id after the site's normalisation rules
+    "customer_po": 0.9,  # the customer PO of exactly one order
+    "chained": 0.95,  # an identifier another linked record carries (ticket, carton, tracking)
+}
+HIGH = 0.95  # a link at or above this is 'high' confidence; below 0.8 is 'low'
+MEDIUM = 0.8
+
+# What each entity contributes to the index once linked: (kind, column).
+INDEX_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "pick_tasks": [("pick_ticket", "pick_ticket"), ("task", "task_id")],
+    "pack_events": [("carton", "carton_id")],
+    "shipments": [("shipment", "shipment_id"), ("tracking_no", "tracking_no")],
+    "holds": [("hold", "hold_id")],
+    "cases": [("case", "case_id")],
+}
+
+
+@dataclass(frozen=True)
+class NormExpr:
+    sql: str
+    params: dict[str, object]
+
+
+def rule_for(settings: Settings, kind: str) -> IdRule:
+    return settings.identifiers.get(kind) or IdRule(kind=kind)
+
+
+def norm_expr(column: str, rule: IdRule, tag: str) -> NormExpr:
+    """SQL that normalises `column` under `rule`: upper, no whitespace, line suffix and prefix
+    dropped, separators removed, leading zeros stripped. Patterns travel as parameters."""
+    p: dict[str, object] = {}
+    s = f"regexp_replace(upper(coalesce({column}, '')), '\\s+', '', 'g')"
+    if rule.line_suffix:
+        p[f"{tag}_suffix"] = rule.line_suffix
+        s = f"regexp_replace({s}, ${tag}_suffix, '')"
+    if rule.prefixes:
+        alts = "|".join(_re_escape(x) for x in sorted(rule.prefixes, key=len, reverse=True))
+        p[f"{tag}_prefix"] = f"^[\\-_./#]*({alts})"
+        s = f"regexp_replace({s}, ${tag}_prefix, '')"
+    p[f"{tag}_sep"] = rule.separators
+    s = f"regexp_replace({s}, ${tag}_sep, '', 'g')"
+    if rule.strip_zeros:
+        s = f"(CASE WHEN ltrim({s}, '0') = '' AND {s} <> '' THEN '0' ELSE ltrim({s}, '0') END)"
+    return NormExpr(s, p)
+
+
+def prefix_seen_expr(column: str, rule: IdRule, tag: str) -> NormExpr:
+    """SQL that is true when the raw value carries one of the rule's prefixes."""
+    if not rule.prefixes:
+        return NormExpr("false", {})
+    alts = "|".join(_re_escape(x) for x in sorted(rule.prefixes, key=len, reverse=True))
+    return NormExpr(
+        f"regexp_matches(regexp_replace(upper(coalesce({column}, '')), '\\s+', '', 'g'), ${tag}_seen)",
+        {f"{tag}_seen": f"^[\\-_./#]*({alts})"},
+    )
+
+
+def normalise(value: str, rule: IdRule) -> str:
+    """The normalised form of one identifier (the same rules as the SQL, for lookups and tests)."""
+    con = duckdb.connect()
+    e = norm_expr("$v", rule, "k")
+    return con.execute(f"SELECT {e.sql}", {**e.params, "v": value}).fetchone()[0]
+
+
+def _re_escape(s: str) -> str:
+    return "".join("\\" + c if c in r".^$*+?{}[]\|()" else c for c in s)
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+    )
+
+
+def _add_to_index(
+    con: duckdb.DuckDBPyConnection, settings: Settings, kind: str, table: str, column: str, order_col: str, conf_col: str
+) -> None:
+    rule = rule_for(settings, kind)
+    e = norm_expr(column, rule, "ix")
+    con.execute(
+        f"""
+        INSERT INTO id_index
+        SELECT DISTINCT $kind AS kind, {e.sql} AS key, upper(trim({column})) AS raw_key,
+               {order_col} AS order_id, {conf_col} AS confidence, $src AS source
+        FROM {table}
+        WHERE {column} IS NOT NULL AND trim({column}) <> '' AND {order_col} IS NOT NULL
+        """,
+        {**e.params, "kind": kind, "src": table},
+    )
+
+
+def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str) -> None:
+    """Link every record of `entity` to an order through its reference fields; write xref rows
+    and the `linked_<entity>` table."""
+    key_col = ENTITIES[entity].key[0] if ENTITIES[entity].key else "_line"
+    fields = REFERENCE_FIELDS[entity]
+    # 1. one row per (record, field, kind) with the normalised key
+    parts, params = [], {}
+    for fi, (field, kinds) in enumerate(fields):
+        for ki, kind in enumerate(kinds):
+            rule = rule_for(settings, kind)
+            tag = f"f{fi}k{ki}"
+            e = norm_expr(field, rule, tag)
+            seen = prefix_seen_expr(field, rule, tag)
+            params.update(e.params)
+            params.update(seen.params)
+            params[f"{tag}_kind"] = kind
+            params[f"{tag}_field"] = field
+            parts.append(
+                f"""SELECT _line, ${tag}_field AS field, {field} AS raw, ${tag}_kind AS kind, {ki} AS kind_rank,
+                           {e.sql} AS key, {seen.sql} AS prefix_seen
+                    FROM {entity} WHERE {field} IS NOT NULL AND trim({field}) <> ''"""
+            )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _refkeys AS {' UNION ALL '.join(parts)}", params)
+    # 2. candidates: every index entry the normalised keys hit
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _cands AS
+        SELECT r._line, r.field, r.raw, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.source AS via_source,
+               (upper(trim(r.raw)) = i.raw_key) AS exact,
+               CASE
+                 WHEN r.kind = 'order' AND upper(trim(r.raw)) = i.raw_key THEN $c_exact
+                 WHEN r.kind = 'order' THEN $c_norm
+                 WHEN r.kind = 'customer_po' THEN $c_po
+                 ELSE $c_chain * i.confidence
+               END AS confidence
+        FROM _refkeys r JOIN id_index i ON i.kind = r.kind AND i.key = r.key AND r.key <> ''
+        """,
+        {
+            "c_exact": CONFIDENCE["exact"],
+            "c_norm": CONFIDENCE["normalised"],
+            "c_po": CONFIDENCE["customer_po"],
+            "c_chain": CONFIDENCE["chained"],
+        },
+    )
+    # 3. resolve per record. Candidates through a kind whose prefix the raw value carries are
+    #    preferred; if they name one order, that is the link. Otherwise all candidates must agree.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _resolved AS
+        WITH per_field AS (      -- one reference field read as several kinds
+            SELECT _line, field,
+                   count(DISTINCT order_id) AS n_all,
+                   count(DISTINCT order_id) FILTER (WHERE prefix_seen) AS n_seen
+            FROM _cands GROUP BY _line, field
+        ),
+        field_pick AS (          -- a field names one order, or its prefix settles which kind it is
+            SELECT c.*, pf.n_all,
+                   row_number() OVER (PARTITION BY c._line, c.field
+                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank) AS rk
+            FROM _cands c JOIN per_field pf USING (_line, field)
+            WHERE pf.n_all = 1 OR (pf.n_seen = 1 AND c.prefix_seen)
+        ),
+        per_rec AS (
+            SELECT c._line,
+                   string_agg(DISTINCT c.order_id, ', ' ORDER BY c.order_id) AS candidates,
+                   count(DISTINCT c.field) AS n_fields
+            FROM _cands c GROUP BY c._line
+        ),
+        rec_pick AS (            -- every field that matched must agree on the order
+            SELECT fp._line, count(DISTINCT fp.order_id) AS n_orders, count(DISTINCT fp.field) AS n_fields,
+                   arg_max(fp, fp.confidence) AS best
+            FROM field_pick fp WHERE fp.rk = 1 GROUP BY fp._line
+        )
+        SELECT e._line, e._file, CAST(e.{key_col} AS VARCHAR) AS record_key,
+               CASE WHEN ok THEN 'linked' WHEN pr._line IS NOT NULL THEN 'ambiguous' ELSE 'unmatched' END AS status,
+               CASE WHEN ok THEN rp.best.order_id END AS order_id,
+               CASE WHEN ok THEN rp.best.field || ' -> ' || rp.best.kind ||
+                    CASE WHEN rp.best.kind = 'order' AND rp.best.exact THEN ' (exact)'
+                         WHEN rp.best.kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
+               -- other kinds matched too and a prefix settled it: one step down in confidence
+               CASE WHEN ok THEN rp.best.confidence * CASE WHEN rp.best.n_all > 1 THEN 0.8 ELSE 1.0 END END AS confidence,
+               pr.candidates
+        FROM (SELECT e.*, (rp.n_orders = 1 AND rp.n_fields = pr.n_fields) AS ok
+              FROM {entity} e
+              LEFT JOIN per_rec pr ON pr._line = e._line
+              LEFT JOIN rec_pick rp ON rp._line = e._line) e
+        LEFT JOIN per_rec pr ON pr._line = e._line
+        LEFT JOIN rec_pick rp ON rp._line = e._line
+        """
+    )
+    ref_cols = " || ' | ' || ".join(f"coalesce(e.{f}, '')" for f, _ in fields)
+    con.execute(
+        f"""
+        INSERT INTO xref
+        SELECT $entity AS source, r._file, r._line, r.record_key, {ref_cols} AS reference,
+               r.order_id, r.method, r.confidence,
+               CASE WHEN r.confidence >= $high THEN 'high' WHEN r.confidence >= $medium THEN 'medium'
+                    WHEN r.confidence IS NOT NULL THEN 'low' END AS level,
+               r.status, r.candidates
+        FROM _resolved r JOIN {entity} e USING (_line)
+        """,
+        {"entity": entity, "high": HIGH, "medium": MEDIUM},
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE linked_{entity} AS
+        SELECT e.*, r.order_id, r.method AS link_method, r.confidence AS link_confidence, r.status AS link_status
+        FROM {entity} e JOIN _resolved r USING (_line)
+        ORDER BY e._line
+        """
+    )
+    for t in ("_refkeys", "_cands", "_resolved"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def build_crosswalk(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
+    """Link every referencing record to an OMS order. Writes `id_index`, `xref`, `linked_*` and
+    `join_quality`; returns the join-quality table."""
+    con.execute(
+        """CREATE OR REPLACE TABLE id_index (kind VARCHAR, key VARCHAR, raw_key VARCHAR, order_id VARCHAR,
+                                              confidence DOUBLE, source VARCHAR)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE xref (source VARCHAR, _file VARCHAR, _line BIGINT, record_key VARCHAR,
+               reference VARCHAR, order_id VARCHAR, method VARCHAR, confidence DOUBLE, level VARCHAR,
+               status VARCHAR, candidates VARCHAR)"""
+    )
+    _add_to_index(con, settings, "order", "orders", "order_id", "order_id", "1.0")
+    _add_to_index(con, settings, "customer_po", "orders", "customer_po", "order_id", "1.0")
+    for entity in STAGES:
+        _link_entity(con, settings, entity)
+        for kind, column in INDEX_COLUMNS.get(entity, []):
+            _add_to_index(con, settings, kind, f"linked_{entity}", column, "order_id", "link_confidence")
+    return join_quality(con)
+
+
+def join_quality(con: duckdb.DuckDBPyConnection, examples: int = 3) -> pd.DataFrame:
+    """Per source: records linked by each method, ambiguous and unmatched, with shares and examples.
+    Also written as table `join_quality`."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE join_quality AS
+        WITH g AS (
+            SELECT source, status, coalesce(method, '') AS method, count(*) AS records,
+                   list(record_key || ' [' || coalesce(reference, '') || ']' ||
+                        CASE WHEN status = 'ambiguous' THEN ' candidates: ' || coalesce(candidates, '') ELSE '' END
+                        ORDER BY _line)[1:$n] AS ex
+            FROM xref GROUP BY ALL
+        )
+        SELECT source, status, method, CAST(records AS BIGINT) AS records,
+               round(100.0 * records / sum(records) OVER (PARTITION BY source), 2) AS share_pct,
+               array_to_string(ex, '; ') AS examples
+        FROM g
+        ORDER BY source, CASE status WHEN 'linked' THEN 0 WHEN 'ambiguous' THEN 1 ELSE 2 END, records DESC
+        """,
+        {"n": examples},
+    )
+    return con.execute("SELECT * FROM join_quality").df()
+
+
+def build_order_picture(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per OMS order with what every system holds for it (counts and key facts).
+    Written as table `order_picture`."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE order_picture AS
+        WITH l AS (SELECT order_id, count(*) AS lines, CAST(sum(qty) AS BIGINT) AS units FROM order_lines GROUP BY 1),
+        t AS (SELECT order_id, count(*) AS pick_tasks,
+                     count(*) FILTER (WHERE status = 'picked') AS tasks_picked,
+                     count(*) FILTER (WHERE status = 'short') AS tasks_short,
+                     count(*) FILTER (WHERE substituted_sku IS NOT NULL) AS tasks_substituted
+              FROM linked_pick_tasks WHERE order_id IS NOT NULL GROUP BY 1),
+        p AS (SELECT order_id, count(*) AS cartons, count(*) FILTER (WHERE status = 'packed') AS cartons_packed,
+                     count(*) FILTER (WHERE status = 'exception') AS cartons_exception
+              FROM linked_pack_events WHERE order_id IS NOT NULL GROUP BY 1),
+        h AS (SELECT order_id, count(*) AS holds, count(*) FILTER (WHERE released_at IS NULL) AS open_holds
+              FROM linked_holds WHERE order_id IS NOT NULL GROUP BY 1),
+        s AS (SELECT order_id, count(*) AS shipments,
+                     count(*) FILTER (WHERE label_created_at IS NOT NULL) AS labels,
+                     count(*) FILTER (WHERE manifested_at IS NOT NULL) AS manifested,
+                     count(*) FILTER (WHERE handed_off_at IS NOT NULL) AS handed_off,
+                     string_agg(DISTINCT tracking_no, ', ' ORDER BY tracking_no) AS tracking_numbers
+              FROM linked_shipments WHERE order_id IS NOT NULL GROUP BY 1),
+        c AS (SELECT order_id, count(*) AS cases, count(*) FILTER (WHERE closed_at IS NULL) AS open_cases
+              FROM linked_cases WHERE order_id IS NOT NULL GROUP BY 1)
+        SELECT o.order_id, o.customer_id, o.customer_po, o.priority, o.release_status, o.carrier, o.service,
+               o.promised_delivery,
+               coalesce(l.lines, 0) AS lines, coalesce(l.units, 0) AS units,
+               coalesce(t.pick_tasks, 0) AS pick_tasks, coalesce(t.tasks_picked, 0) AS tasks_picked,
+               coalesce(t.tasks_short, 0) AS tasks_short, coalesce(t.tasks_substituted, 0) AS tasks_substituted,
+               coalesce(p.cartons, 0) AS cartons, coalesce(p.cartons_packed, 0) AS cartons_packed,
+               coalesce(p.cartons_exception, 0) AS cartons_exception,
+               coalesce(h.holds, 0) AS holds, coalesce(h.open_holds, 0) AS open_holds,
+               coalesce(s.shipments, 0) AS shipments, coalesce(s.labels, 0) AS labels,
+               coalesce(s.manifested, 0) AS manifested, coalesce(s.handed_off, 0) AS handed_off,
+               s.tracking_numbers,
+               coalesce(c.cases, 0) AS cases, coalesce(c.open_cases, 0) AS open_cases
+        FROM orders o
+        LEFT JOIN l USING (order_id) LEFT JOIN t USING (order_id) LEFT JOIN p USING (order_id)
+        LEFT JOIN h USING (order_id) LEFT JOIN s USING (order_id) LEFT JOIN c USING (order_id)
+        ORDER BY o.order_id
+        """
+    )
+    return con.execute("SELECT * FROM order_picture").df()

@@ -1,0 +1,71 @@
+"""The picture of one moment: load every extract, link it, and (when the state model is there)
+derive states, blockers and promise. Also writes the foundation outputs (picture + join quality)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .db import connect
+from .extracts import load_extracts
+from .identifiers import build_crosswalk, build_order_picture
+from .settings import Settings
+
+
+def build_picture(
+    settings: Settings, now: dt.datetime | None = None, con: duckdb.DuckDBPyConnection | None = None, progress: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Load, validate and link the site's extracts into `con` (a new in-memory connection when
+    None). With `now`, also derive order states, blockers and the promise view as of `now`."""
+    con = con or connect(settings)
+    load_extracts(con, settings, progress=progress)
+    build_crosswalk(con, settings)
+    build_order_picture(con)
+    if now is not None and importlib.util.find_spec("handoff_lib.picture") is not None:
+        from .picture import analyse
+
+        analyse(con, settings, now)
+    return con
+
+
+def write_foundation_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
+    """Write the joined order picture, the join-quality report, the load report and the rejects
+    under `out`; returns what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for table in ("order_picture", "join_quality", "load_report", "rejects", "xref"):
+        path = out / f"{table}.csv"
+        con.execute(f"COPY (SELECT * FROM {table}) TO '{_sql_path(path)}' (HEADER, DELIMITER ',')")
+        written[table] = path
+    path = out / "join_quality.md"
+    path.write_text(join_quality_markdown(con), encoding="utf-8")
+    written["join_quality_report"] = path
+    return written
+
+
+def join_quality_markdown(con: duckdb.DuckDBPyConnection) -> str:
+    """The join-quality report as Markdown: per source, linked by method, ambiguous, unmatched."""
+    jq = con.execute("SELECT * FROM join_quality").df()
+    load = con.execute("SELECT * FROM load_report").df()
+    lines = ["# Join quality", "", "## Rows per extract (read = accepted + rejected)", ""]
+    lines += _md_table(load[["source", "file", "rows_read", "rows_accepted", "rows_rejected"]])
+    lines += ["", "## Links per source", ""]
+    lines += _md_table(jq)
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(df: pd.DataFrame) -> list[str]:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    rows += ["| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return rows
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,231 @@
+"""One cutoff review, for the review notebook: build the picture as of the review time, compare it
+with the last review, and hand each notebook cell one thing to show (tables as escaped HTML,
+figures as plotly objects). Also writes the review's exports.
+
+Untrusted text (notes, comments, names) only ever reaches HTML through `html_table`, which escapes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import plotly.graph_objects as go
+from IPython.display import HTML, Markdown
+
+from . import charts
+from .db import connect
+from .errors import HandoffError
+from .exports import write_csv, write_xlsx
+from .history import ReviewKey, change_summary, changes_since
+from .picture import PROMISE_STATUSES, summary
+from .pipeline import build_picture
+from .settings import Settings, load_settings
+from .states import STATE_NAMES
+
+MAX_ROWS = 5000  # longer tables are cut in the HTML report (the CSV/XLSX exports hold every row)
+MAX_TEXT = 240  # characters of a text cell shown in the report
+
+BOARD_COLUMNS = [
+    "order_id", "customer_id", "customer_name", "tier", "state", "state_reason", "promise_status", "promise_reason",
+    "carrier", "service", "cutoff_label", "minutes_to_cutoff", "inventory", "allocation", "pick_status", "pack_status",
+    "shipment_status", "open_holds", "n_blockers", "blockers", "priority", "order_link",
+]
+BLOCKER_COLUMNS = [
+    "priority", "order_id", "order_state", "reason_label", "owner", "cutoff_label", "minutes_to_cutoff", "age_minutes",
+    "detail", "source_system", "source_key", "source_link",
+]
+PROMISE_COLUMNS = [
+    "priority", "order_id", "customer_name", "state", "promise_status", "promise_reason", "cutoff_label",
+    "minutes_to_cutoff", "promised_delivery", "n_blockers", "blockers",
+]
+
+
+def parse_review_at(value: str, settings: Settings) -> dt.datetime:
+    """'YYYY-MM-DD HH:MM' in site local time -> aware datetime."""
+    try:
+        naive = dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise HandoffError(f"review_at '{value}': expected 'YYYY-MM-DD HH:MM' in site local time ({settings.timezone})") from None
+    return naive.astimezone(settings.tz) if naive.tzinfo else naive.replace(tzinfo=settings.tz)
+
+
+def html_table(df: pd.DataFrame, table_id: str, caption: str = "", max_rows: int = MAX_ROWS) -> HTML:
+    """An escaped HTML table with a stable id (links in *_link columns become anchors)."""
+    shown = df.head(max_rows).copy()
+    for col in shown.columns:
+        if shown[col].dtype == object or pd.api.types.is_string_dtype(shown[col]):
+            shown[col] = shown[col].map(_clip, na_action="ignore")
+    body = shown.to_html(index=False, escape=True, na_rep="", table_id=table_id, classes="handoff-table", border=0,
+                         render_links=False)
+    note = ""
+    if len(df) > max_rows:
+        note = f"<p><em>Showing the first {max_rows} of {len(df)} rows; the exports hold all of them.</em></p>"
+    cap = f"<h4>{html.escape(caption)} <small>({len(df)} rows)</small></h4>" if caption else ""
+    return HTML(f'<div class="handoff-block" data-table="{table_id}" data-rows="{len(df)}">{cap}{body}{note}</div>')
+
+
+def _clip(v: object) -> object:
+    if isinstance(v, str) and len(v) > MAX_TEXT:
+        return v[: MAX_TEXT - 1] + "…"
+    if isinstance(v, (list, tuple)):
+        return "; ".join(str(x) for x in v)
+    return v
+
+
+def tiles(items: list[tuple[str, int, str]]) -> HTML:
+    """Headline tiles: (label, count, id of the table that lists them)."""
+    cells = "".join(
+        f'<div class="tile" data-count="{n}" data-table="{html.escape(t)}" style="display:inline-block;margin:4px;'
+        f'padding:8px 14px;border:1px solid #ccc;border-radius:6px;min-width:120px">'
+        f'<div style="font-size:26px;font-weight:600">{n}</div><div>{html.escape(label)}</div></div>'
+        for label, n, t in items
+    )
+    return HTML(f'<div class="tiles">{cells}</div>')
+
+
+@dataclass
+class Review:
+    settings: Settings
+    at: dt.datetime
+    con: duckdb.DuckDBPyConnection
+    history_db: Path | None
+    out_dir: Path | None
+    previous: ReviewKey | None
+
+    @classmethod
+    def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "") -> Review:
+        """Build the picture as of `review_at` (site local 'YYYY-MM-DD HH:MM'); keep it in
+        out_dir/picture.duckdb when out_dir is given; compare with the last review in history_db."""
+        charts.use_offline_renderer()  # figures carry plotly.js inline: they render offline in the HTML report
+        settings = load_settings(site_file, data_folder=data_folder or None)
+        at = parse_review_at(review_at, settings)
+        out = Path(out_dir) if out_dir else None
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+        con = connect(settings, (out / "picture.duckdb") if out else ":memory:")
+        build_picture(settings, now=at, con=con)
+        hist = Path(history_db) if history_db else None
+        prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
+        return cls(settings, at, con, hist, out, prev)
+
+    # ---- headline
+    def title(self) -> Markdown:
+        prev = f"{self.previous.review_date} {self.previous.review_time[:2]}:{self.previous.review_time[2:]}" if self.previous else "none"
+        load = self.con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
+        return Markdown(
+            f"# {self.settings.name}: cutoff review {self.at:%Y-%m-%d %H:%M} ({self.settings.timezone})\n\n"
+            f"Extracts from `{self.settings.data_folder.name}`: {load[0]} rows read, {load[1]} accepted, "
+            f"{load[2]} rejected. Previous review: {prev}."
+        )
+
+    def counts(self) -> dict[str, int]:
+        return summary(self.con, self.settings)
+
+    def headline(self) -> HTML:
+        c = self.counts()
+        items = [(s.replace("_", " "), c.get(f"orders.{s}", 0), f"orders-{s}") for s in STATE_NAMES if c.get(f"orders.{s}", 0)]
+        items += [(p.replace("_", " "), c.get(f"promise.{p}", 0), f"promise-{p}") for p in PROMISE_STATUSES]
+        items.append(("open blockers", c["blockers"], "blocker-queue"))
+        return tiles(items)
+
+    def state_funnel(self) -> go.Figure:
+        return charts.state_funnel(self.con)
+
+    # ---- blockers
+    def blocker_summary(self) -> HTML:
+        df = self.con.execute(
+            """SELECT owner, reason_label AS reason, count(*) AS open_blockers,
+                      CAST(round(median(age_minutes)) AS BIGINT) AS median_age_minutes,
+                      count(DISTINCT order_id) AS orders
+               FROM blockers GROUP BY ALL ORDER BY open_blockers DESC, owner"""
+        ).df()
+        return html_table(df, "blockers-by-owner", "Open blockers by owner and reason")
+
+    def blocker_chart(self) -> go.Figure:
+        return charts.blockers_by_owner(self.con)
+
+    def blocker_queue(self) -> HTML:
+        return html_table(self.table("blockers", BLOCKER_COLUMNS), "blocker-queue", "Blocker queue, highest priority first")
+
+    # ---- promise
+    def promise_view(self, status: str) -> HTML:
+        df = self.con.execute("SELECT * FROM order_board WHERE promise_status = ?", [status]).df()
+        df = df[[c for c in PROMISE_COLUMNS if c in df.columns]]
+        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}")
+
+    def orders_in_state(self, state: str) -> HTML:
+        df = self.con.execute("SELECT * FROM order_board WHERE state = ?", [state]).df()
+        return html_table(df[[c for c in BOARD_COLUMNS if c in df.columns]], f"orders-{state}", f"Orders {state.replace('_', ' ')}")
+
+    def states_drilldown(self) -> HTML:
+        """One table per state that has orders (the lists behind the state tiles)."""
+        c = self.counts()
+        return HTML("".join(self.orders_in_state(s).data for s in STATE_NAMES if c.get(f"orders.{s}", 0)))
+
+    def burndown(self) -> go.Figure:
+        return charts.cutoff_burndown(self.con)
+
+    # ---- changes
+    def changes_summary(self) -> HTML:
+        if self.previous is None:
+            return HTML("<p>No earlier review of this site in the history: nothing to compare with yet.</p>")
+        return html_table(change_summary(self.con), "changes-summary", "Changed since the last review")
+
+    def changes(self) -> HTML:
+        df = self.con.execute("SELECT * FROM changes").df()
+        return html_table(df, "changes", "Changes, highest priority first")
+
+    # ---- data quality
+    def load_report(self) -> HTML:
+        df = self.con.execute("SELECT source, file, rows_read, rows_accepted, rows_rejected FROM load_report").df()
+        return html_table(df, "load-report", "Rows per extract (read = accepted + rejected)")
+
+    def join_quality(self) -> HTML:
+        return html_table(self.con.execute("SELECT * FROM join_quality").df(), "join-quality", "Join quality per source")
+
+    def rejects(self) -> HTML:
+        df = self.con.execute('SELECT source, file, line, "column", value, reason FROM rejects ORDER BY source, line').df()
+        return html_table(df, "rejects", "Rejected rows", max_rows=500)
+
+    # ---- exports
+    def table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        df = self.con.execute(f"SELECT * FROM {name}").df()
+        if columns:
+            df = df[[c for c in columns if c in df.columns]]
+        for col in df.columns:
+            if df[col].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
+                df[col] = df[col].map(lambda v: "; ".join(map(str, list(v))) if v is not None else "")
+        return df
+
+    def export(self) -> Markdown:
+        """Write board, blocker queue, promise view and changes as CSV and one XLSX, plus summary.json."""
+        if self.out_dir is None:
+            return Markdown("_No output folder: exports skipped._")
+        board = self.table("order_board")
+        blockers = self.table("blockers")
+        promise = self.table("order_board", PROMISE_COLUMNS)
+        promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
+        changes = self.table("changes")
+        files = {
+            "order_board.csv": write_csv(board, self.out_dir / "order_board.csv"),
+            "blocker_queue.csv": write_csv(blockers, self.out_dir / "blocker_queue.csv"),
+            "promise_view.csv": write_csv(promise, self.out_dir / "promise_view.csv"),
+            "changes.csv": write_csv(changes, self.out_dir / "changes.csv"),
+            "rejects.csv": write_csv(self.table("rejects"), self.out_dir / "rejects.csv"),
+            "join_quality.csv": write_csv(self.table("join_quality"), self.out_dir / "join_quality.csv"),
+            "cutoff_review.xlsx": write_xlsx(
+                {"Board": board, "Blocker queue": blockers, "Promise view": promise, "Changes": changes},
+                self.out_dir / "cutoff_review.xlsx",
+            ),
+        }
+        counts = self.counts()
+        counts.update({f"changes.{k}": int(n) for k, n in change_summary(self.con).itertuples(index=False)})
+        (self.out_dir / "summary.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+        self.con.execute("CHECKPOINT")
+        return Markdown("Exports: " + ", ".join(f"`{n}`" for n in files))

@@ -1,0 +1,286 @@
+"""Run the cutoff review notebook with papermill per site and review time, and lay out its outputs.
+
+A run works in a temporary folder beside its final place and goes through named steps:
+
+1. `execute`  papermill runs notebooks/cutoff_review.ipynb (picture, exports, charts);
+2. `report`   the executed notebook becomes a self-contained HTML report without code cells;
+3. `manifest` input files with hashes and row counts, rejects, versions, parameters, durations;
+4. `history`  the snapshot goes into the history database in one transaction;
+5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole.
+
+A failure at any step raises `RunError` naming the step; history and earlier outputs stay as they
+were, and the temporary folder is removed. A second run of the same site waits for the first
+(a lock file per site) instead of interleaving with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .errors import HandoffError
+from .settings import Settings
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+REVIEW_NOTEBOOK = "cutoff_review.ipynb"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+class RunError(HandoffError):
+    """A cutoff review run failed at a named step."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(f"review run failed at step '{step}': {message}")
+        self.step = step
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    files: dict[str, Path]
+    timings: dict[str, float] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def review_dir(settings: Settings, at: dt.datetime, out_root: Path | None = None) -> Path:
+    root = out_root or settings.outputs
+    return root / settings.site / at.strftime("%Y-%m-%d") / at.strftime("%H%M")
+
+
+def default_history(settings: Settings, out_root: Path | None = None) -> Path:
+    return (out_root or settings.outputs) / settings.site / "history.duckdb"
+
+
+@contextlib.contextmanager
+def site_lock(path: Path, wait_s: float = 600.0):
+    """Hold the site's run lock; wait for another run of the same site to finish first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        deadline = time.monotonic() + wait_s
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HandoffError(f"{path}: another review run of this site is still running after {wait_s:.0f} s") from None
+                if not announced:
+                    print(f"waiting for another review run of this site to finish ({path})", file=sys.stderr)
+                    announced = True
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_html(notebook: Path, html: Path, title: str) -> Path:
+    """The executed notebook as one HTML file without code cells that needs no network."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    nb.metadata["title"] = title
+    nb.metadata.pop("widgets", None)  # widget state needs a CDN widget manager: not in a report
+    exporter = HTMLExporter(
+        template_name="handoff_report",
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    tmp = html.with_name(html.name + ".part")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html)
+    return html
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("handoff", "duckdb", "pandas", "papermill", "plotly", "scikit-learn", "nbconvert"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def run_review(
+    settings: Settings,
+    at: dt.datetime,
+    history: Path | None = None,
+    out_root: Path | None = None,
+    progress: bool = True,
+    kernel: str = "python3",
+) -> RunResult:
+    """Execute one cutoff review and publish its outputs; see the module docstring for the steps."""
+    import papermill as pm
+
+    final = review_dir(settings, at, out_root)
+    history = history or default_history(settings, out_root)
+    site_root = final.parent.parent
+    run_id = f"{at:%Y%m%d-%H%M}-{uuid.uuid4().hex[:8]}"
+    with site_lock(site_root / ".run.lock"):
+        recover(site_root)
+        tmp = site_root / f".tmp-{run_id}"
+        tmp.mkdir(parents=True)
+        timings: dict[str, float] = {}
+        step = "execute"
+        try:
+            t0 = time.perf_counter()
+            params = {
+                "site_file": str(settings.path.resolve()),
+                "review_at": at.strftime("%Y-%m-%d %H:%M"),
+                "data_folder": str(settings.data_folder),
+                "history_db": str(history.resolve()),
+                "out_dir": str(tmp.resolve()),
+            }
+            executed = tmp / REVIEW_NOTEBOOK
+            try:
+                pm.execute_notebook(
+                    str(NOTEBOOK_DIR / REVIEW_NOTEBOOK),
+                    str(executed),
+                    parameters=params,
+                    kernel_name=kernel,
+                    progress_bar=progress,
+                    cwd=str(NOTEBOOK_DIR.parent),
+                )
+            except pm.PapermillExecutionError as exc:
+                raise RunError(step, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook kept at {executed})") from None
+            timings["execute"] = time.perf_counter() - t0
+
+            step = "report"
+            t1 = time.perf_counter()
+            export_html(executed, tmp / "cutoff_review.html", f"{settings.name} cutoff review {at:%Y-%m-%d %H:%M}")
+            timings["report"] = time.perf_counter() - t1
+
+            step = "manifest"
+            summary = json.loads((tmp / "summary.json").read_text(encoding="utf-8")) if (tmp / "summary.json").exists() else {}
+            manifest = {
+                "site": settings.site,
+                "site_file": str(settings.path),
+                "review_at": at.isoformat(),
+                "run_id": run_id,
+                "parameters": params | {"out_dir": str(final.resolve())},
+                "inputs": _inputs(tmp / "picture.duckdb"),
+                "summary": summary,
+                "versions": _versions(),
+                "durations_s": {k: round(v, 3) for k, v in timings.items()},
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+
+            step = "history"
+            t2 = time.perf_counter()
+            _store_history(settings, at, tmp / "picture.duckdb", history, run_id, final, summary)
+            timings["history"] = time.perf_counter() - t2
+
+            step = "publish"
+            _publish(tmp, final)
+        except RunError:
+            _discard(tmp, keep_notebook=True)
+            raise
+        except HandoffError as exc:
+            _discard(tmp)
+            raise RunError(step, str(exc)) from None
+        except Exception as exc:  # anything unexpected still names its step
+            _discard(tmp)
+            raise RunError(step, f"{type(exc).__name__}: {exc}") from exc
+        manifest["durations_s"] = {k: round(v, 3) for k, v in timings.items()}
+        (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        files = {p.name: p for p in sorted(final.iterdir()) if p.is_file()}
+        return RunResult(final, files, timings, summary)
+
+
+def _inputs(picture_db: Path) -> list[dict]:
+    import duckdb
+
+    con = duckdb.connect(str(picture_db), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256 FROM load_report ORDER BY source"
+        ).df()
+        return rows.to_dict(orient="records")
+    finally:
+        con.close()
+
+
+def _store_history(settings: Settings, at: dt.datetime, picture_db: Path, history: Path, run_id: str, final: Path, summary: dict) -> None:
+    import duckdb
+
+    from .history import ReviewKey, write_snapshot
+
+    con = duckdb.connect(str(picture_db))
+    try:
+        con.execute("SET TimeZone = ?", [settings.timezone])
+        write_snapshot(
+            con,
+            history,
+            ReviewKey.of(settings.site, at),
+            at,
+            run_id,
+            data_folder=str(settings.data_folder),
+            outputs=str(final),
+            summary=json.dumps(summary, default=str),
+        )
+    finally:
+        con.close()
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the finished folder into place whole; an earlier run's folder is replaced only after."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:6]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _discard(tmp: Path, keep_notebook: bool = False) -> None:
+    """Remove a failed run's temporary folder (keeping the executed notebook for diagnosis)."""
+    if keep_notebook and (tmp / REVIEW_NOTEBOOK).exists():
+        failed = tmp.parent / "failed"
+        failed.mkdir(exist_ok=True)
+        shutil.copy2(tmp / REVIEW_NOTEBOOK, failed / f"{tmp.name.removeprefix('.tmp-')}.ipynb")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(site_root: Path) -> list[Path]:
+    """Clean up after runs that were killed: temporary folders go; a review folder caught between
+    'old moved aside' and 'new moved in' gets its previous outputs back. Runs under the site lock."""
+    removed = []
+    if not site_root.exists():
+        return removed
+    for p in site_root.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    for p in site_root.glob("*/.old-*"):
+        name = p.name.removeprefix(".old-").rsplit("-", 1)[0]
+        final = p.parent / name
+        if not final.exists():
+            os.replace(p, final)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed

@@ -1,0 +1,311 @@
+"""Line and order states, each with a plain-language reason citing the source records behind it.
+
+Set-based DuckDB SQL over the loaded tables (orders, order_lines, inventory, account_instructions)
+and the crosswalked `linked_*` tables. Needs `order_cutoffs` (promise.assign_cutoffs) for `delayed`.
+The model (states, meaning, precedence, roll-up) is written out in docs/states.md.
+
+Tables created:
+- `order_facts`: one row per order: effective ship-complete and substitution instructions, open holds,
+  carton and shipment counts, cutoff.
+- `line_states`: one row per order line: state, reason, the facts behind it, `backorder` (an
+  unallocated line of a partial-allowed order, left out of the roll-up) and `rollup_rank`.
+- `order_states`: one row per order: state (its least advanced line), reason, line counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from .policy import prepare
+from .settings import Settings
+
+# Roll-up order: an order takes the state of its lowest-ranked line. Exceptions first, then the
+# progress states from least to most advanced. (state, meaning) - docs/states.md repeats these.
+STATES: tuple[tuple[str, str], ...] = (
+    ("held", "an open hold, or a ship-complete order waiting for an unallocated line"),
+    ("short", "a pick task closed short and nothing is open to pick the rest"),
+    ("substituted", "the WMS picked another SKU although the line or the account does not allow substitutes"),
+    ("delayed", "past its cutoff and not handed off"),
+    ("not_released", "the OMS has not released the order to the warehouse"),
+    ("released", "released, but not pickable yet: not allocated, unknown SKU, or no task and no stock"),
+    ("pickable", "released and allocated, with an open pick task or enough pickable stock"),
+    ("picked", "picked in full"),
+    ("packed", "picked and packed, label or manifest still missing"),
+    ("ready_for_handoff", "packed, labelled and manifested: waits for the carrier"),
+    ("handed_off", "every shipment of the order handed to the carrier"),
+    ("cancelled", "cancelled in the OMS"),
+)
+STATE_NAMES = tuple(s for s, _ in STATES)
+
+ORDER_FACTS = """
+CREATE OR REPLACE TABLE order_facts AS
+WITH clock AS (SELECT * FROM run_clock),
+instr AS (
+    SELECT customer_id,
+           bool_or(instruction = 'ship_complete') AS ship_complete,
+           bool_or(instruction = 'partial_allowed') AS partial_allowed,
+           bool_or(instruction = 'no_substitutes') AS no_substitutes,
+           bool_or(instruction = 'substitutes_allowed') AS substitutes_allowed
+    FROM account_instructions GROUP BY customer_id
+),
+holds AS (
+    SELECT order_id, count(*) AS n_open_holds,
+           string_agg('hold ' || coalesce(hold_id, _file || ' line ' || _line) || coalesce(' ' || nullif(trim(code), ''), '')
+                      || coalesce(' "' || left(nullif(trim(note), ''), 60) || '"', ''), '; ' ORDER BY placed_at, hold_id) AS hold_text
+    FROM linked_holds WHERE link_status = 'linked' AND released_at IS NULL GROUP BY order_id
+),
+cartons AS (
+    SELECT order_id,
+           count(*) FILTER (WHERE status = 'packed') AS n_packed,
+           count(*) FILTER (WHERE status = 'open') AS n_open_cartons,
+           count(*) FILTER (WHERE status = 'exception') AS n_exceptions,
+           max(event_at) FILTER (WHERE status = 'packed') AS last_packed_at,
+           arg_max(carton_id, event_at) FILTER (WHERE status = 'packed') AS last_carton,
+           string_agg(carton_id, ', ' ORDER BY carton_id) FILTER (WHERE status = 'packed') AS packed_cartons
+    FROM linked_pack_events WHERE link_status = 'linked' AND status <> 'cancelled' GROUP BY order_id
+),
+ships AS (
+    SELECT order_id, count(*) AS n_ship, count(label_created_at) AS n_labelled, count(manifested_at) AS n_manifested,
+           count(handed_off_at) AS n_handed, max(handed_off_at) AS last_handed_at,
+           string_agg(shipment_id, ', ' ORDER BY shipment_id) AS shipment_ids,
+           string_agg(tracking_no, ', ' ORDER BY tracking_no) AS tracking_nos
+    FROM linked_shipments WHERE link_status = 'linked' GROUP BY order_id
+),
+cases AS (
+    SELECT order_id, count(*) FILTER (WHERE closed_at IS NULL) AS n_open_cases
+    FROM linked_cases WHERE link_status = 'linked' GROUP BY order_id
+)
+SELECT o.order_id, o.customer_id, o.customer_name, o.priority AS tier, o.release_status, o.ordered_at, o.released_at,
+       o.promised_delivery, o.carrier, o.service, o.order_value, o._file, o._line,
+       o.release_status = 'cancelled' OR o.cancelled_at IS NOT NULL AS cancelled, o.cancelled_at,
+       CASE WHEN coalesce(o.ship_complete, FALSE) OR coalesce(i.ship_complete, FALSE) THEN TRUE
+            WHEN o.ship_complete IS NOT NULL OR coalesce(i.partial_allowed, FALSE) THEN FALSE
+            ELSE $ship_complete_default END AS ship_complete,
+       CASE WHEN coalesce(o.ship_complete, FALSE) THEN 'order flag (OMS)'
+            WHEN coalesce(i.ship_complete, FALSE) THEN 'account instruction (CRM)'
+            WHEN coalesce(i.partial_allowed, FALSE) THEN 'account instruction partial allowed (CRM)'
+            WHEN o.ship_complete IS NOT NULL THEN 'order flag (OMS)'
+            ELSE 'site default (policy.ship_complete_default)' END AS ship_complete_source,
+       coalesce(i.no_substitutes, FALSE) AS no_substitutes, coalesce(i.substitutes_allowed, FALSE) AS substitutes_allowed,
+       coalesce(h.n_open_holds, 0) AS n_open_holds, h.hold_text,
+       coalesce(c.n_packed, 0) AS n_packed, coalesce(c.n_open_cartons, 0) AS n_open_cartons, coalesce(c.n_exceptions, 0) AS n_exceptions,
+       c.last_packed_at, c.last_carton, c.packed_cartons,
+       coalesce(s.n_ship, 0) AS n_ship, coalesce(s.n_labelled, 0) AS n_labelled, coalesce(s.n_manifested, 0) AS n_manifested,
+       coalesce(s.n_handed, 0) AS n_handed, s.last_handed_at, s.shipment_ids, s.tracking_nos,
+       coalesce(k.n_open_cases, 0) AS n_open_cases,
+       coalesce(s.n_ship, 0) > 0 AND s.n_handed = s.n_ship AS handed_off,
+       coalesce(c.n_packed, 0) > 0 AND c.n_open_cartons = 0 AND c.n_exceptions = 0 AS packed,
+       coalesce(c.n_packed, 0) > 0 AND c.n_open_cartons = 0 AND c.n_exceptions = 0
+           AND coalesce(s.n_ship, 0) > 0 AND s.n_labelled = s.n_ship AND s.n_manifested = s.n_ship AS ready,
+       co.cutoff_at, co.cutoff_label, co.minutes_to_cutoff, co.cutoff_at < clock.now AS past_cutoff
+FROM orders o
+CROSS JOIN clock
+LEFT JOIN instr i USING (customer_id)
+LEFT JOIN holds h USING (order_id)
+LEFT JOIN cartons c USING (order_id)
+LEFT JOIN ships s USING (order_id)
+LEFT JOIN cases k USING (order_id)
+LEFT JOIN order_cutoffs co USING (order_id)
+"""
+
+# One row per order line: the pick, stock and allocation facts, then the state and its reason.
+LINE_STATES = """
+CREATE OR REPLACE TABLE line_states AS
+WITH clock AS (SELECT * FROM run_clock),
+line_by_sku AS (SELECT order_id, sku, min(line_no) AS line_no FROM order_lines GROUP BY ALL),
+tasks AS (
+    SELECT t.*, coalesce(t.line_no, s.line_no) AS line_key,
+           t.status = 'short' OR (t.status = 'picked' AND coalesce(t.qty_picked, 0) < t.qty_required) AS is_short,
+           t.status IN ('open', 'in_progress') AS is_open,
+           t.substituted_sku IS NOT NULL AND upper(trim(t.substituted_sku)) <> upper(trim(t.sku)) AS is_sub
+    FROM linked_pick_tasks t
+    LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
+    WHERE t.link_status = 'linked' AND t.status <> 'cancelled'
+),
+task_agg AS (
+    SELECT order_id, line_key AS line_no, count(*) AS n_tasks,
+           count(*) FILTER (WHERE is_open) AS n_open, count(*) FILTER (WHERE is_short) AS n_short,
+           sum(coalesce(qty_picked, 0))::BIGINT AS qty_picked, sum(qty_required)::BIGINT AS qty_required,
+           string_agg(task_id, ', ' ORDER BY task_id) AS task_ids,
+           arg_min(task_id, task_id) FILTER (WHERE is_short) AS short_task,
+           arg_min(location, task_id) FILTER (WHERE is_short) AS short_location,
+           arg_min(task_id, task_id) FILTER (WHERE is_open) AS open_task,
+           arg_min(status, task_id) FILTER (WHERE is_open) AS open_status,
+           arg_min(location, task_id) FILTER (WHERE is_open) AS open_location,
+           arg_min(task_id, task_id) FILTER (WHERE is_sub) AS sub_task,
+           arg_min(substituted_sku, task_id) FILTER (WHERE is_sub) AS sub_sku
+    FROM tasks GROUP BY ALL
+),
+inv AS (
+    SELECT sku, sum(on_hand)::BIGINT AS on_hand,
+           sum(on_hand - coalesce(on_hold, 0))::BIGINT AS pickable_qty,
+           sum(on_hand - coalesce(allocated, 0) - coalesce(on_hold, 0))::BIGINT AS free_qty,
+           arg_max(location, on_hand - coalesce(on_hold, 0)) AS best_location
+    FROM inventory GROUP BY sku
+),
+facts AS (
+    SELECT l.order_id, l.line_no, l.sku, l.qty, l.allocated_qty, l.substitution_allowed, l._file, l._line,
+           f.cancelled, f.cancelled_at, f.release_status, f.ordered_at, f.ship_complete, f.ship_complete_source,
+           f.no_substitutes, f.substitutes_allowed, f.n_open_holds, f.hold_text, f.handed_off AS order_handed_off,
+           f.packed AS order_packed, f.ready AS order_ready, f.packed_cartons, f.n_labelled, f.n_ship, f.shipment_ids,
+           f.tracking_nos, f.last_handed_at, f.carrier, f.cutoff_label, coalesce(f.past_cutoff, FALSE) AS past_cutoff,
+           coalesce(t.n_tasks, 0) AS n_tasks, coalesce(t.n_open, 0) AS n_open, coalesce(t.n_short, 0) AS n_short,
+           coalesce(t.qty_picked, 0) AS qty_picked, coalesce(t.qty_required, 0) AS qty_required, t.task_ids,
+           t.short_task, t.short_location, t.open_task, t.open_status, t.open_location, t.sub_task, t.sub_sku,
+           i.sku IS NOT NULL AS sku_known, i.on_hand, i.pickable_qty, i.free_qty, i.best_location,
+           f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
+               AND coalesce(t.qty_required, 0) < l.qty AND coalesce(t.qty_picked, 0) < l.qty AS allocation_short
+    FROM order_lines l
+    JOIN order_facts f USING (order_id)
+    LEFT JOIN task_agg t USING (order_id, line_no)
+    LEFT JOIN inv i USING (sku)
+),
+flags AS (
+    SELECT facts.*,
+           n_tasks > 0 AND n_open = 0 AND qty_picked >= qty AS is_picked,
+           n_short > 0 AND n_open = 0 AND qty_picked < qty AS is_short,
+           sub_sku IS NOT NULL AND (no_substitutes OR (substitution_allowed = FALSE AND NOT substitutes_allowed)) AS sub_blocked,
+           ship_complete AND bool_or(allocation_short) OVER (PARTITION BY order_id) AS complete_waits,
+           string_agg(CASE WHEN allocation_short THEN 'line ' || line_no || ' ' || sku || ' allocated ' || coalesce(allocated_qty, 0)
+                      || ' of ' || qty || ' (' || _file || ' line ' || _line || ')' END, '; ') OVER (PARTITION BY order_id) AS short_alloc_lines
+    FROM facts
+),
+progress AS (
+    SELECT flags.*,
+           CASE
+             WHEN release_status = 'not_released' AND n_tasks = 0 THEN 'not_released'
+             WHEN is_picked AND order_handed_off THEN 'handed_off'
+             WHEN is_picked AND order_ready THEN 'ready_for_handoff'
+             WHEN is_picked AND order_packed THEN 'packed'
+             WHEN is_picked THEN 'picked'
+             WHEN allocation_short OR NOT sku_known THEN 'released'
+             WHEN n_open > 0 THEN 'pickable'
+             WHEN n_tasks = 0 AND coalesce(allocated_qty, qty) >= qty AND coalesce(pickable_qty, 0) >= qty THEN 'pickable'
+             ELSE 'released'
+           END AS progress_state
+    FROM flags
+),
+stated AS (
+    SELECT progress.*,
+           CASE
+             WHEN cancelled THEN 'cancelled'
+             WHEN order_handed_off AND (is_picked OR n_tasks = 0) THEN 'handed_off'
+             WHEN n_open_holds > 0 OR complete_waits THEN 'held'
+             WHEN is_short THEN 'short'
+             WHEN sub_blocked THEN 'substituted'
+             WHEN past_cutoff THEN 'delayed'
+             ELSE progress_state
+           END AS state,
+           'line ' || line_no || ' ' AS ln,
+           ' (' || _file || ' line ' || _line || ')' AS cite
+    FROM progress
+),
+reasoned AS (
+    SELECT stated.*,
+           CASE progress_state
+             WHEN 'not_released' THEN 'order not released in the OMS (status not_released, ordered '
+                  || coalesce(strftime(timezone(clock.tz, ordered_at), '%a %d %b %H:%M'), 'at an unknown time') || ')'
+             WHEN 'handed_off' THEN 'handed to ' || coalesce(carrier, 'the carrier') || ' at '
+                  || coalesce(strftime(timezone(clock.tz, last_handed_at), '%a %d %b %H:%M'), '?') || ', shipment ' || shipment_ids || ' (carrier)'
+             WHEN 'ready_for_handoff' THEN 'packed, labelled and manifested, shipment ' || shipment_ids
+                  || coalesce(', tracking ' || tracking_nos, '') || ' (carrier); waits for ' || coalesce(cutoff_label, 'the carrier')
+             WHEN 'packed' THEN 'packed in carton ' || packed_cartons || ' (WMS)'
+                  || CASE WHEN n_labelled = 0 THEN ', no label yet' ELSE ', labelled, not manifested (carrier)' END
+             WHEN 'picked' THEN ln || 'picked ' || qty_picked || ' of ' || qty || ', pick task ' || task_ids || ' (WMS)'
+             WHEN 'pickable' THEN ln || coalesce('pick task ' || open_task || ' ' || open_status || ', ' || qty_picked || ' of ' || qty
+                  || ' picked' || coalesce(' at ' || open_location, '') || ' (WMS)',
+                  'allocated, ' || pickable_qty || ' pickable at ' || best_location || ' and more, no pick task yet (WMS)')
+             WHEN 'released' THEN ln || CASE
+                  WHEN allocation_short THEN sku || ' allocated ' || coalesce(allocated_qty, 0) || ' of ' || qty || cite
+                       || CASE WHEN ship_complete THEN '' ELSE ', partial shipment allowed: the rest can ship' END
+                  WHEN NOT sku_known THEN 'SKU ' || sku || ' is not in the WMS inventory (unknown SKU)' || cite
+                  ELSE sku || ' released, no pick task and ' || coalesce(pickable_qty, 0) || ' of ' || qty || ' pickable (WMS)' END
+           END AS progress_reason
+    FROM stated CROSS JOIN clock
+)
+SELECT order_id, line_no, sku, qty, allocated_qty, qty_picked, qty_required, n_tasks, n_open, task_ids,
+       on_hand, pickable_qty, free_qty, best_location, sku_known, allocation_short, is_picked, ship_complete,
+       state, progress_state,
+       CASE state
+         WHEN 'cancelled' THEN 'order cancelled in the OMS'
+              || coalesce(' at ' || strftime(timezone(clock.tz, cancelled_at), '%a %d %b %H:%M'), '')
+         WHEN 'held' THEN CASE WHEN n_open_holds > 0 THEN 'on hold: ' || hold_text || ' (WMS)'
+              ELSE 'ship-complete order (' || ship_complete_source || ') waits for ' || short_alloc_lines END
+         WHEN 'short' THEN ln || 'short ' || qty_picked || ' of ' || qty || coalesce(' at ' || short_location, '')
+              || ', pick task ' || short_task || ' (WMS)'
+         WHEN 'substituted' THEN ln || 'picked ' || sub_sku || ' instead of ' || sku || ', pick task ' || sub_task || ' (WMS); '
+              || CASE WHEN no_substitutes THEN 'the account instruction says no substitutes (CRM)'
+                      ELSE 'the order line does not allow substitutes (OMS)' END
+         WHEN 'delayed' THEN 'missed ' || cutoff_label || '; ' || progress_reason
+         ELSE progress_reason
+       END AS reason,
+       allocation_short AND NOT ship_complete AND state NOT IN ('cancelled', 'handed_off') AS backorder,
+       sub_sku, sub_task, short_task, short_location, _file, _line
+FROM reasoned CROSS JOIN clock
+"""
+
+ORDER_STATES = """
+CREATE OR REPLACE TABLE order_states AS
+WITH ranked AS (
+    SELECT l.*, r.rank + CASE WHEN l.backorder THEN 100 ELSE 0 END AS rollup_rank
+    FROM line_states l JOIN state_ranks r USING (state)
+),
+decided AS (SELECT order_id, min(rollup_rank) AS rollup_rank FROM ranked GROUP BY order_id),
+deciding AS (
+    SELECT r.order_id, r.reason, min(r.line_no) AS first_line
+    FROM ranked r JOIN decided d ON d.order_id = r.order_id AND d.rollup_rank = r.rollup_rank
+    GROUP BY ALL
+),
+texts AS (SELECT order_id, list(reason ORDER BY first_line) AS reasons FROM deciding GROUP BY order_id),
+backorders AS (
+    SELECT order_id, string_agg(reason, '; ' ORDER BY line_no) AS backorder_text
+    FROM ranked WHERE backorder GROUP BY order_id
+),
+counts AS (
+    SELECT order_id, count(*) AS n_lines,
+           count(*) FILTER (WHERE state NOT IN ('handed_off', 'cancelled')) AS n_open_lines,
+           count(*) FILTER (WHERE is_picked) AS n_picked_lines,
+           count(*) FILTER (WHERE NOT allocation_short) AS n_allocated_lines,
+           count(*) FILTER (WHERE sku_known AND coalesce(pickable_qty, 0) >= qty - qty_picked) AS n_in_stock_lines
+    FROM line_states GROUP BY order_id
+),
+summaries AS (
+    SELECT order_id, string_agg(n || ' ' || state, ', ' ORDER BY rank) AS line_summary
+    FROM (SELECT order_id, state, count(*) AS n FROM line_states GROUP BY ALL) JOIN state_ranks USING (state)
+    GROUP BY order_id
+)
+SELECT f.order_id,
+       CASE WHEN d.order_id IS NULL THEN CASE WHEN f.cancelled THEN 'cancelled' WHEN f.release_status = 'not_released'
+                 THEN 'not_released' ELSE 'released' END
+            ELSE s.state END AS state,
+       CASE WHEN d.order_id IS NULL THEN 'no order lines in the extract for this order (OMS)'
+            ELSE array_to_string(t.reasons[1:3], '; ')
+                 || CASE WHEN len(t.reasons) > 3 THEN '; and ' || (len(t.reasons) - 3) || ' more lines' ELSE '' END
+                 || CASE WHEN d.rollup_rank < 100 AND b.backorder_text IS NOT NULL THEN '; not in this shipment: ' || b.backorder_text
+                         ELSE '' END
+       END AS reason,
+       coalesce(c.n_lines, 0) AS n_lines, coalesce(c.n_open_lines, 0) AS n_open_lines,
+       coalesce(c.n_picked_lines, 0) AS n_picked_lines, coalesce(c.n_allocated_lines, 0) AS n_allocated_lines,
+       coalesce(c.n_in_stock_lines, 0) AS n_in_stock_lines, m.line_summary
+FROM order_facts f
+LEFT JOIN decided d USING (order_id)
+LEFT JOIN state_ranks s ON s.rank = d.rollup_rank % 100
+LEFT JOIN texts t USING (order_id)
+LEFT JOIN backorders b USING (order_id)
+LEFT JOIN counts c USING (order_id)
+LEFT JOIN summaries m USING (order_id)
+"""
+
+
+def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+    """Create `order_facts`, `line_states` and `order_states` (needs `order_cutoffs`); returns `order_states`:
+    order_id, state, reason, n_lines, n_open_lines, n_picked_lines, n_allocated_lines, n_in_stock_lines, line_summary."""
+    policy = prepare(con, settings, now)
+    con.execute("CREATE OR REPLACE TEMP TABLE state_ranks (state VARCHAR, rank INTEGER, meaning VARCHAR)")
+    con.executemany("INSERT INTO state_ranks VALUES (?, ?, ?)", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
+    con.execute(ORDER_FACTS, {"ship_complete_default": policy.ship_complete_default})
+    con.execute(LINE_STATES)
+    con.execute(ORDER_STATES)
+    return con.table("order_states")

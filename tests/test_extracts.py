@@ -1,0 +1,551 @@
+"""Loading extracts: typed as the contract says, every bad row kept in `rejects` with its line and
+reason, rows read = accepted + rejected for every file, and errors that name what to fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from handoff_lib.db import connect
+from handoff_lib.errors import ExtractError, MissingColumnError, UnmappedValueError
+from handoff_lib.extracts import load_extracts, load_source
+from handoff_lib.settings import Settings, load_settings
+
+DEMO = Path(__file__).parents[1] / "parameters" / "demo.yaml"
+GOOD = Path(__file__).parent / "fixtures" / "extracts" / "good"
+NY = ZoneInfo("America/New_York")
+
+LINES_HEADER = "OrderNo,LineNo,Item,OrderQty,AllocQty,SubsOK,UnitPrice\n"
+TASKS_HEADER = "TASK_ID,PICK_TICKET,ORDER_REF,LINE,ITEM,LOC,WAVE,QTY_REQ,QTY_PICK,TASK_STAT,SUB_ITEM,LAST_UPD,PICK_NOTE\n"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def make_site(tmp_path: Path, files: dict[str, str | bytes | None] | None = None, sources: dict | None = None) -> Settings:
+    """The good extract set in tmp_path/data with `files` replaced (None deletes one), read by a
+    copy of the demo site file with `sources` settings merged in (None removes a setting)."""
+    data = tmp_path / "data"
+    shutil.copytree(GOOD, data)
+    for name, content in (files or {}).items():
+        if content is None:
+            (data / name).unlink()
+        elif isinstance(content, bytes):
+            (data / name).write_bytes(content)
+        else:
+            (data / name).write_text(content, encoding="utf-8", newline="")
+    raw = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    raw["data"] = {"folder": "data", "allowed_roots": ["."]}
+    for entity, changes in (sources or {}).items():
+        if changes is None:
+            del raw["sources"][entity]
+            continue
+        for key, value in changes.items():
+            if value is None:
+                raw["sources"][entity].pop(key, None)
+            else:
+                raw["sources"][entity][key] = value
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return load_settings(site)
+
+
+def site_line(settings: Settings, text: str) -> int:
+    """The line of the site file holding `text` (the test's own view of where a setting is)."""
+    for i, line in enumerate(settings.path.read_text(encoding="utf-8").splitlines(), start=1):
+        if text in line:
+            return i
+    raise AssertionError(f"{text!r} not in {settings.path}")
+
+
+@dataclass
+class Loaded:
+    con: duckdb.DuckDBPyConnection
+    report: dict  # the source's load-report row
+    rejects: pd.DataFrame  # its rejects, by line
+
+
+def load_one(tmp_path: Path, entity: str, file: str, content: str | bytes, **spec) -> Loaded:
+    """Load one source from `content` (with `spec` settings), checking the row accounting."""
+    settings = make_site(tmp_path, {file: content}, {entity: spec} if spec else None)
+    con = connect(settings)
+    report = load_source(con, settings, entity)
+    assert_accounting(con)
+    return Loaded(con, report, con.execute("SELECT * FROM rejects WHERE source = ? ORDER BY line", [entity]).df())
+
+
+def assert_accounting(con: duckdb.DuckDBPyConnection) -> None:
+    """rows read = accepted + rejected, and the tables hold exactly those rows."""
+    for r in con.execute("SELECT * FROM load_report").df().itertuples():
+        assert r.rows_read == r.rows_accepted + r.rows_rejected, r
+        assert con.execute(f"SELECT count(*) FROM {r.source}").fetchone()[0] == r.rows_accepted
+        assert con.execute("SELECT count(*) FROM rejects WHERE source = ?", [r.source]).fetchone()[0] == r.rows_rejected
+
+
+def lines_of(con: duckdb.DuckDBPyConnection, table: str, key: str) -> dict[str, int]:
+    return dict(con.execute(f"SELECT {key}, _line FROM {table}").fetchall())
+
+
+def reasons(rejects: pd.DataFrame) -> list[tuple[int, str]]:
+    return [(int(r.line), r.reason) for r in rejects.itertuples()]
+
+
+# ------------------------------------------------------------------------------------------ the good set
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """The good extract set, loaded once for the tests that only read it."""
+    settings = make_site(tmp_path_factory.mktemp("good"))
+    con = connect(settings)
+    report = load_extracts(con, settings, progress=True)
+    return settings, con, report
+
+
+def test_good_extract_set_loads_every_source_with_contract_types(good):
+    settings, con, report = good
+    assert list(report["source"]) == list(settings.sources)
+    counts = dict(zip(report["source"], report["rows_accepted"]))
+    assert counts == {
+        "orders": 3,
+        "order_lines": 4,
+        "inventory": 3,
+        "pick_tasks": 3,
+        "pack_events": 2,
+        "holds": 2,
+        "shipments": 1,
+        "cases": 1,
+        "account_instructions": 2,
+    }
+    assert report["rows_rejected"].sum() == 0
+    assert_accounting(con)
+    types = dict(
+        con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'orders'").fetchall()
+    )
+    assert types["order_id"] == "VARCHAR" and types["priority"] == "BIGINT" and types["order_value"] == "DOUBLE"
+    assert types["ordered_at"] == "TIMESTAMP WITH TIME ZONE" and types["promised_delivery"] == "DATE"
+    assert types["ship_complete"] == "BOOLEAN" and types["_file"] == "VARCHAR" and types["_line"] == "BIGINT"
+    cols = [r[0] for r in con.execute("DESCRIBE orders").fetchall()]
+    assert cols[:3] == ["order_id", "customer_id", "customer_name"] and cols[-2:] == ["_file", "_line"]
+
+
+def test_values_are_parsed_per_type_and_mapping(good):
+    con = good[1]
+    o = con.execute("SELECT * FROM orders ORDER BY _line").df()
+    assert list(o["release_status"]) == ["released", "not_released", "cancelled"]  # 'new' maps case-insensitively
+    assert o.loc[0, "customer_name"] == "Acme, Inc." and o.loc[0, "order_value"] == 1250.5
+    assert list(o["ship_complete"]) == [True, False, False]  # blank is false: "" is in the site's false spellings
+    assert pd.isna(o.loc[2, "priority"]) and pd.isna(o.loc[1, "customer_po"])
+    assert con.execute("SELECT promised_delivery FROM orders WHERE _line = 2").fetchone()[0] == dt.date(2026, 3, 4)
+    ol = con.execute("SELECT line_no, qty, allocated_qty FROM order_lines WHERE _line = 3").fetchone()
+    assert ol == (2, 3, 3)  # ' 3 ' and '3.0' are whole numbers
+    assert con.execute("SELECT instruction FROM account_instructions ORDER BY _line").fetchall() == [
+        ("ship_complete",),
+        ("substitutes_allowed",),
+    ]
+    assert con.execute("SELECT status FROM pick_tasks ORDER BY _line").fetchall() == [("picked",), ("short",), ("open",)]
+    assert con.execute("SELECT text FROM cases").fetchone()[0] == "Where is my order?\nCustomer called twice."
+
+
+def test_report_lists_extra_columns_and_file_hash(good):
+    settings, con, report = good
+    report = report.set_index("source")
+    assert report.loc["orders", "extra_columns"] == "ExportedBy"
+    assert report.loc["orders", "format"] == "csv" and report.loc["orders", "file"] == "oms_orders.csv"
+    assert len(report.loc["orders", "sha256"]) == 64
+    assert con.execute("SELECT count(*) FROM load_report").fetchone()[0] == len(settings.sources)
+
+
+def test_naive_and_zoned_timestamps_land_on_the_same_instant(tmp_path):
+    text = (
+        "CaseNumber,RelatedTo,Opened,Closed,CaseType,Description\n"
+        "CS-1,SO-1,2026-03-02 08:20:00,,,\n"  # site local time (New York, EST in March before DST)
+        "CS-2,SO-1,2026-03-02T13:20:00Z,,,\n"
+        "CS-3,SO-1,2026-03-02 14:20:00+01:00,,,\n"
+    )
+    settings = make_site(tmp_path, {"crm_cases.csv": text})
+    con = duckdb.connect()  # a UTC session: the load still reads naive values as site time
+    con.execute("SET TimeZone = 'UTC'")
+    load_source(con, settings, "cases")
+    opened = {r[0] for r in con.execute("SELECT opened_at FROM cases").fetchall()}
+    assert opened == {dt.datetime(2026, 3, 2, 8, 20, tzinfo=NY)}
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "UTC"  # the session is left as it was
+
+
+def test_timestamp_format_setting_reads_site_formats(tmp_path):
+    text = "HOLD_NO,HOLD_REF,HOLD_CODE,HOLD_NOTE,PLACED_TS,RELEASED_TS,PLACED_BY\nH-1,SO-1,,,02.03.2026 09:10,2026-03-02 10:00,\n"
+    r = load_one(tmp_path, "holds", "wms_holds.csv", text, timestamp_format="%d.%m.%Y %H:%M")
+    assert r.con.execute("SELECT placed_at, released_at FROM holds").fetchone() == (
+        dt.datetime(2026, 3, 2, 9, 10, tzinfo=NY),
+        dt.datetime(2026, 3, 2, 10, 0, tzinfo=NY),  # ISO still accepted
+    )
+
+
+# ------------------------------------------------------------------------------------------ rejected rows
+
+
+def test_blank_required_id_is_rejected(tmp_path):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + "SO-1,1,SKU-1,2,,,\n,2,SKU-2,1,,,\n")
+    assert reasons(r.rejects) == [(3, "blank order_id")]
+    assert r.rejects.loc[0, "column"] == "OrderNo" and r.rejects.loc[0, "raw"] == ",2,SKU-2,1,,,"
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"]) == (2, 1, 1)
+
+
+def test_whitespace_only_id_is_rejected_and_other_ids_are_kept_verbatim(tmp_path):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + " SO-1 ,1,SKU-1,2,,,\n   ,2,SKU-2,1,,,\n")
+    assert reasons(r.rejects) == [(3, "blank order_id")] and r.rejects.loc[0, "value"] == "   "
+    assert r.con.execute("SELECT order_id FROM order_lines").fetchone()[0] == " SO-1 "
+
+
+@pytest.mark.parametrize(
+    ("qty", "reason"),
+    [
+        ("abc", "not a number qty 'abc'"),
+        ("5.5", "non-integer qty '5.5'"),
+        ("-2", "negative qty '-2'"),
+        ("0", "qty '0' below the minimum 1"),
+        ("1e3", "not a number qty '1e3'"),
+        ("", "blank qty"),
+    ],
+)
+def test_bad_quantity_is_rejected_with_its_reason(tmp_path, qty, reason):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + f"SO-1,1,SKU-1,{qty},,,\n")
+    assert reasons(r.rejects) == [(2, reason)] and r.rejects.loc[0, "column"] == "OrderQty"
+
+
+def test_negative_optional_quantity_and_price_are_rejected(tmp_path):
+    body = "SO-1,1,SKU-1,2,-1,,\nSO-1,2,SKU-1,2,,,-0.5\n"
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + body)
+    assert reasons(r.rejects) == [(2, "negative allocated_qty '-1'"), (3, "negative unit_price '-0.5'")]
+
+
+def test_unknown_boolean_spelling_is_rejected(tmp_path):
+    r = load_one(
+        tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + "SO-1,1,SKU-1,2,,maybe,\nSO-1,2,SKU-1,2,, yes ,\n"
+    )
+    assert reasons(r.rejects) == [(2, "not a yes/no value substitution_allowed 'maybe'")]
+    assert r.con.execute("SELECT substitution_allowed FROM order_lines").fetchone()[0] is True
+
+
+def test_unparseable_and_impossible_timestamps_are_rejected_naming_the_value(tmp_path):
+    text = (
+        "HOLD_NO,HOLD_REF,HOLD_CODE,HOLD_NOTE,PLACED_TS,RELEASED_TS,PLACED_BY\n"
+        "H-1,SO-1,,,yesterday noon,,\n"
+        "H-2,SO-1,,,2026-02-30 10:00,,\n"
+        "H-3,SO-1,,,2026-03-02 10:00,2026-13-01,\n"
+    )
+    r = load_one(tmp_path, "holds", "wms_holds.csv", text)
+    assert reasons(r.rejects) == [
+        (2, "unparseable timestamp placed_at 'yesterday noon'"),
+        (3, "impossible date placed_at '2026-02-30 10:00'"),
+        (4, "impossible date released_at '2026-13-01'"),
+    ]
+    assert list(r.rejects["column"]) == ["PLACED_TS", "PLACED_TS", "RELEASED_TS"]
+
+
+def test_impossible_calendar_date_is_rejected(tmp_path):
+    text = (GOOD / "oms_orders.csv").read_text(encoding="utf-8").replace("2026-03-05", "2026-02-30")
+    r = load_one(tmp_path, "orders", "oms_orders.csv", text)
+    assert reasons(r.rejects) == [(3, "impossible date promised_delivery '2026-02-30'")]
+
+
+def test_picked_more_than_required_is_rejected(tmp_path):
+    body = "T-1,,1001,1,SKU-1,,,5,7,30,,,\nT-2,,1001,2,SKU-2,,,5,5,30,,,\n"
+    r = load_one(tmp_path, "pick_tasks", "wms_pick_tasks.csv", TASKS_HEADER + body)
+    assert reasons(r.rejects) == [(2, "qty_picked 7 more than qty_required 5")]
+    assert r.rejects.loc[0, "column"] == "QTY_PICK" and r.rejects.loc[0, "value"] == "7"
+
+
+def test_exact_duplicate_is_rejected_naming_the_first_line(tmp_path):
+    body = "SO-1,1,SKU-1,2,,,\nSO-1,2,SKU-2,1,,,\nSO-1,1,SKU-1,2,,,\nSO-1,1,SKU-1,2.0,,,\n"
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + body)
+    assert reasons(r.rejects) == [(4, "exact duplicate of line 2"), (5, "exact duplicate of line 2")]  # 2.0 is the same quantity
+    assert lines_of(r.con, "order_lines", "line_no") == {1: 2, 2: 3}
+
+
+def test_conflicting_duplicate_key_keeps_the_first_row(tmp_path):
+    body = "SO-1,1,SKU-1,2,,,\nSO-1,1,SKU-9,4,,,\nSO-1,1,SKU-9,4,,,\n"
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + body)
+    assert reasons(r.rejects) == [
+        (3, "conflicting duplicate key order_id='SO-1', line_no='1' (kept line 2)"),
+        (4, "exact duplicate of line 3"),
+    ]
+    assert r.rejects.loc[0, "column"] == "OrderNo, LineNo"
+    assert r.con.execute("SELECT sku FROM order_lines").fetchall() == [("SKU-1",)]
+
+
+def test_holds_without_hold_number_skip_the_key_check_but_not_the_duplicate_check(tmp_path):
+    text = (
+        "HOLD_NO,HOLD_REF,HOLD_CODE,HOLD_NOTE,PLACED_TS,RELEASED_TS,PLACED_BY\n"
+        ",SO-1,CR,,2026-03-02 09:00,,\n"
+        ",SO-2,QA,,2026-03-02 09:05,,\n"
+        ",SO-2,QA,,2026-03-02 09:05,,\n"
+    )
+    r = load_one(tmp_path, "holds", "wms_holds.csv", text)
+    assert reasons(r.rejects) == [(4, "exact duplicate of line 3")]
+    assert r.report["rows_accepted"] == 2
+
+
+def test_pack_event_needs_an_order_or_a_pick_ticket(tmp_path):
+    text = "CARTON,ORDER_REF,PICK_TICKET,PACK_STAT,EXC_CODE,PACK_NOTE,EVENT_TS\nCTN-1,,,PACKED,,,\nCTN-2,,PT-1,PACKED,,,\n"
+    r = load_one(tmp_path, "pack_events", "wms_pack_events.csv", text)
+    assert reasons(r.rejects) == [(2, "blank order_ref and pick_ticket (at least one is required)")]
+
+
+# ------------------------------------------------------------------------------------------ CSV structure
+
+
+def test_broken_rows_are_structural_rejects_on_their_physical_line(tmp_path):
+    body = "SO-1,1,SKU-1,2,,,\nSO-1,2,SKU-2,1,,,,EXTRA\nSO-1,3,SKU-3\nSO-1,4,SKU-4,1,,,\n"
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + body)
+    assert reasons(r.rejects) == [(3, "too many columns (expected 7, found 8)"), (4, "too few columns (expected 7, found 3)")]
+    assert r.rejects.loc[0, "raw"] == "SO-1,2,SKU-2,1,,,,EXTRA"
+    assert lines_of(r.con, "order_lines", "line_no") == {1: 2, 4: 5}
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"]) == (4, 2, 2)
+
+
+def test_quoted_newlines_and_blank_lines_keep_later_line_numbers_right(tmp_path):
+    text = (
+        "TASK_ID,PICK_TICKET,ORDER_REF,LINE,ITEM,LOC,WAVE,QTY_REQ,QTY_PICK,TASK_STAT,SUB_ITEM,LAST_UPD,PICK_NOTE\r\n"
+        'T-1,,1001,1,SKU-1,,,1,1,30,,,"two\r\nlines"\r\n'  # lines 2-3
+        "\r\n"  # line 4: blank, not a record
+        'T-2,,1001,2,SKU-2,,,1,1,30,,,"three\n\nlines, one blank"\r\n'  # lines 5-7
+        'T-3,,1001,3,SKU-3,,,1,1,30,,,"bad\nrow",EXTRA\r\n'  # lines 8-9: too many columns
+        "T-4,,1001,4,SKU-4,,,1,x,30,,,\r\n"  # line 10: bad number
+        "T-5,,1001,5,SKU-5,,,1,1,30,,,\r\n"  # line 11
+    )
+    r = load_one(tmp_path, "pick_tasks", "wms_pick_tasks.csv", text)
+    assert lines_of(r.con, "pick_tasks", "task_id") == {"T-1": 2, "T-2": 5, "T-5": 11}
+    assert reasons(r.rejects) == [(8, "too many columns (expected 13, found 14)"), (10, "not a number qty_picked 'x'")]
+    assert r.con.execute("SELECT note FROM pick_tasks WHERE task_id = 'T-1'").fetchone()[0] == "two\r\nlines"
+
+
+def test_unterminated_quote_is_rejected_with_the_lines_it_swallows(tmp_path):
+    body = 'SO-1,1,SKU-1,2,,,\nSO-1,2,"SKU-2,1,,,\nSO-1,3,SKU-3,1,,,\n'
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + body)
+    assert len(r.rejects) == 1 and r.rejects.loc[0, "line"] == 3
+    assert r.rejects.loc[0, "reason"].startswith("unterminated or misplaced quote (the quoted value runs over lines 3-4)")
+    assert r.report["rows_read"] == 2 and r.report["rows_accepted"] == 1
+
+
+def test_truncated_last_line_is_rejected(tmp_path):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + "SO-1,1,SKU-1,2,,,\nSO-1,2,SK")
+    assert reasons(r.rejects) == [
+        (3, "too few columns (expected 7, found 3); the file ends in the middle of this line (truncated export?)")
+    ]
+
+
+def test_header_with_byte_order_mark_is_read(tmp_path):
+    content = b"\xef\xbb\xbf" + (LINES_HEADER + "SO-1,1,SKU-\xc3\xa9,2,,,\n").encode("latin-1")
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", content)
+    assert r.con.execute("SELECT order_id, sku, _line FROM order_lines").fetchone() == ("SO-1", "SKU-é", 2)
+
+
+def test_latin1_file_reads_with_the_encoding_setting(tmp_path):
+    content = (
+        "CaseNumber,RelatedTo,Opened,Closed,CaseType,Description\nCS-1,SO-1,2026-03-02 09:00,,,Müller: Lieferung fehlt\n".encode(
+            "latin-1"
+        )
+    )
+    r = load_one(tmp_path, "cases", "crm_cases.csv", content, encoding="latin-1")
+    assert r.con.execute("SELECT text FROM cases").fetchone()[0] == "Müller: Lieferung fehlt"
+
+
+def test_invalid_utf8_without_the_encoding_setting_rejects_those_rows_naming_the_setting(tmp_path):
+    content = "CaseNumber,RelatedTo,Opened,Closed,CaseType,Description\nCS-1,SO-1,2026-03-02 09:00,,,Müller\nCS-2,SO-2,2026-03-02 09:00,,,ok\n".encode(
+        "latin-1"
+    )
+    r = load_one(tmp_path, "cases", "crm_cases.csv", content)
+    assert list(r.rejects["line"]) == [2] and r.rejects.loc[0, "reason"].startswith(
+        "invalid UTF-8 bytes; if the file is not UTF-8, set sources.cases.encoding"
+    )
+    assert r.con.execute("SELECT case_id FROM cases").fetchall() == [("CS-2",)]
+
+
+def test_semicolon_delimited_file_reads_with_the_delimiter_setting(tmp_path):
+    text = 'Account;Instruction;Comment\nC-1;NO SUBS;"a ; in a note"\n'
+    r = load_one(tmp_path, "account_instructions", "crm_account_instructions.csv", text, delimiter=";")
+    assert r.con.execute("SELECT customer_id, instruction FROM account_instructions").fetchone() == ("C-1", "no_substitutes")
+
+
+def test_csv_header_row_skips_a_preamble_and_counts_its_lines(tmp_path):
+    text = "Exported 2026-03-02 by CRM\nAccount,Instruction,Comment\nC-1,NO SUBS,x\nC-2,PARTIAL OK,\n"
+    r = load_one(tmp_path, "account_instructions", "crm_account_instructions.csv", text, header_row=2)
+    assert lines_of(r.con, "account_instructions", "customer_id") == {"C-1": 3, "C-2": 4}
+
+
+def test_header_only_file_loads_no_rows(tmp_path):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER)
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"]) == (0, 0, 0)
+
+
+# ------------------------------------------------------------------------------------------ errors that stop the load
+
+
+def test_missing_column_names_the_field_its_mapping_line_and_the_columns_found(tmp_path):
+    text = "Order Number,SoldTo,OrderDate,RelStatus\nSO-1,C-1,2026-03-02 09:00,REL\n"
+    settings = make_site(tmp_path, {"oms_orders.csv": text})
+    line = site_line(settings, "order_id: OrderNo")
+    with pytest.raises(MissingColumnError) as err:
+        load_source(connect(settings), settings, "orders")
+    msg = str(err.value)
+    assert msg.startswith(
+        f"oms_orders.csv: missing column 'OrderNo' for contract field orders.order_id (mapped at {settings.path} line {line}"
+    )
+    assert "closest: 'Order Number'" in msg and msg.endswith("columns found: Order Number, SoldTo, OrderDate, RelStatus")
+
+
+def test_wrong_delimiter_is_named_with_the_setting_to_change(tmp_path):
+    text = "OrderNo;LineNo;Item;OrderQty\nSO-1;1;SKU-1;2\n"
+    settings = make_site(tmp_path, {"oms_order_lines.csv": text})
+    with pytest.raises(
+        MissingColumnError,
+        match=r'the delimiter looks wrong\. Set delimiter: ";" for sources\.order_lines \(.*site\.yaml line \d+',
+    ):
+        load_source(connect(settings), settings, "order_lines")
+
+
+def test_unmapped_status_stops_the_load_naming_values_and_the_values_line(tmp_path):
+    body = "T-1,,1001,1,SKU-1,,,1,0,10,,,\nT-2,,1001,2,SKU-2,,,1,0,50,,,\nT-3,,1001,3,SKU-3,,,1,0,50,,,\nT-4,,1001,4,SKU-4,,,1,0,xx,,,\n"
+    settings = make_site(tmp_path, {"wms_pick_tasks.csv": TASKS_HEADER + body})
+    line = site_line(settings, "        '10': open") - 1  # the `status:` line under values:
+    with pytest.raises(UnmappedValueError) as err:
+        load_source(connect(settings), settings, "pick_tasks")
+    msg = str(err.value)
+    assert msg.startswith(
+        "wms_pick_tasks.csv: column 'TASK_STAT' (pick_tasks.status) holds 2 value(s) the site mapping does not cover"
+    )
+    assert "'50' (2 rows, first at line 3), 'xx' (1 row, first at line 5)" in msg
+    assert (
+        f"sources.pick_tasks.values.status ({settings.path} line {line})" in msg
+        and "open, in_progress, picked, short, cancelled" in msg
+    )
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    settings = make_site(tmp_path, {"wms_inventory.csv": b""})
+    with pytest.raises(
+        ExtractError, match=r"wms_inventory\.csv: file is empty \(0 bytes\), expected a header with columns ITEM, LOC, QTY_OH"
+    ):
+        load_source(connect(settings), settings, "inventory")
+
+
+def test_missing_required_file_names_the_path_and_the_setting(tmp_path):
+    settings = make_site(tmp_path, {"wms_holds.csv": None})
+    line = site_line(settings, "file: wms_holds.csv")
+    with pytest.raises(
+        ExtractError,
+        match=rf"wms_holds\.csv: file not found at .*data/wms_holds\.csv \(sources\.holds\.file, .*site\.yaml line {line}\)",
+    ):
+        load_extracts(connect(settings), settings)
+
+
+def test_optional_source_not_supplied_loads_as_an_empty_typed_table(tmp_path):
+    settings = make_site(tmp_path, sources={"cases": None})
+    con = connect(settings)
+    report = load_extracts(con, settings).set_index("source")
+    assert report.loc["cases", "rows_read"] == 0 and pd.isna(report.loc["cases", "file"])
+    assert con.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
+    assert (
+        dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cases'").fetchall())[
+            "opened_at"
+        ]
+        == "TIMESTAMP WITH TIME ZONE"
+    )
+
+
+def test_reloading_a_source_replaces_its_rejects(tmp_path):
+    settings = make_site(tmp_path, {"oms_order_lines.csv": LINES_HEADER + ",1,SKU-1,2,,,\n"})
+    con = connect(settings)
+    load_source(con, settings, "order_lines")
+    load_source(con, settings, "order_lines")
+    assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM load_report").fetchone()[0] == 1
+
+
+# ------------------------------------------------------------------------------------------ XLSX and Parquet
+
+
+def test_xlsx_source_reads_the_named_sheet_with_sheet_row_numbers(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    wb.active.title = "Notes"
+    ws = wb.create_sheet("Stock")
+    ws.append(["Stock export 2026-03-02"])  # row 1: a title above the header
+    ws.append(["ITEM", "LOC", "QTY_OH", "QTY_ALLOC", "QTY_HOLD"])  # row 2
+    ws.append(["SKU-1", "A-01", 10, 2.0, None])  # row 3
+    ws.append([])  # row 4: empty, not a record
+    ws.append(["SKU-2", "A-02", -1, 0, 0])  # row 5: negative
+    ws.append(["SKU-3", "A-03", 4.5, 0, 0])  # row 6: non-integer
+    path = tmp_path / "stock.xlsx"
+    wb.save(path)
+    settings = make_site(tmp_path, sources={"inventory": {"file": "stock.xlsx", "sheet": "Stock", "header_row": 2}})
+    shutil.copy(path, settings.data_folder / "stock.xlsx")
+    con = connect(settings)
+    report = load_source(con, settings, "inventory")
+    assert_accounting(con)
+    assert report["format"] == "xlsx" and (report["rows_read"], report["rows_accepted"]) == (3, 1)
+    assert con.execute("SELECT sku, on_hand, allocated, on_hold, _line FROM inventory").fetchall() == [("SKU-1", 10, 2, None, 3)]
+    assert con.execute("SELECT line, reason FROM rejects ORDER BY line").fetchall() == [
+        (5, "negative on_hand '-1'"),
+        (6, "non-integer on_hand '4.5'"),
+    ]
+
+
+def test_parquet_source_with_native_types(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "OrderNo": ["SO-1", "SO-1", "SO-2"],
+            "LineNo": [1, 2, 1],
+            "Item": ["SKU-1", "SKU-2", "SKU-3"],
+            "OrderQty": [2.0, 1.0, -3.0],
+            "SubsOK": [True, False, True],
+            "UnitPrice": [9.5, 1.25, 3.0],
+        }
+    )
+    settings = make_site(tmp_path, sources={"order_lines": {"file": "lines.parquet"}})
+    frame.to_parquet(settings.data_folder / "lines.parquet")
+    con = connect(settings)
+    report = load_source(con, settings, "order_lines")
+    assert_accounting(con)
+    assert report["format"] == "parquet" and (report["rows_read"], report["rows_accepted"], report["rows_rejected"]) == (3, 2, 1)
+    assert con.execute(
+        "SELECT line_no, qty, substitution_allowed, unit_price, _line FROM order_lines ORDER BY _line"
+    ).fetchall() == [
+        (1, 2, True, 9.5, 1),
+        (2, 1, False, 1.25, 2),
+    ]
+    assert con.execute("SELECT line, reason FROM rejects").fetchall() == [(3, "negative qty '-3.0'")]
+
+
+def test_unreadable_parquet_is_a_clear_error(tmp_path):
+    settings = make_site(tmp_path, sources={"order_lines": {"file": "lines.parquet"}})
+    (settings.data_folder / "lines.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ExtractError, match=r"lines\.parquet: not a readable Parquet file"):
+        load_source(connect(settings), settings, "order_lines")
+
+
+def test_optional_source_whose_file_is_missing_loads_empty_with_a_warning(tmp_path):
+    settings = make_site(tmp_path, {"crm_cases.csv": None})
+    con = connect(settings)
+    with pytest.warns(UserWarning, match=r"crm_cases\.csv: not found .*cases is optional and loads empty"):
+        report = load_source(con, settings, "cases")
+    assert report["rows_read"] == 0 and report["sha256"] is None
+    assert con.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
+
+
+def test_bytes_invalid_in_the_declared_encoding_are_a_clear_error(tmp_path):
+    content = b"Account,Instruction,Comment\nC-1,NO SUBS,ok\nC-2,NO SUBS,bad \x81 byte\n"
+    settings = make_site(tmp_path, {"crm_account_instructions.csv": content}, {"account_instructions": {"encoding": "cp1252"}})
+    with pytest.raises(
+        ExtractError, match=r"crm_account_instructions\.csv: line 3 holds bytes that are not cp1252 .*site\.yaml line \d+"
+    ):
+        load_source(connect(settings), settings, "account_instructions")

@@ -1,0 +1,32 @@
+"""The policy: section: validated, and every error names the site file line at fault."""
+
+import pytest
+from scenario_tables import demo_settings
+
+from handoff_lib.errors import SettingsError
+from handoff_lib.policy import load_policy
+
+
+def test_the_demo_policy_loads_with_its_routing_table():
+    policy = load_policy(demo_settings())
+    assert policy.reasons["short_pick"].owner == "replenishment"
+    assert policy.hold_codes["CR"] == "credit_hold"
+    assert policy.priority_rule.startswith("priority = customer tier 1 +50")
+
+
+def test_a_code_mapped_to_an_undefined_reason_is_refused_with_the_file_line():
+    with pytest.raises(SettingsError, match=r"demo.yaml line \d+: policy.hold_codes.XX names reason 'nope'"):
+        load_policy(demo_settings(hold_codes={"XX": "nope"}))
+
+
+def test_a_bad_note_rule_pattern_is_refused():
+    with pytest.raises(SettingsError, match="not a valid regular expression"):
+        load_policy(demo_settings(note_rules=[{"reason": "address", "pattern": "(unclosed"}]))
+
+
+def test_a_missing_built_in_reason_is_refused():
+    settings = demo_settings()
+    reasons = dict(settings.raw["policy"]["reasons"])
+    del reasons["short_pick"]
+    with pytest.raises(SettingsError, match="policy.reasons lacks short_pick"):
+        load_policy(demo_settings(reasons=reasons))

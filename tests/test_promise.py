@@ -1,0 +1,103 @@
+"""Cutoffs and the customer promise: safe / at_risk / needs_communication, with the reason."""
+
+import datetime as dt
+
+from scenario_tables import DAY, Story, at, demo_settings
+
+
+def test_scenario_5_packed_without_a_label_half_an_hour_before_pickup_is_at_risk_until_label_and_manifest_exist():
+    s = Story()
+    s.order("SO-1005", promised_delivery=DAY)
+    s.picked("SO-1005", at_time="14:30")
+    s.carton("CTN-55", "SO-1005", event_at="15:10")
+    s.analyse("15:30")
+    assert s.order_state("SO-1005")[0] == "packed"
+    [b] = s.blockers_of("SO-1005")
+    assert (b["reason"], b["owner"], b["source_key"]) == ("label_missing", "shipping", "CTN-55")
+    assert s.promise_of("SO-1005")[0] == "at_risk"
+
+    s.shipment("SHP-1", "SO-1005", label="15:35", manifest="15:40")
+    s.analyse("15:45")
+    assert s.order_state("SO-1005")[0] == "ready_for_handoff"
+    assert s.blockers_of("SO-1005") == []
+    assert s.promise_of("SO-1005") == ("safe", "no work left; waits for UPS GND pickup Tue 10 Jun 16:00 (15 min)")
+
+
+def test_scenario_6_picked_after_the_pickup_left_needs_communication_when_the_promise_is_due_today():
+    s = Story()
+    s.order("SO-1006", promised_delivery=DAY)
+    s.picked("SO-1006")
+    s.analyse("16:05")
+    assert s.order_state("SO-1006")[0] == "delayed"
+    status, reason = s.promise_of("SO-1006")
+    assert status == "needs_communication"
+    assert reason == (
+        "missed UPS GND pickup Tue 10 Jun 16:00; next pickup Wed 11 Jun 16:00 + 1 transit day(s) "
+        "arrives Thu 12 Jun, after the promised Tue 10 Jun"
+    )
+
+
+def test_scenario_6_picked_after_the_pickup_left_is_still_safe_when_the_promise_is_two_days_out_and_a_pickup_comes_tomorrow():
+    s = Story()
+    s.order("SO-1016", promised_delivery=DAY + dt.timedelta(days=2))
+    s.picked("SO-1016")
+    s.analyse("16:05")
+    assert s.order_state("SO-1016")[0] == "delayed"
+    status, reason = s.promise_of("SO-1016")
+    assert status == "safe"
+    assert "by the promised Thu 12 Jun" in reason
+
+
+def test_scenario_8_a_customer_buffer_override_turns_the_same_packed_order_at_risk():
+    s = Story(demo_settings(buffer_by_customer={"A": 120}))
+    s.order("SO-A", customer_id="A")
+    s.order("SO-B", customer_id="B")
+    for order_id in ("SO-A", "SO-B"):
+        s.picked(order_id, at_time="13:30")
+        s.carton(f"CTN-{order_id}", order_id, event_at="14:15")
+    s.analyse("14:15")
+    assert s.promise_of("SO-A") == ("at_risk", "10 min work + 120 min buffer > 105 min to UPS GND pickup Tue 10 Jun 16:00")
+    assert s.promise_of("SO-B") == ("safe", "10 min work + 60 min buffer fits 105 min to UPS GND pickup Tue 10 Jun 16:00")
+
+
+def test_an_explicit_ship_by_overrides_the_carrier_pickup():
+    s = Story()
+    s.order("SO-SB", ship_by=at("12:00"))
+    s.analyse("11:00")
+    assert s.one("SELECT cutoff_source, cutoff_label FROM order_cutoffs") == ("ship_by", "ship-by Tue 10 Jun 12:00 (OMS)")
+    assert s.promise_of("SO-SB")[0] == "at_risk"  # 10 + 15 + 5 + 5 min work + 60 min buffer > 60 min left
+
+
+def test_a_missed_ship_by_needs_communication():
+    s = Story()
+    s.order("SO-SB", ship_by=at("12:00"))
+    s.analyse("12:30")
+    assert s.promise_of("SO-SB")[0] == "needs_communication"
+
+
+def test_a_carrier_that_does_not_pick_up_today_is_due_on_its_next_pickup_day():
+    s = Story()
+    s.order("SO-LTL", carrier="LTL", service="FREIGHT")  # LTL picks up mon/wed/fri at 14:00; DAY is a Tuesday
+    s.analyse("10:00")
+    assert s.one("SELECT cutoff_label FROM order_cutoffs")[0] == "LTL FREIGHT pickup Wed 11 Jun 14:00"
+
+
+def test_an_exact_service_entry_beats_the_carrier_wildcard():
+    s = Story(demo_settings())
+    from dataclasses import replace
+
+    from handoff_lib.settings import Cutoff
+
+    s.settings = replace(s.settings, cutoffs=s.settings.cutoffs + (Cutoff("UPS", "*", dt.time(18, 0), frozenset(range(7))),))
+    s.order("SO-1")
+    s.analyse("10:00")
+    assert s.one("SELECT cutoff_label FROM order_cutoffs")[0] == "UPS GND pickup Tue 10 Jun 16:00"
+
+
+def test_an_order_whose_carrier_has_no_pickup_is_at_risk_and_says_what_to_configure():
+    s = Story()
+    s.order("SO-Z", carrier="ZZZ", service="X")
+    s.analyse("10:00")
+    status, reason = s.promise_of("SO-Z")
+    assert status == "at_risk"
+    assert "no pickup configured for carrier ZZZ service X" in reason

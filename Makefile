@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test browser lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/handoff demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
+
+# Browser tests drive Debian's chromium through Playwright (playwright's own browser download
+# cannot work offline). Installed once, as root, when missing.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
 lint: setup
 	$(BIN)/ruff check handoff_lib tests bench

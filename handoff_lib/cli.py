@@ -44,15 +44,23 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace):
-    return load_settings(args.site, data_folder=getattr(args, "data", None))
+def _settings(args: argparse.Namespace, at: str | None = None):
+    """The site settings; with a review time, the data folder is the one for that review."""
+    settings = load_settings(args.site, data_folder=getattr(args, "data", None))
+    if at is not None:
+        return settings.for_review(parse_at(at, settings, DEMO_DATE))
+    if settings.data_is_template:
+        raise HandoffError(
+            f"{settings.where('data', 'folder')}: data.folder has {{date}}/{{time}} placeholders: give --at (the review time) or --data"
+        )
+    return settings
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
     """Load + link one moment's extracts and write the joined picture and the join-quality report."""
     from .pipeline import build_picture, write_foundation_outputs
 
-    settings = _settings(args)
+    settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
     t0 = time.perf_counter()
     con = build_picture(settings, now=now, progress=not args.quiet)
@@ -73,7 +81,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup import find_orders, format_view, order_view
     from .pipeline import build_picture
 
-    settings = _settings(args)
+    settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
     con = build_picture(settings, now=now)
     matches = find_orders(con, settings, args.identifier)
@@ -91,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """One cutoff review: papermill + HTML report + exports + manifest + history snapshot."""
     from .runs import run_review
 
-    settings = _settings(args)
+    settings = load_settings(args.site, data_folder=args.data)
     at = parse_at(args.at, settings)
     t0 = time.perf_counter()
     result = run_review(settings, at, history=Path(args.history) if args.history else None,
@@ -108,11 +116,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Run every review time of the site that is due and not yet run (for cron / systemd timers)."""
+    from .runs import schedule
+
+    settings = load_settings(args.site)
+    now = parse_at(args.now, settings) if args.now else dt.datetime.now(settings.tz)
+    if not settings.review_times:
+        raise HandoffError(f"{settings.where('reviews')}: no review times configured (reviews: times: [\"09:00\", ...])")
+    results, skipped = schedule(settings, now, history=Path(args.history) if args.history else None,
+                                out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
+                                progress=not args.quiet)
+    for at in skipped:
+        print(f"  {at:%Y-%m-%d %H:%M} already run: skipped")
+    for r in results:
+        s = r.summary
+        print(f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
+              f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}")
+    if not results:
+        print(f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
+    else:
+        print(f"{settings.name}: {len(results)} review(s) run; outputs written under {results[-1].out_dir.parent.parent.resolve()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on built-in demo data: generate a demo day, then build its picture."""
-    data = Path(args.out_data)
-    cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=args.at, site=args.site))
-    return cmd_picture(argparse.Namespace(site=args.site, data=str(data), at=args.at, out=None, quiet=False))
+    """The main job on built-in demo data: write a demo day as of each review time of the demo
+    site, then run the day's cutoff reviews in order (so each compares with the one before)."""
+    settings = load_settings(args.site)
+    times = ",".join(t.strftime("%H:%M") for t in settings.review_times)
+    data = Path(args.out_data) if args.out_data else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
+    cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=times, site=args.site))
+    history = settings.outputs / settings.site / "history.duckdb"
+    if history.exists():  # the demo day is regenerated: start its history afresh
+        history.unlink()
+    last = settings.review_times[-1]
+    now = f"{DEMO_DATE} {(dt.datetime.combine(dt.date.today(), last) + dt.timedelta(minutes=5)):%H:%M}"
+    return cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
+                                           quiet=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--quiet", action="store_true", help="no progress bar")
     rn.set_defaults(func=cmd_run)
 
+    sc = sub.add_parser("schedule", help="run every configured review that is due and not yet run (cron)")
+    sc.add_argument("--site", default=DEFAULT_SITE)
+    sc.add_argument("--now", help="pretend it is this time, 'YYYY-MM-DD HH:MM' site local (default: now)")
+    sc.add_argument("--days-back", type=int, default=1, help="also catch up missed reviews of this many earlier days")
+    sc.add_argument("--history")
+    sc.add_argument("--outputs")
+    sc.add_argument("--quiet", action="store_true")
+    sc.set_defaults(func=cmd_schedule)
+
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)
     dm.add_argument("--seed", type=int, default=7)
-    dm.add_argument("--at", default="14:30")
     dm.add_argument("--site", default=DEFAULT_SITE)
-    dm.add_argument("--out-data", default="outputs/demo-data/latest")
+    dm.add_argument("--out-data", help="folder for the demo extracts (default: from the site's data.folder)")
     dm.set_defaults(func=cmd_demo)
     return p
 

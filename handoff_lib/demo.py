@@ -2,8 +2,8 @@
 
 Two steps. `_simulate` builds one timeline for the whole day with vectorised numpy: orders placed,
 held, released in waves, each pick task started and picked / shorted / substituted, cartons opened,
-packed or excepted, labels, manifests, carrier pickups, CRM cases. `_render` then cuts that timeline
-at a review time T and writes each system's extract as it would look at T: only what had happened
+packed or excepted, labels, manifests, carrier pickups, CRM cases. `_Snapshot` then cuts that
+timeline at a review time T into each system's extract as it would look at T: only what had happened
 by T is visible. The ground truth (which record belongs to which order, which conditions were
 injected, which rows were exported twice) goes to `truth/`, with an `at` column per review time.
 
@@ -52,6 +52,8 @@ TRANSIT = {"NDA": (1, 1), "2DAY": (2, 2), "GND": (1, 5), "GRD": (1, 5)}  # busin
 FREIGHT_SERVICE = "STD"  # what the OMS writes as service for a "*" (any service) cutoff
 CHANNELS = ("EDI", "WEB", "PHONE", "MARKETPLACE")
 LINES_P = (0.25, 0.22, 0.17, 0.12, 0.09, 0.07, 0.05, 0.03)  # 1..8 lines, mean ~3.1
+REF_P = (0.85, 0.05, 0.04, 0.03, 0.03)  # how often each form of _order_ref is written
+PT_P = (0.90, 0.03, 0.03, 0.02, 0.01, 0.01, 0.0)  # how often each form of _pick_ticket is written by a task
 
 FIRST = (
     "Northwind", "Acme", "Blue Ridge", "Summit", "Great Lakes", "Buckeye", "Riverside", "Keystone", "Pioneer",
@@ -150,7 +152,7 @@ def _cat(*parts: pa.Array | str) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def _null(n: int = 1) -> pa.Scalar:
+def _null() -> pa.Scalar:
     return pa.scalar(None, pa.string())
 
 
@@ -193,12 +195,10 @@ def _fill(templates: Sequence[str], choice: np.ndarray, fields: dict[str, pa.Arr
                 pieces.append(part)
         if all(isinstance(p, str) for p in pieces):
             out[rows] = "".join(pieces)  # type: ignore[arg-type]
+        elif len(pieces) == 1:
+            out[rows] = pieces[0].to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
         else:
-            arrays = [p for p in pieces if not isinstance(p, str)]
-            if len(pieces) == 1:
-                out[rows] = arrays[0].to_numpy(zero_copy_only=False)
-            else:
-                out[rows] = _cat(*pieces).to_numpy(zero_copy_only=False)
+            out[rows] = _cat(*pieces).to_numpy(zero_copy_only=False)
     out[out == ""] = None
     return out
 
@@ -263,10 +263,6 @@ def _pick_ticket(num: np.ndarray, line: np.ndarray, variant: np.ndarray) -> pa.A
         _cat(std, " "),
         _cat("PT", padded),
     )
-
-
-PT_P = (0.90, 0.03, 0.03, 0.02, 0.01, 0.01, 0.0)
-REF_P = (0.85, 0.05, 0.04, 0.03, 0.03)
 
 
 def _po_text(po: np.ndarray, variant: np.ndarray) -> pa.Array:
@@ -655,7 +651,7 @@ def _tasks(c: _Ctx, o: dict, lines: dict, locs: dict, cust: dict) -> dict[str, n
         "sku": np.concatenate([t_sku, o_sku]),
         "sub_sku": np.concatenate([sub_sku, o_sku]),
         "pair": np.concatenate([t_pair, first[o_sku]]),
-        "wave": np.concatenate([o["wave"][t_order], rng.integers(0, c.waves.size, k)]),
+        "wave": np.concatenate([o["wave"][t_order], np.maximum(np.searchsorted(c.waves, o_created, side="right") - 1, 0)]),
         "ref_v": rng.choice(len(REF_P), nt + k, p=REF_P),
         "pt_v": rng.choice(len(PT_P), nt + k, p=PT_P),
         "misc": rng.random(nt + k) < 0.003,
@@ -1033,47 +1029,48 @@ def _case_text(cases: dict, promise: np.ndarray, tracking: pa.Array) -> dict[str
 # --------------------------------------------------------------------------------------------- render at T
 
 
-@dataclass
-class _Snapshot:
-    extracts: dict[str, pa.Table]  # entity -> table under canonical field names
-    dups: dict[str, np.ndarray]  # entity -> extra copies per row of its table
-    links: list[pa.Table]
-    conditions: list[pa.Table]
-    duplicates: list[pa.Table]
-
-
 def _tf(b: np.ndarray) -> pa.Array:
     return pa.array(np.where(b, "true", "false"))
 
 
-def _render(sim: _Sim, T: int, at: str, vocab: _Vocab) -> _Snapshot:
-    o, li, t, c, s, h, k = sim.orders, sim.lines, sim.tasks, sim.cartons, sim.ships, sim.holds, sim.cases
-    tx = sim.text
-    files = vocab.files
-    ex: dict[str, pa.Table] = {}
-    dups: dict[str, np.ndarray] = {}
-    links: list[pa.Table] = []
-    conds: list[pa.Table] = []
-    dupl: list[pa.Table] = []
-    oms_id_all = _oms_id(o["num"])
+def _money(cents: np.ndarray) -> pa.Array:
+    return _cat(_str(cents // 100), ".", _pad(cents % 100, 2))
 
-    def cond(
-        name: str,
-        order: np.ndarray,
-        detail: pa.Array | str,
-        file: str,
-        key: pa.Array | None = None,
-        line: np.ndarray | None = None,
-    ):
+
+class _Snapshot:
+    """The extracts and truth rows of one review time T: only what had happened by T is visible."""
+
+    def __init__(self, sim: _Sim, T: int, at: str, vocab: _Vocab):
+        self.sim, self.T, self.at, self.vocab, self.files = sim, T, at, vocab, vocab.files
+        self.extracts: dict[str, pa.Table] = {}  # entity -> table under canonical field names
+        self.dups: dict[str, np.ndarray] = {}  # entity -> extra copies of each row of its table
+        self.links: list[pa.Table] = []
+        self.conditions: list[pa.Table] = []
+        self.duplicates: list[pa.Table] = []
+        self.oms_id = _oms_id(sim.orders["num"])
+        self._orders()
+        self._pick_tasks()
+        self._inventory()
+        self._pack_events()
+        self._shipments()
+        self._holds()
+        self._crm()
+
+    # ---- truth rows
+
+    def _order_ids(self, order: np.ndarray) -> pa.Array:
+        return pc.if_else(pa.array(order >= 0), self.oms_id.take(pa.array(np.maximum(order, 0))), _null())
+
+    def cond(self, name: str, order: np.ndarray, detail: pa.Array | str, file: str, key=None, line=None) -> None:
+        """conditions.csv rows: `order` indexes the orders (-1 = none), `key` the records' own ids."""
         m = order.size
         if not m:
             return
-        oid = pc.if_else(pa.array(order >= 0), oms_id_all.take(pa.array(np.maximum(order, 0))), _null())
-        conds.append(
+        self.conditions.append(
             pa.table(
                 {
-                    "at": pa.array([at] * m),
-                    "order_id": oid,
+                    "at": pa.array([self.at] * m),
+                    "order_id": self._order_ids(order),
                     "line_no": pa.array(line, pa.int64()) if line is not None else pa.nulls(m, pa.int64()),
                     "condition": pa.array([name] * m),
                     "detail": detail if isinstance(detail, pa.Array) else pa.array([detail] * m),
@@ -1083,398 +1080,338 @@ def _render(sim: _Sim, T: int, at: str, vocab: _Vocab) -> _Snapshot:
             )
         )
 
-    def link(entity: str, rows: np.ndarray, key: pa.Array, order: np.ndarray, via: pa.Array, ambiguous: np.ndarray):
-        m = rows.size
-        links.append(
+    def link(self, entity: str, key: pa.Array, order: np.ndarray, via: pa.Array, ambiguous: np.ndarray) -> None:
+        """links.csv rows for every visible record of `entity`; orphans are also a condition."""
+        m = order.size
+        file = self.files[entity]
+        self.links.append(
             pa.table(
                 {
-                    "at": pa.array([at] * m),
+                    "at": pa.array([self.at] * m),
                     "source": pa.array([entity] * m),
-                    "file": pa.array([files[entity]] * m),
+                    "file": pa.array([file] * m),
                     "record_key": key,
-                    "true_order_id": pc.if_else(pa.array(order >= 0), oms_id_all.take(pa.array(np.maximum(order, 0))), _null()),
+                    "true_order_id": self._order_ids(order),
                     "via": via,
                     "orphan": _tf(order < 0),
                     "ambiguous": _tf(ambiguous),
                 }
             )
         )
-        orphan = order < 0
-        if orphan.any():
-            cond(
-                "orphan",
-                order[orphan],
-                _cat("reference matches no order (", via.filter(pa.array(orphan)), ")"),
-                files[entity],
-                key.filter(pa.array(orphan)),
-            )
+        orphan = pa.array(order < 0)
+        detail = _cat("reference matches no order (", via.filter(orphan), ")")
+        self.cond("orphan", order[order < 0], detail, file, key.filter(orphan))
 
-    def dup_rows(entity: str, key: pa.Array, copies: np.ndarray, order: np.ndarray):
+    def duplicated(self, entity: str, key: pa.Array, copies: np.ndarray, order: np.ndarray) -> None:
+        """Rows exported more than once: the copies to append, duplicates.csv rows, a condition."""
+        self.dups[entity] = copies
         d = copies > 0
-        dups[entity] = copies
-        if d.any():
-            kk = key.filter(pa.array(d))
-            dupl.append(
-                pa.table(
-                    {
-                        "at": pa.array([at] * int(d.sum())),
-                        "file": pa.array([files[entity]] * int(d.sum())),
-                        "record_key": kk,
-                        "copies": pa.array(copies[d]),
-                    }
-                )
+        if not d.any():
+            return
+        file, n, kk = self.files[entity], int(d.sum()), key.filter(pa.array(d))
+        self.duplicates.append(
+            pa.table(
+                {"at": pa.array([self.at] * n), "file": pa.array([file] * n), "record_key": kk, "copies": pa.array(copies[d])}
             )
-            cond("duplicate_export", order[d], _cat(_str(copies[d]), " extra identical row(s)"), files[entity], kk)
+        )
+        self.cond("duplicate_export", order[d], _cat(_str(copies[d]), " extra identical row(s)"), file, kk)
 
-    def ambiguous_po(order: np.ndarray, via_po: np.ndarray) -> np.ndarray:
+    def ambiguous_po(self, order: np.ndarray, via_po: np.ndarray) -> np.ndarray:
+        """A PO reference is ambiguous once the other order sharing the PO exists too."""
+        o = self.sim.orders
         p = o["partner"][np.maximum(order, 0)]
-        return via_po & (order >= 0) & (p >= 0) & (o["ordered"][np.maximum(p, 0)] <= T)
+        return via_po & (order >= 0) & (p >= 0) & (o["ordered"][np.maximum(p, 0)] <= self.T)
 
-    # ---- OMS orders and lines
-    vo = o["ordered"] <= T
-    oi = np.flatnonzero(vo)
-    rel_vis = o["release"][oi] <= T
-    cxl_vis = o["cancel"][oi] <= T
-    fresh = (T - o["ordered"][oi]) < HOUR
-    status = np.where(cxl_vis, 3, np.where(rel_vis, 2, np.where(fresh, 0, 1)))
-    status_txt = pa.array(
-        [
-            vocab.code("orders", "release_status", "not_released", 0),
-            vocab.code("orders", "release_status", "not_released", 1),
-            vocab.code("orders", "release_status", "released"),
-            vocab.code("orders", "release_status", "cancelled"),
-        ]
-    ).take(pa.array(status))
-    oo = pa.array(oi)
-    cust = o["cust"][oi]
-    svc = sim.services
-    ex["orders"] = pa.table(
-        {
-            "order_id": oms_id_all.take(oo),
-            "customer_id": tx["cust.id"].take(pa.array(cust)),
-            "customer_name": tx["cust.name"].take(pa.array(cust)),
-            "customer_po": _keep(o["has_po"][oi], _po_text(o["po"][oi], o["po_v"][oi])),
-            "channel": pa.array(CHANNELS).take(pa.array(o["channel"][oi])),
-            "priority": pa.array(o["prio"][oi]),
-            "ordered_at": _ts(o["ordered"][oi], np.ones(oi.size, bool)),
-            "released_at": _ts(o["release"][oi], rel_vis),
-            "release_status": status_txt,
-            "carrier": pa.array([x.carrier for x in svc]).take(pa.array(o["combo"][oi])),
-            "service": pa.array([x.service for x in svc]).take(pa.array(o["combo"][oi])),
-            "ship_by": _ts(o["ship_by"][oi], o["ship_by"][oi] != NEVER),
-            "promised_delivery": pa.array(np.datetime_as_string(o["promise"][oi])),
-            "ship_complete": pa.array(np.where(o["sc_flag"][oi], vocab.yes, vocab.no)),
-            "cancelled_at": _ts(o["cancel"][oi], cxl_vis),
-            "order_value": _cat(_str(o["value"][oi] // 100), ".", _pad(o["value"][oi] % 100, 2)),
-        }
-    )
-    lv = vo[li["order"]]
-    lr = np.flatnonzero(lv)
-    ex["order_lines"] = pa.table(
-        {
-            "order_id": oms_id_all.take(pa.array(li["order"][lr])),
-            "line_no": pa.array(li["no"][lr]),
-            "sku": tx["sku"].take(pa.array(li["sku"][lr])),
-            "qty": pa.array(li["qty"][lr]),
-            "allocated_qty": pa.array(li["alloc"][lr]),
-            "substitution_allowed": pa.array(np.where(li["subs"][lr], vocab.yes, vocab.no)),
-            "unit_price": _cat(_str(li["price"][lr] // 100), ".", _pad(li["price"][lr] % 100, 2)),
-        }
-    )
-    ua = lr[li["alloc"][lr] < li["qty"][lr]]
-    cond(
-        "under_allocated",
-        li["order"][ua],
-        _cat("allocated ", _str(li["alloc"][ua]), " of ", _str(li["qty"][ua])),
-        files["order_lines"],
-        None,
-        li["no"][ua],
-    )
-    acct_sc = sim.cust["sc"][cust]
-    cond(
-        "ship_complete_account",
-        oi[acct_sc],
-        pa.array(
-            np.where(
-                o["sc_flag"][oi][acct_sc],
-                "account instruction SHIP COMPLETE; order flag Y",
-                "account instruction SHIP COMPLETE; order flag N",
-            )
-        ),
-        files.get("account_instructions", ""),
-    )
-    acct_ns = sim.cust["ns"][cust]
-    cond("no_substitute_account", oi[acct_ns], "account instruction NO SUBS", files.get("account_instructions", ""))
-    ci = oi[cxl_vis]
-    cond("cancelled", ci, _cat("cancelled ", _ts(o["cancel"][ci], np.ones(ci.size, bool))), files["orders"])
-    due = o["due"][oi]
-    today = o["due_today"][oi]
-    nr = today & ~rel_vis & ~cxl_vis & (T >= due - 2 * HOUR)
-    cond("not_released", oi[nr], _cat("due ", _hm(due[nr]), ", not released"), files["orders"])
-    lr_ = today & rel_vis & (o["release"][oi] >= due - 45 * MIN)
-    cond("late_release", oi[lr_], _cat("released ", _hm(o["release"][oi][lr_]), ", due ", _hm(due[lr_])), files["orders"])
-    p = o["partner"][oi]
-    sp = (p >= 0) & (o["ordered"][np.maximum(p, 0)] <= T)
-    cond("shared_po", oi[sp], _cat("customer PO shared with ", oms_id_all.take(pa.array(p[sp]))), files["orders"])
+    # ---- extracts, system by system
 
-    # ---- WMS pick tasks
-    tv = np.flatnonzero(t["created"] <= T)
-    cx = t["cxl"][tv] <= T
-    dn = ~cx & (t["done"][tv] <= T)
-    ip = ~cx & ~dn & (t["start"][tv] <= T)
-    sh = dn & t["short"][tv]
-    sb = dn & t["sub"][tv]
-    st = np.select([cx, sh, dn, ip], [4, 3, 2, 1], 0)
-    canon = ["open", "in_progress", "picked", "short", "cancelled"]
-    st_txt = pa.array([vocab.code("pick_tasks", "status", x) for x in canon]).take(pa.array(st))
-    span = np.maximum(t["nominal"][tv] - t["start"][tv], 1)
-    frac_pick = (t["picked"][tv] * np.clip(T - t["start"][tv], 0, None) // span).astype(np.int64)
-    qty_pick = np.where(dn, t["picked"][tv], np.where(ip, np.minimum(frac_pick, t["picked"][tv]), 0))
-    upd = np.select([cx, dn, ip], [t["cxl"][tv], t["done"][tv], t["start"][tv]], t["created"][tv])
-    tt = pa.array(tv)
-    note = tx["task.note"].take(tt)
-    note = _keep(dn | (t["order"][tv] < 0), note)
-    tid = tx["task.id"].take(tt)
-    ex["pick_tasks"] = pa.table(
-        {
-            "task_id": tid,
-            "pick_ticket": tx["task.pt"].take(tt),
-            "order_ref": tx["task.ref"].take(tt),
-            "line_no": pa.array(t["line_no"][tv]),
-            "sku": tx["task.sku"].take(tt),
-            "location": tx["task.loc"].take(tt),
-            "wave": tx["task.wave"].take(tt),
-            "qty_required": pa.array(t["req"][tv]),
-            "qty_picked": pa.array(qty_pick),
-            "status": st_txt,
-            "substituted_sku": _keep(sb, tx["task.sub"].take(tt)),
-            "updated_at": _ts(upd, np.ones(tv.size, bool)),
-            "note": note,
-        }
-    )
-    tord = t["order"][tv]
-    link("pick_tasks", tv, tid, tord, pa.array(["order_ref"] * tv.size), np.zeros(tv.size, bool))
-    dup_rows("pick_tasks", tid, t["dup"][tv], tord)
-    real = tord >= 0
-    x = sh & real
-    cond(
-        "short_pick",
-        tord[x],
-        _cat(
-            "picked ",
-            _str(qty_pick[x]),
-            " of ",
-            _str(t["req"][tv][x]),
-            " at ",
-            tx["task.loc"].take(pa.array(tv[x])),
-            " task ",
-            tid.filter(pa.array(x)),
-        ),
-        files["pick_tasks"],
-        tid.filter(pa.array(x)),
-        t["line_no"][tv][x],
-    )
-    x = sb & real
-    sdetail = _cat(
-        tx["task.sku"].take(pa.array(tv[x])), " -> ", tx["task.sub"].take(pa.array(tv[x])), " task ", tid.filter(pa.array(x))
-    )
-    cond("substitution", tord[x], sdetail, files["pick_tasks"], tid.filter(pa.array(x)), t["line_no"][tv][x])
-    bad = x & (~t["subs_ok"][tv] | t["ns_acct"][tv])
-    why = pa.array(np.where(t["ns_acct"][tv][bad], "account NO SUBS", "line SubsOK=N"))
-    cond(
-        "substitution_against_instruction",
-        tord[bad],
-        _cat(tx["task.sku"].take(pa.array(tv[bad])), " -> ", tx["task.sub"].take(pa.array(tv[bad])), "; ", why),
-        files["pick_tasks"],
-        tid.filter(pa.array(bad)),
-        t["line_no"][tv][bad],
-    )
-
-    # ---- inventory at T
-    inv = sim.inv
-    tdone = (t["done"] <= T) & (t["cxl"] > T)
-    taken = np.bincount(t["pair"][tdone], weights=t["picked"][tdone], minlength=inv["sku"].size).astype(np.int64)
-    pending = (t["created"] <= T) & ~tdone & (t["cxl"] > T)
-    alloc = np.bincount(t["pair"][pending], weights=t["req"][pending], minlength=inv["sku"].size).astype(np.int64)
-    ex["inventory"] = pa.table(
-        {
-            "sku": tx["sku"].take(pa.array(inv["sku"])),
-            "location": tx["inv.loc"],
-            "on_hand": pa.array(np.maximum(inv["base"] - taken, 0)),
-            "allocated": pa.array(alloc),
-            "on_hold": pa.array(inv["hold"]),
-        }
-    )
-
-    # ---- WMS pack events: one row per carton, its latest state
-    cv = np.flatnonzero(c["open"] <= T)
-    vd = c["void_ts"][cv] <= T
-    ec = ~vd & (c["exc_ts"][cv] <= T) & (c["close"][cv] > T)
-    pk = ~vd & ~ec & (c["close"][cv] <= T)
-    cst = np.select([vd, ec, pk], [3, 2, 1], 0)
-    canon = ["open", "packed", "exception", "cancelled"]
-    ct = pa.array(cv)
-    cid = tx["carton.id"].take(ct)
-    ex["pack_events"] = pa.table(
-        {
-            "carton_id": cid,
-            "order_ref": tx["carton.ref"].take(ct),
-            "pick_ticket": tx["carton.pt"].take(ct),
-            "status": pa.array([vocab.code("pack_events", "status", x) for x in canon]).take(pa.array(cst)),
-            "exception_code": _keep(ec, tx["carton.exc_code"].take(ct)),
-            "note": _keep(vd | (c["exc_ts"][cv] <= T) | (pk & c["misc"][cv]), tx["carton.note"].take(ct)),
-            "event_at": _ts(
-                np.select([vd, ec, pk], [c["void_ts"][cv], c["exc_ts"][cv], c["close"][cv]], c["open"][cv]),
-                np.ones(cv.size, bool),
-            ),
-        }
-    )
-    cord = c["order"][cv]
-    link(
-        "pack_events", cv, cid, cord, pa.array(np.where(c["cite"][cv] == 1, "pick_ticket", "order_ref")), np.zeros(cv.size, bool)
-    )
-    dup_rows("pack_events", cid, c["dup"][cv], cord)
-    x = ec & (cord >= 0)
-    cond("pack_exception", cord[x], tx["carton.exc_code"].take(pa.array(cv[x])), files["pack_events"], cid.filter(pa.array(x)))
-
-    # ---- carrier shipments
-    sv = np.flatnonzero(s["created"] <= T)
-    st_ = pa.array(sv)
-    lab = s["label"][sv] <= T
-    man = s["manifest"][sv] <= T
-    hof = s["handed"][sv] <= T
-    sid = tx["ship.id"].take(st_)
-
-    def utc(col: np.ndarray, valid: np.ndarray) -> pa.Array:
-        return _ts_utc(np.where(valid, _utc(np.where(valid, col, 0), sim.tz), 0), valid)
-
-    ex["shipments"] = pa.table(
-        {
-            "shipment_id": sid,
-            "reference": tx["ship.ref"].take(st_),
-            "carrier": tx["ship.carrier"].take(st_),
-            "service": tx["ship.service"].take(st_),
-            "tracking_no": _keep(lab, tx["ship.track"].take(st_)),
-            "label_created_at": utc(s["label"][sv], lab),
-            "manifested_at": utc(s["manifest"][sv], man),
-            "handed_off_at": utc(s["handed"][sv], hof),
-        }
-    )
-    sord = s["order"][sv]
-    via = pa.array(np.array(["carton", "pick_ticket", "order_ref"])[s["cite"][sv]])
-    link("shipments", sv, sid, sord, via, np.zeros(sv.size, bool))
-    dup_rows("shipments", sid, s["dup"][sv], sord)
-    x = hof & (sord >= 0)
-    cond("handed_off", sord[x], _cat("picked up ", _hm(s["handed"][sv][x])), files["shipments"], sid.filter(pa.array(x)))
-    x = (s["expected_manifest"][sv] + 10 * MIN <= T) & (sord >= 0)
-    cond(
-        "missing_manifest",
-        sord[x],
-        _cat("label ", _hm(s["label"][sv][x]), ", not manifested (due by ", _hm(s["expected_manifest"][sv][x]), ")"),
-        files["shipments"],
-        sid.filter(pa.array(x)),
-    )
-    ml = np.flatnonzero(s["nolabel"] & (s["order"] >= 0) & (s["ready"] + 20 * MIN <= T))
-    has_row = s["created"][ml] <= T
-    cond(
-        "missing_label",
-        s["order"][ml],
-        _cat("packed ", _hm(s["ready"][ml]), pa.array(np.where(has_row, ", shipment without label", ", no shipment"))),
-        files["pack_events"],
-        tx["carton.id"].take(pa.array(s["carton"][ml])),
-    )
-
-    # ---- WMS holds
-    hv = np.flatnonzero(h["placed"] <= T)
-    ht = pa.array(hv)
-    rel = h["released"][hv] <= T
-    hid = tx["hold.id"].take(ht)
-    ex["holds"] = pa.table(
-        {
-            "hold_id": hid,
-            "reference": tx["hold.ref"].take(ht),
-            "code": tx["hold.code"].take(ht),
-            "note": tx["hold.note"].take(ht),
-            "placed_at": _ts(h["placed"][hv], np.ones(hv.size, bool)),
-            "released_at": _ts(h["released"][hv], rel),
-            "placed_by": tx["hold.by"].take(ht),
-        }
-    )
-    hord = h["order"][hv]
-    cite = h["cite"][hv]
-    via = pa.array(np.array(["order_ref", "order_ref", "customer_po", "pick_ticket"])[cite])
-    link("holds", hv, hid, hord, via, ambiguous_po(hord, cite == 2))
-    dup_rows("holds", hid, h["dup"][hv], hord)
-    real = hord >= 0
-    code = pc.fill_null(tx["hold.code"].take(ht), "")
-    state = pc.if_else(pa.array(rel), _cat("released ", _hm(np.where(rel, h["released"][hv], 0))), "open")
-    blank = pc.equal(code, "").to_numpy(zero_copy_only=False)
-    x = real & ~blank
-    cond(
-        "hold_coded",
-        hord[x],
-        _cat(code.filter(pa.array(x)), "; ", state.filter(pa.array(x))),
-        files["holds"],
-        hid.filter(pa.array(x)),
-    )
-    x = real & blank
-    cond("hold_blank_code", hord[x], _cat("no code; ", state.filter(pa.array(x))), files["holds"], hid.filter(pa.array(x)))
-    cnt = np.bincount(hord[real], minlength=o["num"].size)
-    last = np.full(o["num"].size, -1)
-    np.maximum.at(last, hord[real], np.flatnonzero(real))  # latest visible hold per order (rows are in placement order)
-    mo = np.flatnonzero(cnt >= 2)
-    cond("multiple_holds", mo, _cat(_str(cnt[mo]), " holds"), files["holds"], hid.take(pa.array(last[mo])))
-
-    # ---- CRM cases and account instructions
-    kv = np.flatnonzero(k["opened"] <= T)
-    kt = pa.array(kv)
-    closed = k["closed"][kv] <= T
-    kid = tx["case.id"].take(kt)
-    if "cases" in files:
-        ex["cases"] = pa.table(
+    def _orders(self) -> None:
+        sim, T, vocab, files = self.sim, self.T, self.vocab, self.files
+        o, li, tx = sim.orders, sim.lines, sim.text
+        visible = o["ordered"] <= T
+        oi = np.flatnonzero(visible)
+        rel = o["release"][oi] <= T
+        cxl = o["cancel"][oi] <= T
+        fresh = (T - o["ordered"][oi]) < HOUR  # NEW for the first hour, then OPEN
+        status = np.where(cxl, 3, np.where(rel, 2, np.where(fresh, 0, 1)))
+        codes = [vocab.code("orders", "release_status", "not_released", i) for i in (0, 1)]
+        codes += [vocab.code("orders", "release_status", x) for x in ("released", "cancelled")]
+        cust = pa.array(o["cust"][oi])
+        combo = pa.array(o["combo"][oi])
+        self.extracts["orders"] = pa.table(
             {
-                "case_id": kid,
-                "reference": tx["case.ref"].take(kt),
-                "opened_at": _ts(k["opened"][kv], np.ones(kv.size, bool)),
-                "closed_at": _ts(k["closed"][kv], closed),
-                "case_type": tx["case.type"].take(kt),
-                "text": tx["case.desc"].take(kt),
+                "order_id": self.oms_id.take(pa.array(oi)),
+                "customer_id": tx["cust.id"].take(cust),
+                "customer_name": tx["cust.name"].take(cust),
+                "customer_po": _keep(o["has_po"][oi], _po_text(o["po"][oi], o["po_v"][oi])),
+                "channel": pa.array(CHANNELS).take(pa.array(o["channel"][oi])),
+                "priority": pa.array(o["prio"][oi]),
+                "ordered_at": _ts(o["ordered"][oi], np.ones(oi.size, bool)),
+                "released_at": _ts(o["release"][oi], rel),
+                "release_status": pa.array(codes).take(pa.array(status)),
+                "carrier": pa.array([x.carrier for x in sim.services]).take(combo),
+                "service": pa.array([x.service for x in sim.services]).take(combo),
+                "ship_by": _ts(o["ship_by"][oi], o["ship_by"][oi] != NEVER),
+                "promised_delivery": pa.array(np.datetime_as_string(o["promise"][oi])),
+                "ship_complete": pa.array(np.where(o["sc_flag"][oi], vocab.yes, vocab.no)),
+                "cancelled_at": _ts(o["cancel"][oi], cxl),
+                "order_value": _money(o["value"][oi]),
             }
         )
-        kord = k["order"][kv]
-        cite = k["cite"][kv]
-        via = pa.array(np.array(["order_ref", "customer_po", "tracking_no"])[cite])
-        link("cases", kv, kid, kord, via, ambiguous_po(kord, cite == 1))
-    if "account_instructions" in files:
-        rows_c, rows_i = [], []
-        for flag, canon in (
-            (sim.cust["sc"], "ship_complete"),
-            (sim.cust["ns"], "no_substitutes"),
-            (sim.cust["pok"], "partial_allowed"),
-            (sim.cust["sok"], "substitutes_allowed"),
-        ):
-            idx = np.flatnonzero(flag)
-            rows_c.append(idx)
-            rows_i.append(np.full(idx.size, list(INSTRUCTION_NOTES).index(canon)))
-        ac, ai = np.concatenate(rows_c), np.concatenate(rows_i)
-        srt = np.lexsort((ai, sim.cust["acct"][ac]))
-        ac, ai = ac[srt], ai[srt]
-        canon_names = list(INSTRUCTION_NOTES)
-        notes = np.full(ac.size, None, dtype=object)
-        for i, cn in enumerate(canon_names):
-            m = ai == i
-            tpl = INSTRUCTION_NOTES[cn]
-            notes = np.where(m, _fill(tpl, np.where(m, sim.cust["acct"][ac] % len(tpl), -1), {}), notes)
-        ex["account_instructions"] = pa.table(
+        lr = np.flatnonzero(visible[li["order"]])
+        self.extracts["order_lines"] = pa.table(
             {
-                "customer_id": tx["cust.id"].take(pa.array(ac)),
-                "instruction": pa.array([vocab.code("account_instructions", "instruction", cn) for cn in canon_names]).take(
-                    pa.array(ai)
+                "order_id": self.oms_id.take(pa.array(li["order"][lr])),
+                "line_no": pa.array(li["no"][lr]),
+                "sku": tx["sku"].take(pa.array(li["sku"][lr])),
+                "qty": pa.array(li["qty"][lr]),
+                "allocated_qty": pa.array(li["alloc"][lr]),
+                "substitution_allowed": pa.array(np.where(li["subs"][lr], vocab.yes, vocab.no)),
+                "unit_price": _money(li["price"][lr]),
+            }
+        )
+        ua = lr[li["alloc"][lr] < li["qty"][lr]]
+        detail = _cat("allocated ", _str(li["alloc"][ua]), " of ", _str(li["qty"][ua]))
+        self.cond("under_allocated", li["order"][ua], detail, files["order_lines"], None, li["no"][ua])
+        instructions = files.get("account_instructions", "")
+        sc = sim.cust["sc"][o["cust"][oi]]
+        flag = np.where(o["sc_flag"][oi][sc], "Y", "N")
+        self.cond(
+            "ship_complete_account", oi[sc], _cat("account instruction SHIP COMPLETE; order flag ", pa.array(flag)), instructions
+        )
+        ns = sim.cust["ns"][o["cust"][oi]]
+        self.cond("no_substitute_account", oi[ns], "account instruction NO SUBS", instructions)
+        ci = oi[cxl]
+        self.cond("cancelled", ci, _cat("cancelled ", _ts(o["cancel"][ci], np.ones(ci.size, bool))), files["orders"])
+        due, today = o["due"][oi], o["due_today"][oi]
+        nr = today & ~rel & ~cxl & (T >= due - 2 * HOUR)  # due out today, cutoff within two hours, not released
+        self.cond("not_released", oi[nr], _cat("due ", _hm(due[nr]), ", not released"), files["orders"])
+        late = today & rel & (o["release"][oi] >= due - 45 * MIN)  # released in the last 45 minutes before its cutoff
+        detail = _cat("released ", _hm(o["release"][oi][late]), ", due ", _hm(due[late]))
+        self.cond("late_release", oi[late], detail, files["orders"])
+        p = o["partner"][oi]
+        sp = (p >= 0) & (o["ordered"][np.maximum(p, 0)] <= T)
+        self.cond("shared_po", oi[sp], _cat("customer PO shared with ", self.oms_id.take(pa.array(p[sp]))), files["orders"])
+
+    def _pick_tasks(self) -> None:
+        T, t, tx, file = self.T, self.sim.tasks, self.sim.text, self.files["pick_tasks"]
+        tv = np.flatnonzero(t["created"] <= T)
+        cx = t["cxl"][tv] <= T
+        dn = ~cx & (t["done"][tv] <= T)
+        ip = ~cx & ~dn & (t["start"][tv] <= T)
+        sh = dn & t["short"][tv]
+        sb = dn & t["sub"][tv]
+        status = np.select([cx, sh, dn, ip], [4, 3, 2, 1], 0)
+        codes = [self.vocab.code("pick_tasks", "status", x) for x in ("open", "in_progress", "picked", "short", "cancelled")]
+        span = np.maximum(t["nominal"][tv] - t["start"][tv], 1)
+        so_far = (t["picked"][tv] * np.clip(T - t["start"][tv], 0, None) // span).astype(np.int64)
+        qty = np.where(dn, t["picked"][tv], np.where(ip, np.minimum(so_far, t["picked"][tv]), 0))
+        updated = np.select([cx, dn, ip], [t["cxl"][tv], t["done"][tv], t["start"][tv]], t["created"][tv])
+        rows = pa.array(tv)
+        tid = tx["task.id"].take(rows)
+        self.extracts["pick_tasks"] = pa.table(
+            {
+                "task_id": tid,
+                "pick_ticket": tx["task.pt"].take(rows),
+                "order_ref": tx["task.ref"].take(rows),
+                "line_no": pa.array(t["line_no"][tv]),
+                "sku": tx["task.sku"].take(rows),
+                "location": tx["task.loc"].take(rows),
+                "wave": tx["task.wave"].take(rows),
+                "qty_required": pa.array(t["req"][tv]),
+                "qty_picked": pa.array(qty),
+                "status": pa.array(codes).take(pa.array(status)),
+                "substituted_sku": _keep(sb, tx["task.sub"].take(rows)),
+                "updated_at": _ts(updated, np.ones(tv.size, bool)),
+                "note": _keep(dn | (t["order"][tv] < 0), tx["task.note"].take(rows)),
+            }
+        )
+        order = t["order"][tv]
+        self.link("pick_tasks", tid, order, pa.array(["order_ref"] * tv.size), np.zeros(tv.size, bool))
+        self.duplicated("pick_tasks", tid, t["dup"][tv], order)
+        real = order >= 0
+
+        def rows_of(x: np.ndarray) -> tuple[pa.Array, pa.Array, pa.Array]:
+            r = pa.array(tv[x])
+            return tid.filter(pa.array(x)), tx["task.sku"].take(r), tx["task.sub"].take(r)
+
+        x = sh & real
+        key, _, _ = rows_of(x)
+        where = tx["task.loc"].take(pa.array(tv[x]))
+        detail = _cat("picked ", _str(qty[x]), " of ", _str(t["req"][tv][x]), " at ", where, " task ", key)
+        self.cond("short_pick", order[x], detail, file, key, t["line_no"][tv][x])
+        x = sb & real
+        key, sku, sub = rows_of(x)
+        self.cond("substitution", order[x], _cat(sku, " -> ", sub, " task ", key), file, key, t["line_no"][tv][x])
+        x = x & (~t["subs_ok"][tv] | t["ns_acct"][tv])
+        key, sku, sub = rows_of(x)
+        why = pa.array(np.where(t["ns_acct"][tv][x], "account NO SUBS", "line SubsOK=N"))
+        self.cond("substitution_against_instruction", order[x], _cat(sku, " -> ", sub, "; ", why), file, key, t["line_no"][tv][x])
+
+    def _inventory(self) -> None:
+        T, t, inv, tx = self.T, self.sim.tasks, self.sim.inv, self.sim.text
+        size = inv["sku"].size
+        done = (t["done"] <= T) & (t["cxl"] > T)
+        taken = np.bincount(t["pair"][done], weights=t["picked"][done], minlength=size).astype(np.int64)
+        pending = (t["created"] <= T) & ~done & (t["cxl"] > T)
+        alloc = np.bincount(t["pair"][pending], weights=t["req"][pending], minlength=size).astype(np.int64)
+        self.extracts["inventory"] = pa.table(
+            {
+                "sku": tx["sku"].take(pa.array(inv["sku"])),
+                "location": tx["inv.loc"],
+                "on_hand": pa.array(np.maximum(inv["base"] - taken, 0)),
+                "allocated": pa.array(alloc),
+                "on_hold": pa.array(inv["hold"]),
+            }
+        )
+
+    def _pack_events(self) -> None:
+        T, c, tx = self.T, self.sim.cartons, self.sim.text
+        cv = np.flatnonzero(c["open"] <= T)
+        vd = c["void_ts"][cv] <= T
+        ec = ~vd & (c["exc_ts"][cv] <= T) & (c["close"][cv] > T)
+        pk = ~vd & ~ec & (c["close"][cv] <= T)
+        codes = [self.vocab.code("pack_events", "status", x) for x in ("open", "packed", "exception", "cancelled")]
+        rows = pa.array(cv)
+        cid = tx["carton.id"].take(rows)
+        self.extracts["pack_events"] = pa.table(
+            {
+                "carton_id": cid,
+                "order_ref": tx["carton.ref"].take(rows),
+                "pick_ticket": tx["carton.pt"].take(rows),
+                "status": pa.array(codes).take(pa.array(np.select([vd, ec, pk], [3, 2, 1], 0))),
+                "exception_code": _keep(ec, tx["carton.exc_code"].take(rows)),
+                "note": _keep(vd | (c["exc_ts"][cv] <= T) | (pk & c["misc"][cv]), tx["carton.note"].take(rows)),
+                "event_at": _ts(
+                    np.select([vd, ec, pk], [c["void_ts"][cv], c["exc_ts"][cv], c["close"][cv]], c["open"][cv]),
+                    np.ones(cv.size, bool),
                 ),
-                "note": _text(notes),
             }
         )
-    return _Snapshot(ex, dups, links, conds, dupl)
+        order = c["order"][cv]
+        via = pa.array(np.where(c["cite"][cv] == 1, "pick_ticket", "order_ref"))
+        self.link("pack_events", cid, order, via, np.zeros(cv.size, bool))
+        self.duplicated("pack_events", cid, c["dup"][cv], order)
+        x = ec & (order >= 0)
+        code = tx["carton.exc_code"].take(pa.array(cv[x]))
+        self.cond("pack_exception", order[x], code, self.files["pack_events"], cid.filter(pa.array(x)))
+
+    def _shipments(self) -> None:
+        T, s, tx, tz, file = self.T, self.sim.ships, self.sim.text, self.sim.tz, self.files["shipments"]
+        sv = np.flatnonzero(s["created"] <= T)
+        rows = pa.array(sv)
+        lab = s["label"][sv] <= T
+        man = s["manifest"][sv] <= T
+        hof = s["handed"][sv] <= T
+        sid = tx["ship.id"].take(rows)
+
+        def utc(local: np.ndarray, valid: np.ndarray) -> pa.Array:
+            return _ts_utc(np.where(valid, _utc(np.where(valid, local, 0), tz), 0), valid)
+
+        self.extracts["shipments"] = pa.table(
+            {
+                "shipment_id": sid,
+                "reference": tx["ship.ref"].take(rows),
+                "carrier": tx["ship.carrier"].take(rows),
+                "service": tx["ship.service"].take(rows),
+                "tracking_no": _keep(lab, tx["ship.track"].take(rows)),
+                "label_created_at": utc(s["label"][sv], lab),
+                "manifested_at": utc(s["manifest"][sv], man),
+                "handed_off_at": utc(s["handed"][sv], hof),
+            }
+        )
+        order = s["order"][sv]
+        via = pa.array(np.array(["carton", "pick_ticket", "order_ref"])[s["cite"][sv]])
+        self.link("shipments", sid, order, via, np.zeros(sv.size, bool))
+        self.duplicated("shipments", sid, s["dup"][sv], order)
+        x = hof & (order >= 0)
+        self.cond("handed_off", order[x], _cat("picked up ", _hm(s["handed"][sv][x])), file, sid.filter(pa.array(x)))
+        x = (s["expected_manifest"][sv] + 10 * MIN <= T) & (order >= 0)  # its upload plus ten minutes has passed
+        detail = _cat("label ", _hm(s["label"][sv][x]), ", not manifested (due by ", _hm(s["expected_manifest"][sv][x]), ")")
+        self.cond("missing_manifest", order[x], detail, file, sid.filter(pa.array(x)))
+        ml = np.flatnonzero(s["nolabel"] & (s["order"] >= 0) & (s["ready"] + 20 * MIN <= T))  # packed 20+ minutes ago
+        row = np.where(s["created"][ml] <= T, ", shipment without label", ", no shipment")
+        detail = _cat("packed ", _hm(s["ready"][ml]), pa.array(row))
+        self.cond(
+            "missing_label", s["order"][ml], detail, self.files["pack_events"], tx["carton.id"].take(pa.array(s["carton"][ml]))
+        )
+
+    def _holds(self) -> None:
+        T, h, tx, file = self.T, self.sim.holds, self.sim.text, self.files["holds"]
+        hv = np.flatnonzero(h["placed"] <= T)
+        rows = pa.array(hv)
+        rel = h["released"][hv] <= T
+        hid = tx["hold.id"].take(rows)
+        self.extracts["holds"] = pa.table(
+            {
+                "hold_id": hid,
+                "reference": tx["hold.ref"].take(rows),
+                "code": tx["hold.code"].take(rows),
+                "note": tx["hold.note"].take(rows),
+                "placed_at": _ts(h["placed"][hv], np.ones(hv.size, bool)),
+                "released_at": _ts(h["released"][hv], rel),
+                "placed_by": tx["hold.by"].take(rows),
+            }
+        )
+        order = h["order"][hv]
+        cite = h["cite"][hv]
+        via = pa.array(np.array(["order_ref", "order_ref", "customer_po", "pick_ticket"])[cite])
+        self.link("holds", hid, order, via, self.ambiguous_po(order, cite == 2))
+        self.duplicated("holds", hid, h["dup"][hv], order)
+        real = order >= 0
+        code = pc.fill_null(tx["hold.code"].take(rows), "")
+        state = pc.if_else(pa.array(rel), _cat("released ", _hm(np.where(rel, h["released"][hv], 0))), "open")
+        blank = pc.equal(code, "").to_numpy(zero_copy_only=False)
+        x = pa.array(real & ~blank)
+        self.cond("hold_coded", order[real & ~blank], _cat(code.filter(x), "; ", state.filter(x)), file, hid.filter(x))
+        x = pa.array(real & blank)
+        self.cond("hold_blank_code", order[real & blank], _cat("no code; ", state.filter(x)), file, hid.filter(x))
+        n = self.sim.orders["num"].size
+        count = np.bincount(order[real], minlength=n)
+        last = np.full(n, -1)
+        np.maximum.at(last, order[real], np.flatnonzero(real))  # latest visible hold per order (rows are in placement order)
+        mo = np.flatnonzero(count >= 2)
+        self.cond("multiple_holds", mo, _cat(_str(count[mo]), " holds"), file, hid.take(pa.array(last[mo])))
+
+    def _crm(self) -> None:
+        T, sim, tx = self.T, self.sim, self.sim.text
+        if "cases" in self.files:
+            k = sim.cases
+            kv = np.flatnonzero(k["opened"] <= T)
+            rows = pa.array(kv)
+            kid = tx["case.id"].take(rows)
+            self.extracts["cases"] = pa.table(
+                {
+                    "case_id": kid,
+                    "reference": tx["case.ref"].take(rows),
+                    "opened_at": _ts(k["opened"][kv], np.ones(kv.size, bool)),
+                    "closed_at": _ts(k["closed"][kv], k["closed"][kv] <= T),
+                    "case_type": tx["case.type"].take(rows),
+                    "text": tx["case.desc"].take(rows),
+                }
+            )
+            cite = k["cite"][kv]
+            via = pa.array(np.array(["order_ref", "customer_po", "tracking_no"])[cite])
+            self.link("cases", kid, k["order"][kv], via, self.ambiguous_po(k["order"][kv], cite == 1))
+        if "account_instructions" in self.files:
+            names = list(INSTRUCTION_NOTES)
+            flags = [sim.cust[x] for x in ("sc", "ns", "pok", "sok")]  # in the order of INSTRUCTION_NOTES
+            ac = np.concatenate([np.flatnonzero(f) for f in flags])
+            ai = np.concatenate([np.full(int(f.sum()), i) for i, f in enumerate(flags)])
+            srt = np.lexsort((ai, sim.cust["acct"][ac]))
+            ac, ai = ac[srt], ai[srt]
+            notes = np.full(ac.size, None, dtype=object)
+            for i, name in enumerate(names):
+                m = ai == i
+                tpl = INSTRUCTION_NOTES[name]
+                notes = np.where(m, _fill(tpl, np.where(m, sim.cust["acct"][ac] % len(tpl), -1), {}), notes)
+            codes = [self.vocab.code("account_instructions", "instruction", x) for x in names]
+            self.extracts["account_instructions"] = pa.table(
+                {
+                    "customer_id": tx["cust.id"].take(pa.array(ac)),
+                    "instruction": pa.array(codes).take(pa.array(ai)),
+                    "note": _text(notes),
+                }
+            )
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -1553,7 +1490,8 @@ def generate(
 
     With one review time the extracts go straight into `out/`; with several, into `out/<HHMM>/`.
     Ground truth goes into `out/truth/` (links.csv, conditions.csv, duplicates.csv, orders.csv).
-    Returns {"out", "date", "at", "orders", "order_lines", "files": {relative path: data rows}}.
+    Returns {"out", "date", "at": [HHMM...], "orders", "order_lines", "folders": {HHMM: extracts folder},
+    "rows": {path relative to out: data rows written (exported duplicates included)}}.
     """
     if not isinstance(orders, (int, np.integer)) or orders < 1 or orders > MAX_ORDERS:
         raise HandoffError(f"demo: orders must be a whole number from 1 to {MAX_ORDERS:,} (got {orders!r})")
@@ -1569,21 +1507,27 @@ def generate(
         raise HandoffError(f"demo: review times must be given, each once (got {list(at)})")
     settings = load_settings(site_file)
     vocab = _vocab(settings)
-    sim = _simulate(int(orders), int(seed), day, _services(settings, day), settings.tz)
+    services = _services(settings, day)
     out = Path(out)
     truth_dir = out / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
-    entities = [e for e in vocab.files]
+    folders: dict[str, str] = {}
+    entities = list(vocab.files)
     con = duckdb.connect()
     links: list[pa.Table] = []
     conds: list[pa.Table] = []
     dupl: list[pa.Table] = []
-    with tqdm(total=len(times) * len(entities) + 4, desc="demo data", unit="file", disable=not progress) as bar:
+    # one step for the simulation, then one per file written
+    with tqdm(total=1 + len(times) * len(entities) + 4, desc="demo data", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("simulating the day")
+        sim = _simulate(int(orders), int(seed), day, services, settings.tz)
+        bar.update()
         for label, secs in times:
             folder = out if len(times) == 1 else out / label
             folder.mkdir(parents=True, exist_ok=True)
-            snap = _render(sim, sim.d0 + secs, label, vocab)
+            folders[label] = str(folder)
+            snap = _Snapshot(sim, sim.d0 + secs, label, vocab)
             for entity in entities:
                 table = _site_table(snap.extracts[entity], entity, vocab)
                 copies = snap.dups.get(entity)
@@ -1591,6 +1535,7 @@ def generate(
                     again = np.repeat(np.arange(copies.size), copies)
                     table = pa.concat_tables([table, table.take(pa.array(again))])
                 path = folder / vocab.files[entity]
+                bar.set_postfix_str(path.relative_to(out).as_posix())
                 written[path.relative_to(out).as_posix()] = _write(con, table, path)
                 bar.update()
             links += snap.links
@@ -1603,6 +1548,7 @@ def generate(
             "orders.csv": _truth_orders(sim),
         }
         for name, table in truth.items():
+            bar.set_postfix_str(f"truth/{name}")
             written[f"truth/{name}"] = _write(con, table, truth_dir / name)
             bar.update()
     con.close()
@@ -1612,7 +1558,8 @@ def generate(
         "at": labels,
         "orders": int(orders),
         "order_lines": int(sim.lines["order"].size),
-        "files": written,
+        "folders": folders,
+        "rows": written,
     }
 
 

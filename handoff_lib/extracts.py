@@ -645,12 +645,15 @@ def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[s
     if f.type == "bool":
         key = f"lower(coalesce({t}, ''))"
         return f"CASE WHEN list_contains($bool_true, {key}) THEN true WHEN list_contains($bool_false, {key}) THEN false END"
+    # DuckDB also casts 'infinity' and 'epoch': only text starting with a digit goes to the cast.
+    iso = f"CASE WHEN left({t}, 1) BETWEEN '0' AND '9' THEN TRY_CAST({t} AS TIMESTAMPTZ) END"
     if f.type == "timestamp":  # naive text is read in the session TimeZone, which is the site's
         parts = [f"CAST(try_strptime({t}, $fmt_naive) AS TIMESTAMPTZ)"] if naive else []
         parts += [f"try_strptime({t}, $fmt_zoned)"] if zoned else []
-        return f"coalesce({', '.join(parts + [f'TRY_CAST({t} AS TIMESTAMPTZ)'])})"
+        return f"coalesce({', '.join([*parts, iso])})"
     if f.type == "date":
-        parts = [f"CASE WHEN length({t}) <= 10 THEN TRY_CAST({t} AS DATE) END", f"CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS DATE)"]
+        day = f"CASE WHEN length({t}) <= 10 AND left({t}, 1) BETWEEN '0' AND '9' THEN TRY_CAST({t} AS DATE) END"
+        parts = [day, f"CAST({iso} AS DATE)"]
         parts += [f"CAST(try_strptime({t}, $fmt_date) AS DATE)"] if naive or zoned else []
         return f"coalesce({', '.join(parts)})"
     if f.type == "enum":

@@ -192,10 +192,10 @@ def changes_since(picture: duckdb.DuckDBPyConnection, history_path: str | Path |
             return None
         prev_orders = hist.execute(
             "SELECT * FROM snap_orders WHERE site = ? AND review_date = ? AND review_time = ?", prev.params()
-        ).to_arrow_table()
+        ).df()
         prev_blockers = hist.execute(
             "SELECT * FROM snap_blockers WHERE site = ? AND review_date = ? AND review_time = ?", prev.params()
-        ).to_arrow_table()
+        ).df()
     finally:
         hist.close()
     picture.register("_prev_orders", prev_orders)

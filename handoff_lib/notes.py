@@ -17,9 +17,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -103,7 +104,10 @@ def make_pipeline(C: float = 20.0):
 
     features = FeatureUnion(
         [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")),
+            (
+                "word",
+                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b"),
+            ),
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=300_000)),
         ]
     )
@@ -117,7 +121,9 @@ def fit(texts: Iterable[str], reasons: Iterable[str], threshold: float, C: float
     return NotesModel(pipe, threshold)
 
 
-def train(taxonomy: Taxonomy | None = None, labelled: str | Path | None = None, model_path: str | Path | None = None) -> tuple[NotesModel, Path]:
+def train(
+    taxonomy: Taxonomy | None = None, labelled: str | Path | None = None, model_path: str | Path | None = None
+) -> tuple[NotesModel, Path]:
     """Fit on the labelled file and save model + sidecar (default paths from the taxonomy settings);
     returns (model, path of the model file)."""
     import sklearn
@@ -130,12 +136,12 @@ def train(taxonomy: Taxonomy | None = None, labelled: str | Path | None = None, 
     model.meta = {
         "training_data": str(labelled),
         "training_sha256": file_sha256(labelled),
-        "n_examples": int(len(df)),
+        "n_examples": len(df),
         "sklearn_version": sklearn.__version__,
         "classes": model.classes,
         "threshold": taxonomy.threshold,
         "taxonomy": str(taxonomy.path),
-        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     save_model(model, model_path)
     return model, model_path
@@ -160,7 +166,9 @@ def save_model(model: NotesModel, path: str | Path) -> Path:
     return path
 
 
-def load_model(taxonomy: Taxonomy | None = None, model_path: str | Path | None = None, labelled: str | Path | None = None) -> NotesModel:
+def load_model(
+    taxonomy: Taxonomy | None = None, model_path: str | Path | None = None, labelled: str | Path | None = None
+) -> NotesModel:
     """The saved model, after checking its sidecar: trained on the current labelled file (sha256), with the
     installed scikit-learn, on reasons the taxonomy still has. Raises ModelError saying to run
     `handoff notes train` otherwise. The threshold is the taxonomy's current one."""
@@ -267,7 +275,9 @@ NOTE_REASONS_COLUMNS = (
 )
 
 
-def apply_to_blockers(con: duckdb.DuckDBPyConnection, model: NotesModel, taxonomy: Taxonomy | None = None) -> duckdb.DuckDBPyRelation:
+def apply_to_blockers(
+    con: duckdb.DuckDBPyConnection, model: NotesModel, taxonomy: Taxonomy | None = None
+) -> duckdb.DuckDBPyRelation:
     """Create `note_reasons` (entity, record_key, note, reason, classified_by, + theme, confidence, status)
     with the classifier instead of the keyword rules: a drop-in for `blockers.build_note_reasons(con)`
     (needs the linked_holds / linked_pack_events and policy_* tables that `policy.prepare` writes).
@@ -282,7 +292,9 @@ def apply_to_blockers(con: duckdb.DuckDBPyConnection, model: NotesModel, taxonom
     rows = []
     if len(notes):
         result = classify_notes(model, notes["note"].tolist())
-        for (entity, key, text), r in zip(notes[["entity", "record_key", "note"]].itertuples(index=False), result.itertuples(index=False)):
+        for (entity, key, text), r in zip(
+            notes[["entity", "record_key", "note"]].itertuples(index=False), result.itertuples(index=False)
+        ):
             if r.status == CLASSIFIED:
                 reason, why = taxonomy.policy_reason(r.reason, entity, known)
                 by = f"classifier {r.reason} {r.confidence:.2f}" + (f" ({why}: counted as {reason})" if why else "")
@@ -290,7 +302,9 @@ def apply_to_blockers(con: duckdb.DuckDBPyConnection, model: NotesModel, taxonom
             else:
                 guess = f"best guess {r.best_guess} {r.confidence:.2f}" if r.best_guess else "blank note"
                 by = f"classifier: needs review ({guess}, below {model.threshold:.2f})"
-                rows.append((entity, key, text, FALLBACK_REASONS.get(entity, "hold_other"), by, None, float(r.confidence), NEEDS_REVIEW))
+                rows.append(
+                    (entity, key, text, FALLBACK_REASONS.get(entity, "hold_other"), by, None, float(r.confidence), NEEDS_REVIEW)
+                )
     con.execute(f"CREATE OR REPLACE TABLE note_reasons ({NOTE_REASONS_COLUMNS})")
     if rows:
         con.executemany("INSERT INTO note_reasons VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -320,10 +334,14 @@ class Evaluation:
             + ")",
         ]
         if self.holdout_macro_f1 is not None:
-            lines.append(f"held-out split macro-F1: {self.holdout_macro_f1:.3f} (needs_review on it {self.holdout_needs_review_rate:.1%})")
+            lines.append(
+                f"held-out split macro-F1: {self.holdout_macro_f1:.3f} (needs_review on it {self.holdout_needs_review_rate:.1%})"
+            )
         lines += [
-            f"needs_review rate at threshold {self.threshold:.2f}: {self.needs_review_rate:.1%} of notes; "
-            f"wrong among assigned: {self.wrong_when_assigned:.1%}",
+            (
+                f"needs_review rate at threshold {self.threshold:.2f}: {self.needs_review_rate:.1%} of notes; "
+                f"wrong among assigned: {self.wrong_when_assigned:.1%}"
+            ),
             "",
             "per reason (cross-validated, top guess):",
             self.report.to_string(float_format=lambda x: f"{x:.3f}"),
@@ -385,17 +403,19 @@ def evaluate(df: pd.DataFrame, threshold: float, folds: int = 5, seed: int = 0, 
 # ---------------------------------------------------------------------------------------- clusters
 
 
-def cluster_notes(texts: Iterable[str], k_range: range = range(2, 9), top_terms: int = 6, examples: int = 4, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cluster_notes(
+    texts: Iterable[str], k_range: range = range(2, 9), top_terms: int = 6, examples: int = 4, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group notes (e.g. the needs_review ones) so an analyst can name a new reason. TF-IDF (word +
     char_wb) -> 50-d SVD -> k-means, with k picked by the best silhouette over `k_range` (capped by the
     number of distinct notes). Returns (notes: text, cluster; clusters: cluster, size, silhouette, k,
     top_terms, examples), largest cluster first."""
+    from scipy.sparse import hstack
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics import silhouette_score
     from sklearn.preprocessing import normalize
-    from scipy.sparse import hstack
 
     texts = [str(t) for t in texts if t is not None and str(t).strip()]
     empty = pd.DataFrame(columns=["cluster", "size", "silhouette", "k", "top_terms", "examples"])
@@ -432,7 +452,16 @@ def cluster_notes(texts: Iterable[str], k_range: range = range(2, 9), top_terms:
         # examples: the members closest to the cluster centre
         d = Z[idx] @ normalize(Z[idx].mean(axis=0, keepdims=True)).T
         ex = [texts[idx[i]] for i in np.argsort(-d.ravel())[:examples]]
-        rows.append({"cluster": c, "size": int(len(idx)), "silhouette": round(score, 3), "k": k, "top_terms": ", ".join(terms), "examples": " | ".join(ex)})
+        rows.append(
+            {
+                "cluster": c,
+                "size": len(idx),
+                "silhouette": round(score, 3),
+                "k": k,
+                "top_terms": ", ".join(terms),
+                "examples": " | ".join(ex),
+            }
+        )
     clusters = pd.DataFrame(rows).sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
     order = {c: i for i, c in enumerate(clusters["cluster"])}
     clusters["cluster"] = clusters["cluster"].map(order)

@@ -105,6 +105,7 @@ class Review:
         charts.use_offline_renderer()  # figures carry plotly.js inline: they render offline in the HTML report
         settings = load_settings(site_file, data_folder=data_folder or None)
         at = parse_review_at(review_at, settings)
+        settings = settings.for_review(at)
         out = Path(out_dir) if out_dir else None
         if out:
             out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,7 @@ class Review:
     def headline(self) -> HTML:
         c = self.counts()
         items = [(s.replace("_", " "), c.get(f"orders.{s}", 0), f"orders-{s}") for s in STATE_NAMES if c.get(f"orders.{s}", 0)]
-        items += [(p.replace("_", " "), c.get(f"promise.{p}", 0), f"promise-{p}") for p in PROMISE_STATUSES]
+        items += [(f"promise: {p.replace('_', ' ')}", c.get(f"promise.{p}", 0), f"promise-{p}") for p in PROMISE_STATUSES]
         items.append(("open blockers", c["blockers"], "blocker-queue"))
         return tiles(items)
 
@@ -167,6 +168,11 @@ class Review:
         """One table per state that has orders (the lists behind the state tiles)."""
         c = self.counts()
         return HTML("".join(self.orders_in_state(s).data for s in STATE_NAMES if c.get(f"orders.{s}", 0)))
+
+    def promise_drilldown(self) -> HTML:
+        """The lists behind the other promise tiles (safe, handed off, cancelled)."""
+        rest = [p for p in PROMISE_STATUSES if p not in ("at_risk", "needs_communication")]
+        return HTML("".join(self.promise_view(p).data for p in rest))
 
     def burndown(self) -> go.Figure:
         return charts.cutoff_burndown(self.con)

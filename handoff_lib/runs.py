@@ -135,6 +135,7 @@ def run_review(
     """Execute one cutoff review and publish its outputs; see the module docstring for the steps."""
     import papermill as pm
 
+    settings = settings.for_review(at)
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
     site_root = final.parent.parent
@@ -284,3 +285,63 @@ def recover(site_root: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
+
+
+def pd_date(value: object) -> dt.date:
+    """A date from what DuckDB/pandas hand back for a DATE column (date, datetime or Timestamp)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return value.to_pydatetime().date()  # pandas Timestamp
+
+
+def due_reviews(settings: Settings, now: dt.datetime, done: set[tuple[dt.date, str]], days_back: int = 1) -> list[dt.datetime]:
+    """Review times configured for the site (`reviews:`) at or before `now`, over today and the
+    `days_back` days before it, that are not in `done` ((date, HHMM) pairs), oldest first."""
+    out = []
+    for back in range(days_back, -1, -1):
+        day = (now - dt.timedelta(days=back)).date()
+        if day.weekday() not in settings.review_days:
+            continue
+        for t in settings.review_times:
+            at = dt.datetime.combine(day, t, tzinfo=settings.tz)
+            if at <= now and (day, at.strftime("%H%M")) not in done:
+                out.append(at)
+    return out
+
+
+def done_reviews(settings: Settings, history: Path) -> set[tuple[dt.date, str]]:
+    """(date, HHMM) of every review of the site stored in the history database."""
+    from .history import list_reviews, open_history
+
+    if not history.exists():
+        return set()
+    con = open_history(history, read_only=True)
+    try:
+        df = list_reviews(con, settings.site)
+        return {(pd_date(d), str(t)) for d, t in zip(df["review_date"], df["review_time"])}
+    finally:
+        con.close()
+
+
+def schedule(
+    settings: Settings,
+    now: dt.datetime,
+    history: Path | None = None,
+    out_root: Path | None = None,
+    days_back: int = 1,
+    progress: bool = True,
+) -> tuple[list[RunResult], list[dt.datetime]]:
+    """Run every configured review that is due and not yet stored, oldest first (catching up
+    missed ones, skipping done ones). Returns the runs made and the reviews that were already done."""
+    history = history or default_history(settings, out_root)
+    done = done_reviews(settings, history)
+    due = due_reviews(settings, now, done, days_back)
+    skipped = [
+        dt.datetime.combine(d, dt.time(int(t[:2]), int(t[2:])), tzinfo=settings.tz)
+        for d, t in sorted(done)
+        if (now.date() - d).days <= days_back
+    ]
+    results = [run_review(settings, at, history=history, out_root=out_root, progress=progress) for at in due]
+    return results, skipped

@@ -76,6 +76,8 @@ class Settings:
     identifiers: dict[str, IdRule]
     booleans: tuple[frozenset[str], frozenset[str]]
     raw: dict[str, Any]
+    review_times: tuple[dt.time, ...] = ()
+    review_days: frozenset[int] = frozenset(range(5))
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
 
     @property
@@ -95,6 +97,18 @@ class Settings:
         if spec is None or spec.file is None:
             return None
         return self.data_folder / spec.file
+
+    @property
+    def data_is_template(self) -> bool:
+        """data.folder holds {date} / {time} placeholders: one extract folder per review."""
+        return "{" in str(self.data_folder)
+
+    def for_review(self, at: dt.datetime) -> Settings:
+        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`."""
+        if not self.data_is_template:
+            return self
+        folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
+        return self.with_data_folder(folder)
 
     def with_data_folder(self, folder: str | Path) -> Settings:
         """A copy reading extracts from `folder` (which must lie under an allowed root)."""
@@ -189,8 +203,9 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
 
     # booleans
     bools = raw.get("booleans") or {}
-    true_set = frozenset(str(v).strip().lower() for v in bools.get("true", DEFAULT_TRUE))
-    false_set = frozenset(str(v).strip().lower() for v in bools.get("false", DEFAULT_FALSE))
+    # YAML 1.1 reads the keys `true:` / `false:` as booleans: accept either spelling of the key.
+    true_set = frozenset(str(v).strip().lower() for v in bools.get("true", bools.get(True, DEFAULT_TRUE)))
+    false_set = frozenset(str(v).strip().lower() for v in bools.get("false", bools.get(False, DEFAULT_FALSE)))
 
     # sources
     src_raw = need(raw, "sources")
@@ -299,7 +314,18 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             strip_zeros=bool(rule.get("strip_zeros", True)),
         )
 
+    rv = raw.get("reviews") or {}
+    review_times = tuple(sorted(_parse_time(t, where("reviews", "times", i)) for i, t in enumerate(rv.get("times") or [])))
+    review_days = set()
+    for d in rv.get("days", list(WEEKDAYS[:5])):
+        d = str(d).strip().lower()[:3]
+        if d not in WEEKDAYS:
+            raise SettingsError(f"{where('reviews', 'days')}: '{d}' is not a weekday (mon..sun)")
+        review_days.add(WEEKDAYS.index(d))
+
     return Settings(
+        review_times=review_times,
+        review_days=frozenset(review_days),
         path=path,
         site=site,
         name=str(raw.get("name", site)),

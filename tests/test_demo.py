@@ -74,8 +74,8 @@ def test_same_seed_writes_identical_bytes_and_another_seed_does_not(tmp_path):
     a = generate(orders=400, seed=3, out=tmp_path / "a", site_file=SITE, progress=False)
     b = generate(orders=400, seed=3, out=tmp_path / "b", site_file=SITE, progress=False)
     generate(orders=400, seed=4, out=tmp_path / "c", site_file=SITE, progress=False)
-    assert a["files"] == b["files"]
-    for name in a["files"]:
+    assert a["rows"] == b["rows"]
+    for name in a["rows"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "oms_orders.csv").read_bytes() != (tmp_path / "c" / "oms_orders.csv").read_bytes()
     assert (tmp_path / "a" / "wms_pick_tasks.csv").read_bytes() != (tmp_path / "c" / "wms_pick_tasks.csv").read_bytes()
@@ -84,11 +84,11 @@ def test_same_seed_writes_identical_bytes_and_another_seed_does_not(tmp_path):
 def test_one_review_time_writes_into_out_and_several_into_hhmm_folders(tmp_path, day):
     one = generate(orders=300, seed=1, out=tmp_path, site_file=SITE, progress=False)
     assert (tmp_path / "oms_orders.csv").is_file() and (tmp_path / "truth" / "links.csv").is_file()
-    assert one["at"] == ["1430"]
+    assert one["at"] == ["1430"] and one["folders"] == {"1430": str(tmp_path)}
     out, summary = day
     for at in ("0900", "1200", "1630"):
         assert (out / at / "wms_pick_tasks.csv").is_file()
-        assert summary["files"][f"{at}/oms_orders.csv"] > 0
+        assert summary["rows"][f"{at}/oms_orders.csv"] > 0
     assert not (out / "oms_orders.csv").exists()
 
 
@@ -263,54 +263,54 @@ def test_truth_links_cover_every_distinct_record_and_duplicates_are_exact_copies
 
 
 def test_references_normalise_to_their_true_order_and_orphans_to_none(day):
-    """What the crosswalk must achieve: every reference, once normalised, finds its true order and no other."""
+    """What the crosswalk must achieve: every reference, normalised under ANY identifier kind, finds its
+    true order and no other (both orders of a shared PO when ambiguous; nothing for an orphan)."""
     out, _ = day
     links = _links(out)
     for at in AT:
         hhmm = at.replace(":", "")
         orders = snap(out, at, "orders")
-        by_number = {norm(r["OrderNo"], "order"): r["OrderNo"] for r in orders}
-        by_po = defaultdict(set)
+        truth = {(e, r["record_key"]): r["true_order_id"] for e in LINKED for r in links[(hhmm, e)]}
+        index: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         for r in orders:
+            index["order"][norm(r["OrderNo"], "order")].add(r["OrderNo"])
             if r["CustPO"]:
-                by_po[norm(r["CustPO"], "customer_po")].add(r["OrderNo"])
-        carton_order = {r["record_key"]: r["true_order_id"] for r in links[(hhmm, "pack_events")]}
-        cartons = {norm(r["CARTON"], "carton"): carton_order[r["CARTON"]] for r in snap(out, at, "pack_events")}
-        ship_order = {r["record_key"]: r["true_order_id"] for r in links[(hhmm, "shipments")]}
-        tracking = {r["TrackingNumber"]: ship_order[r["ShipmentId"]] for r in snap(out, at, "shipments") if r["TrackingNumber"]}
+                index["customer_po"][norm(r["CustPO"], "customer_po")].add(r["OrderNo"])
+        for r in snap(out, at, "pick_tasks"):
+            if truth[("pick_tasks", r["TASK_ID"])]:
+                index["pick_ticket"][norm(r["PICK_TICKET"], "pick_ticket")].add(truth[("pick_tasks", r["TASK_ID"])])
+        for r in snap(out, at, "pack_events"):
+            if truth[("pack_events", r["CARTON"])]:
+                index["carton"][norm(r["CARTON"], "carton")].add(truth[("pack_events", r["CARTON"])])
+        for r in snap(out, at, "shipments"):
+            if r["TrackingNumber"] and truth[("shipments", r["ShipmentId"])]:
+                index["tracking_no"][norm(r["TrackingNumber"], "tracking_no")].add(truth[("shipments", r["ShipmentId"])])
 
-        index = {  # normalised identifier -> the orders it belongs to, per kind of reference
-            "order_ref": ("order", {k: {v} for k, v in by_number.items()}),
-            "pick_ticket": ("pick_ticket", {k: {v} for k, v in by_number.items()}),
-            "customer_po": ("customer_po", by_po),
-            "carton": ("carton", {k: {v} for k, v in cartons.items()}),
-            "tracking_no": ("tracking_no", {k: {v} for k, v in tracking.items()}),
-        }
-
-        def resolve(value: str, via: str, index=index) -> set[str]:
-            kind, keys = index[via]
-            return set(keys.get(norm(value, kind), ()))
+        def resolve(value: str, index=index) -> set[str]:
+            return set().union(*(keys.get(norm(value, kind), set()) for kind, keys in index.items()))
 
         for entity, fields in (
-            ("pick_tasks", {"order_ref": "ORDER_REF", "pick_ticket": "PICK_TICKET"}),
-            ("pack_events", {"order_ref": "ORDER_REF", "pick_ticket": "PICK_TICKET"}),
-            ("shipments", {}),
-            ("holds", {}),
-            ("cases", {}),
+            ("pick_tasks", ("ORDER_REF", "PICK_TICKET")),
+            ("pack_events", ("ORDER_REF", "PICK_TICKET")),
+            ("shipments", ("Reference",)),
+            ("holds", ("HOLD_REF",)),
+            ("cases", ("RelatedTo",)),
         ):
             records = {r[key_col(entity)]: r for r in snap(out, at, entity)}
             for link in links[(hhmm, entity)]:
-                rec = records[link["record_key"]]
-                value = rec[fields[link["via"]]] if fields else rec[col(entity, "reference")]
-                found = resolve(value, link["via"])
-                if link["orphan"] == "true":
-                    assert not found and not link["true_order_id"], (entity, link, value)
-                    continue
-                assert link["true_order_id"] in found, (entity, link, value)
-                assert (len(found) > 1) == (link["ambiguous"] == "true"), (entity, link, value, found)
-                for other in ("order_ref", "pick_ticket"):  # a record's second reference agrees
-                    if fields and other != link["via"] and rec[fields[other]]:
-                        assert resolve(rec[fields[other]], other) == {link["true_order_id"]}
+                for value in (records[link["record_key"]][f] for f in fields):
+                    if not value:
+                        continue
+                    found = resolve(value)
+                    if link["orphan"] == "true":
+                        assert not found and not link["true_order_id"], (entity, link, value, found)
+                    elif link["ambiguous"] == "true":
+                        assert link["true_order_id"] in found and len(found) == 2, (entity, link, value, found)
+                    else:
+                        assert found == {link["true_order_id"]}, (entity, link, value, found)
+        vias = Counter((r["source"], r["via"]) for r in read(out / "truth" / "links.csv") if r["at"] == hhmm)
+        if at == "16:30":
+            assert {v for _, v in vias} == {"order_ref", "pick_ticket", "customer_po", "carton", "tracking_no"}
 
 
 def test_orphans_exist_in_every_linked_file_and_are_recorded(day):
@@ -361,6 +361,9 @@ def test_conditions_agree_with_what_the_extracts_show(day):
     tasks = {r["TASK_ID"]: r for r in snap(out, "16:30", "pick_tasks")}
     shorts = [c for c in conditions if c["at"] == "1630" and c["condition"] == "short_pick"]
     assert shorts and all(tasks[c["record_key"]]["TASK_STAT"] == "40" and tasks[c["record_key"]]["PICK_NOTE"] for c in shorts)
+    against = [c for c in conditions if c["at"] == "1630" and c["condition"] == "substitution_against_instruction"]
+    assert any(c["detail"].endswith("account NO SUBS") for c in against)
+    assert any(c["detail"].endswith("line SubsOK=N") for c in against)
     subs = [c for c in conditions if c["at"] == "1630" and c["condition"] == "substitution"]
     assert subs and all(tasks[c["record_key"]]["SUB_ITEM"] for c in subs)
     assert sum(1 for t in tasks.values() if t["SUB_ITEM"] and t["ORDER_REF"]) >= len(subs)

@@ -241,14 +241,16 @@ def test_unparseable_and_impossible_timestamps_are_rejected_naming_the_value(tmp
         "H-1,SO-1,,,yesterday noon,,\n"
         "H-2,SO-1,,,2026-02-30 10:00,,\n"
         "H-3,SO-1,,,2026-03-02 10:00,2026-13-01,\n"
+        "H-4,SO-1,,,infinity,,\n"
     )
     r = load_one(tmp_path, "holds", "wms_holds.csv", text)
     assert reasons(r.rejects) == [
         (2, "unparseable timestamp placed_at 'yesterday noon'"),
         (3, "impossible date placed_at '2026-02-30 10:00'"),
         (4, "impossible date released_at '2026-13-01'"),
+        (5, "unparseable timestamp placed_at 'infinity'"),
     ]
-    assert list(r.rejects["column"]) == ["PLACED_TS", "PLACED_TS", "RELEASED_TS"]
+    assert list(r.rejects["column"]) == ["PLACED_TS", "PLACED_TS", "RELEASED_TS", "PLACED_TS"]
 
 
 def test_impossible_calendar_date_is_rejected(tmp_path):

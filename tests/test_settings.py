@@ -86,3 +86,9 @@ def test_broken_yaml_names_the_line(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_site_spellings_of_yes_and_no_are_used(tmp_path):
+    path = write_site(tmp_path, lambda r: r.update(booleans={True: ["JA"], False: ["NEIN"]}))
+    s = load_settings(path)
+    assert s.booleans == (frozenset({"ja"}), frozenset({"nein"}))

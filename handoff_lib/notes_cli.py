@@ -1,0 +1,163 @@
+"""`handoff notes train|evaluate|classify` and `handoff themes export`: argparse front ends that call
+notes.py and themes.py and print where their outputs went. cli.py hands them the rest of argv."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import HandoffError
+from .taxonomy import check_against_policy, load_taxonomy
+
+
+def _taxonomy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--taxonomy", help="reason taxonomy YAML (default parameters/reasons.yaml)")
+    p.add_argument("--labelled", help="labelled notes CSV text,reason (default: settings.labelled_notes of the taxonomy)")
+    p.add_argument("--model", help="model file (default: settings.model of the taxonomy)")
+
+
+def notes_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handoff notes", description="Classify free-text blocker notes into the reason taxonomy.")
+    sub = p.add_subparsers(dest="action", required=True)
+    tr = sub.add_parser("train", help="fit the model on the labelled notes and save it with its training-data hash")
+    _taxonomy_arg(tr)
+    tr.add_argument("--site", help="site parameters YAML: also check the taxonomy against its policy.reasons")
+    ev = sub.add_parser("evaluate", help="cross-validated macro-F1, per-reason precision/recall, confusion matrix")
+    _taxonomy_arg(ev)
+    ev.add_argument("--folds", type=int, default=5)
+    ev.add_argument("--out", help="also write the per-reason report and confusion matrix as CSVs into this folder")
+    cl = sub.add_parser("classify", help="classify notes from a CSV (or one --text) with the saved model")
+    _taxonomy_arg(cl)
+    cl.add_argument("input", nargs="?", help="CSV with a text column (see --column)")
+    cl.add_argument("--column", default="text")
+    cl.add_argument("--text", help="classify this one note")
+    cl.add_argument("--out", help="output CSV (default: <input>.classified.csv)")
+    cl.add_argument("--clusters", action="store_true", help="also cluster the needs_review notes and write <out>.clusters.csv")
+    return p
+
+
+def notes_main(argv: list[str] | None = None) -> int:
+    """Entry point of `handoff notes ...`; returns the exit code."""
+    args = notes_parser().parse_args(argv)
+    try:
+        return {"train": _train, "evaluate": _evaluate, "classify": _classify}[args.action](args)
+    except HandoffError as exc:
+        print(f"handoff notes: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import notes
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    t0 = time.perf_counter()
+    model, path = notes.train(taxonomy, args.labelled, args.model)
+    print(
+        f"trained on {model.meta['n_examples']} labelled notes ({len(model.classes)} reasons) in {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"  training data {model.meta['training_data']} sha256 {model.meta['training_sha256'][:12]}...")
+    print(f"  model written to {path}")
+    print(f"  sidecar written to {notes.sidecar_path(path)}  (threshold {model.threshold:.2f})")
+    if args.site:
+        from .policy import load_policy
+        from .settings import load_settings
+
+        for problem in check_against_policy(taxonomy, set(load_policy(load_settings(args.site)).reasons)):
+            print(f"  note: {problem}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from . import notes
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    labelled = Path(args.labelled) if args.labelled else taxonomy.labelled_notes
+    df = notes.read_labelled(labelled, taxonomy)
+    t0 = time.perf_counter()
+    ev = notes.evaluate(df, taxonomy.threshold, folds=args.folds)
+    print(f"{labelled}: {len(df)} labelled notes, {df['reason'].nunique()} reasons ({time.perf_counter() - t0:.1f} s)")
+    print(ev.text())
+    if args.out:
+        from .exports import write_csv
+
+        out = Path(args.out)
+        write_csv(ev.report.reset_index(), out / "notes_evaluation_report.csv")
+        write_csv(ev.confusion.reset_index(), out / "notes_confusion_matrix.csv")
+        print(f"report and confusion matrix written to {out.resolve()}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from . import notes
+    from .exports import write_csv
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    model = notes.load_model(taxonomy, args.model, args.labelled)
+    if args.text is not None:
+        r = notes.classify_notes(model, [args.text], progress=False).iloc[0]
+        guess = r["reason"] if r["status"] == notes.CLASSIFIED else f"(best guess {r['best_guess']})"
+        print(f"{r['status']}: {guess} confidence {r['confidence']:.2f} (threshold {model.threshold:.2f})")
+        return 0
+    if not args.input:
+        raise HandoffError("give a CSV of notes to classify, or --text 'one note'")
+    src = Path(args.input)
+    if not src.is_file():
+        raise HandoffError(f"{src}: no such file")
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    if args.column not in df.columns:
+        raise HandoffError(f"{src}: no column '{args.column}' (columns: {', '.join(df.columns)}; use --column)")
+    t0 = time.perf_counter()
+    result = notes.classify_notes(model, df[args.column].tolist())
+    out = Path(args.out) if args.out else src.with_name(src.stem + ".classified.csv")
+    write_csv(pd.concat([df.drop(columns=[args.column]), result], axis=1), out)
+    counts = result["status"].value_counts()
+    print(
+        f"classified {len(result)} notes in {time.perf_counter() - t0:.1f} s: {counts.get(notes.CLASSIFIED, 0)} classified, "
+        f"{counts.get(notes.NEEDS_REVIEW, 0)} needs_review (threshold {model.threshold:.2f})"
+    )
+    print(f"  written to {out.resolve()}")
+    if args.clusters:
+        texts = result.loc[result["status"] == notes.NEEDS_REVIEW, "text"].tolist()
+        _, clusters = notes.cluster_notes(texts)
+        cpath = write_csv(clusters, out.with_name(out.stem + ".clusters.csv"))
+        print(f"  {len(clusters)} clusters of needs_review notes written to {cpath.resolve()}")
+    return 0
+
+
+def themes_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handoff themes", description="Recurring blocker themes over the review history.")
+    sub = p.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="planner export: XLSX (one sheet per view) and CSVs")
+    ex.add_argument("--site", help="site code in the history (default: the only one)")
+    ex.add_argument("--from", dest="date_from", help="first review date YYYY-MM-DD (default: the first in history)")
+    ex.add_argument("--to", dest="date_to", help="last review date YYYY-MM-DD (default: the last in history)")
+    ex.add_argument("--history", default="outputs/history.duckdb", help="history database")
+    ex.add_argument("--out", help="output folder (default: outputs/<site>/themes)")
+    ex.add_argument("--top", type=int, default=25, help="rows per repeat-offender view")
+    ex.add_argument("--taxonomy")
+    return p
+
+
+def themes_main(argv: list[str] | None = None) -> int:
+    """Entry point of `handoff themes ...`; returns the exit code."""
+    from . import themes
+
+    args = themes_parser().parse_args(argv)
+    try:
+        taxonomy = load_taxonomy(args.taxonomy)
+        con, scope = themes.open_themes(args.history, args.site, args.date_from, args.date_to, taxonomy)
+        print(themes.summary_text(con, scope))
+        con.close()
+        out = Path(args.out) if args.out else Path("outputs") / scope.site / "themes"
+        written = themes.export(args.history, scope.site, scope.date_from, scope.date_to, out, args.top, taxonomy)
+    except HandoffError as exc:
+        print(f"handoff themes: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"planner export written to {out.resolve()}")
+    for name, path in written.items():
+        print(f"  {name}: {path.name}")
+    return 0

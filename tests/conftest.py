@@ -1,0 +1,65 @@
+"""Shared fixtures: a small demo day with several review times, a site file pointing at it, and a
+headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REVIEWS = ("12:00", "16:00")
+
+
+def make_site(tmp: Path, data: Path, **extra) -> Path:
+    """A copy of the demo site file whose data, outputs and allowed roots live under `tmp`."""
+    raw = yaml.safe_load((ROOT / "parameters/demo.yaml").read_text())
+    raw["data"] = {"folder": str(data), "allowed_roots": [str(tmp)]}
+    raw["outputs"] = str(tmp / "outputs")
+    raw["reviews"] = {"times": list(REVIEWS), "days": ["mon", "tue", "wed", "thu", "fri"]}
+    raw.update(extra)
+    path = tmp / "site.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_day(tmp_path_factory) -> Path:
+    """A 400-order demo day as of 12:00 and 16:00 (folders 1200/ and 1600/, truth/)."""
+    from handoff_lib.demo import generate
+
+    out = tmp_path_factory.mktemp("demo_day")
+    generate(orders=400, seed=11, out=out, at=REVIEWS, site_file=ROOT / "parameters/demo.yaml", progress=False)
+    return out
+
+
+@pytest.fixture
+def site(tmp_path, demo_day) -> Path:
+    """A site file reading the demo day per review time, writing under tmp_path/outputs."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_day, data)
+    return make_site(tmp_path, data / "{time}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: apt-get install -y chromium (make test does it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -1,0 +1,95 @@
+"""The cutoff review HTML report, opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from handoff_lib.runs import run_review
+from handoff_lib.settings import load_settings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "outputs" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, demo_day):
+    import shutil
+
+    from conftest import make_site
+
+    tmp = tmp_path_factory.mktemp("report")
+    shutil.copytree(demo_day, tmp / "data")
+    settings = load_settings(make_site(tmp, tmp / "data" / "{time}"))
+    for hhmm in ("12:00", "16:00"):
+        result = run_review(settings, dt.datetime(2026, 11, 24, int(hhmm[:2]), 0, tzinfo=settings.tz), progress=False)
+    return result.out_dir / "cutoff_review.html"
+
+
+@pytest.fixture(scope="module")
+def page(browser, report):
+    context = browser.new_context(viewport={"width": 1400, "height": 2000})
+    pg = context.new_page()
+    pg.outside_requests = []
+    pg.dialogs = []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            pg.outside_requests.append(r.request.url)
+            r.abort()
+
+    pg.route("**/*", route)
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.goto(report.as_uri())
+    pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    pg.wait_for_timeout(500)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "cutoff_review_report.png"))
+    yield pg
+    context.close()
+
+
+def test_every_chart_is_drawn(page):
+    plots = page.locator(".js-plotly-plot")
+    assert plots.count() == 3  # state funnel, blockers by owner, cutoff burn-down
+    for i in range(plots.count()):
+        assert plots.nth(i).locator(".main-svg").count() >= 1
+        assert plots.nth(i).locator("g.trace, g.barlayer .point").count() >= 1
+
+
+def test_no_code_cell_is_shown(page):
+    assert page.locator(".jp-CodeCell .jp-InputArea, .jp-InputPrompt, .jp-OutputPrompt, .highlight").count() == 0
+    assert page.locator(".jp-MarkdownCell").count() >= 5  # the prose stays
+    assert "Review.open(" not in page.inner_text("body")
+
+
+def test_no_request_leaves_the_machine(page):
+    assert page.outside_requests == []
+
+
+def test_each_headline_count_equals_the_rows_of_its_table(page):
+    tiles = page.locator(".tile")
+    assert tiles.count() >= 5
+    for i in range(tiles.count()):
+        tile = tiles.nth(i)
+        count = int(tile.get_attribute("data-count"))
+        table = tile.get_attribute("data-table")
+        rows = page.locator(f"table#{table} tbody tr").count()
+        assert rows == count, f"tile {table}: {count} but its table has {rows} rows"
+
+
+def test_changes_since_the_last_review_are_listed_with_matching_counts(page):
+    summary = page.locator("table#changes-summary tbody tr")
+    assert summary.count() == 6
+    total = sum(int(summary.nth(i).locator("td").nth(1).inner_text()) for i in range(summary.count()))
+    assert total == page.locator("table#changes tbody tr").count() > 0
+
+
+def test_untrusted_text_is_shown_as_text_and_runs_nothing(page):
+    assert page.dialogs == []
+    body = page.inner_text("body")
+    assert "<script>alert(1)</script>" in body
+    assert page.locator("script:text('alert(1)')").count() == 0

@@ -134,13 +134,13 @@ WHERE p.link_status = 'linked' AND p.status = 'exception'
 SELECT l.order_id, 'short_pick', 'task status short', 'wms', 'pick_tasks', t._file, t._line, t.task_id, {link}, t.updated_at,
        l.reason || coalesce(', note "' || left(nullif(trim(t.note), ''), 80) || '"', '')
 FROM line_states l JOIN linked_pick_tasks t ON t.task_id = l.short_task AND t.order_id = l.order_id
-WHERE l.state = 'short'
+WHERE l.is_short AND l.state NOT IN ('cancelled', 'handed_off')
 """,
     "substitution": """
 SELECT l.order_id, 'substitution', 'substituted SKU on the pick task', 'wms', 'pick_tasks', t._file, t._line, t.task_id, {link},
        t.updated_at, l.reason
 FROM line_states l JOIN linked_pick_tasks t ON t.task_id = l.sub_task AND t.order_id = l.order_id
-WHERE l.state = 'substituted'
+WHERE l.sub_blocked AND l.state NOT IN ('cancelled', 'handed_off')
 """,
     "allocation_short": """
 SELECT l.order_id, 'allocation_short', 'allocated quantity below ordered quantity', 'oms', 'order_lines', l._file, l._line,
@@ -167,23 +167,27 @@ FROM order_facts f JOIN orders o USING (order_id)
 WHERE f.release_status = 'not_released' AND NOT f.cancelled AND f.minutes_to_cutoff <= $not_released_within
 """,
     "label_missing": """
-SELECT f.order_id, 'label_missing', 'packed without a carrier label', 'wms', 'pack_events', p._file, p._line, p.carton_id, {link},
-       f.last_packed_at,
-       'packed in carton ' || f.packed_cartons || ' at ' || strftime(timezone(clock.tz, f.last_packed_at), '%H:%M')
-       || ', no carrier label; ' || coalesce(f.cutoff_label, 'no cutoff')
-FROM order_facts f CROSS JOIN clock
-JOIN linked_pack_events p ON p.carton_id = f.last_carton AND p.order_id = f.order_id
-WHERE f.n_packed > 0 AND f.n_labelled = 0 AND NOT f.cancelled AND NOT f.handed_off
-  AND ((epoch(clock.now) - epoch(f.last_packed_at)) / 60 >= $label_due OR f.minutes_to_cutoff <= $paperwork_due)
+SELECT c.order_id, 'label_missing',
+       CASE WHEN c.shipment_id IS NULL THEN 'packed carton with no carrier shipment' ELSE 'packed carton, shipment without a label' END,
+       'wms', 'pack_events', c._file, c._line, c.carton_id, {link}, c.packed_at,
+       'carton ' || c.carton_id || ' packed at ' || strftime(timezone(clock.tz, c.packed_at), '%H:%M')
+       || CASE WHEN c.shipment_id IS NULL THEN ', no carrier shipment for it'
+               ELSE ', shipment ' || c.shipment_id || ' has no label' END
+       || '; ' || coalesce(f.cutoff_label, 'no cutoff')
+FROM carton_status c CROSS JOIN clock JOIN order_facts f USING (order_id)
+JOIN linked_pack_events p ON p._line = c._line
+WHERE c.label_created_at IS NULL AND NOT f.cancelled AND NOT f.handed_off
+  AND ((epoch(clock.now) - epoch(c.packed_at)) / 60 >= $label_due OR f.minutes_to_cutoff <= $paperwork_due)
 """,
     "manifest_missing": """
-SELECT s.order_id, 'manifest_missing', 'labelled, not manifested near the cutoff', 'carrier', 'shipments', s._file, s._line,
+SELECT s.order_id, 'manifest_missing', 'labelled, not manifested in time', 'carrier', 'shipments', s._file, s._line,
        s.shipment_id, {link}, s.label_created_at,
        'shipment ' || s.shipment_id || coalesce(' tracking ' || s.tracking_no, '') || ' labelled at '
        || strftime(timezone(clock.tz, s.label_created_at), '%H:%M') || ', not manifested; ' || f.cutoff_label
 FROM linked_shipments s CROSS JOIN clock JOIN order_facts f USING (order_id)
 WHERE s.link_status = 'linked' AND s.label_created_at IS NOT NULL AND s.manifested_at IS NULL AND s.handed_off_at IS NULL
-  AND f.minutes_to_cutoff <= $paperwork_due
+  AND NOT f.cancelled
+  AND ((epoch(clock.now) - epoch(s.label_created_at)) / 60 >= $manifest_due OR f.minutes_to_cutoff <= $paperwork_due)
 """,
 }
 
@@ -309,6 +313,7 @@ def build_blockers(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.d
             "not_released_within": policy.not_released_within_minutes,
             "label_due": policy.label_due_minutes_after_pack,
             "paperwork_due": policy.paperwork_due_minutes_before_cutoff,
+            "manifest_due": policy.manifest_due_minutes_after_label,
         }
     )
     con.execute(sql, params)

@@ -111,6 +111,7 @@ ENTITIES: dict[str, Entity] = {
                 Field("allocated_qty", "int", False, "Quantity the ERP has allocated", "each", min_value=0),
                 Field("substitution_allowed", "bool", False, "A substitute SKU may be shipped"),
                 Field("ship_by", "timestamp", False, "Per-line ship-by deadline, when the OMS has one"),
+                Field("ship_from", "id", False, "Site, warehouse or seller that fulfils the line, when several do"),
                 Field("unit_price", "decimal", False, "Price per each", "site currency", min_value=0),
             ),
             key=("order_id", "line_no"),

@@ -155,6 +155,7 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str)
             src = _read(con, settings, ent, spec, path, Path(tmp))
             _check_enums(con, ent, spec, settings, src)
             _type_rows(con, ent, spec, settings, src)
+            _check_constants(con, ent, spec, settings)
             n_dups = _find_duplicates(con, ent, spec)
             accepted, rejected = _write(con, ent, file, src, n_dups)
         finally:
@@ -489,6 +490,8 @@ def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Se
     found: dict[str, int] = {}
     problems: list[str] = []
     for f in ent.fields:
+        if f.name in spec.constants:  # one value for every row (columns: {field: {value: ...}}): no column to find
+            continue
         want = spec.columns[f.name].strip()
         idx = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
         if len(idx) > 1:
@@ -551,6 +554,20 @@ def _check_enums(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, 
         )
 
 
+def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings) -> None:
+    """Stop the load when a constant (columns: {field: {value: ...}}) is not a valid value of its
+    field: it would reject every row."""
+    for name, value in spec.constants.items():
+        row = con.execute(
+            f"SELECT _reason FROM {TMP}typed WHERE _rcol = $col LIMIT 1", {"col": spec.columns[name]}
+        ).fetchall()
+        if row:
+            raise ExtractError(
+                f"{spec.file}: constant {ent.name}.{name} = '{value}' is not valid ({row[0][0]}); fix "
+                f"sources.{ent.name}.columns.{name} ({settings.where('sources', ent.name, 'columns', name)})"
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # typing: l1 raw and trimmed -> l2 parsed -> l3 the first problem of each row
 
@@ -578,7 +595,10 @@ def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, se
         n = f.name
         params[f"name_{n}"] = n
         params[f"col_{n}"] = spec.columns[n]
-        if n in src.cols:
+        if n in spec.constants:
+            params[f"const_{n}"] = spec.constants[n]
+            l1.append(f"CAST($const_{n} AS VARCHAR) AS v_{n}, {_trimmed(f'CAST($const_{n} AS VARCHAR)')} AS t_{n}")
+        elif n in src.cols:
             c = f"c{src.cols[n]}"
             l1.append(f"{c} AS v_{n}, {_trimmed(c)} AS t_{n}")
         else:
@@ -832,7 +852,7 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | N
 
 
 def _required_names(ent: Entity, spec: SourceSpec) -> str:
-    return ", ".join(spec.columns[f.name] for f in ent.fields if f.required)
+    return ", ".join(spec.columns[f.name] for f in ent.fields if f.required and f.name not in spec.constants)
 
 
 def _sha256(path: Path) -> str:

@@ -168,6 +168,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         """
         CREATE OR REPLACE TEMP TABLE _cands AS
         SELECT r._line, r.field, r.raw, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.source AS via_source,
+               i.raw_key AS matched_key,
                (upper(trim(r.raw)) = i.raw_key) AS exact,
                CASE
                  WHEN r.kind = 'order' AND upper(trim(r.raw)) = i.raw_key THEN $c_exact
@@ -221,7 +222,9 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
                          WHEN rp.best.kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
                -- other kinds matched too and a prefix settled it: one step down in confidence
                CASE WHEN ok THEN rp.best.confidence * CASE WHEN rp.best.n_all > 1 THEN 0.8 ELSE 1.0 END END AS confidence,
-               pr.candidates
+               pr.candidates,
+               CASE WHEN ok THEN rp.best.kind END AS link_kind,
+               CASE WHEN ok THEN rp.best.matched_key END AS link_key
         FROM (SELECT e.*, (rp.n_orders = 1 AND rp.n_fields = pr.n_fields) AS ok
               FROM {entity} e
               LEFT JOIN per_rec pr ON pr._line = e._line
@@ -246,7 +249,8 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
     con.execute(
         f"""
         CREATE OR REPLACE TABLE linked_{entity} AS
-        SELECT e.*, r.order_id, r.method AS link_method, r.confidence AS link_confidence, r.status AS link_status
+        SELECT e.*, r.order_id, r.method AS link_method, r.confidence AS link_confidence, r.status AS link_status,
+               r.link_kind, r.link_key
         FROM {entity} e JOIN _resolved r USING (_line)
         ORDER BY e._line
         """

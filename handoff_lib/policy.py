@@ -76,6 +76,8 @@ class Policy:
     not_released_within_minutes: int
     label_due_minutes_after_pack: int
     paperwork_due_minutes_before_cutoff: int
+    manifest_due_minutes_after_label: int
+    consolidated_carriers: tuple[str, ...]  # one shipment (e.g. a freight BOL) covers every carton of the order
     tier_points: dict[int, int]
     tier_default: int
     cutoff_bands: tuple[Band, ...]  # minutes to cutoff at most -> points; past cutoff counts as 0
@@ -210,6 +212,8 @@ def load_policy(settings: Settings) -> Policy:
         paperwork_due_minutes_before_cutoff=number(
             need(raw, "paperwork_due_minutes_before_cutoff"), "paperwork_due_minutes_before_cutoff"
         ),
+        manifest_due_minutes_after_label=number(raw.get("manifest_due_minutes_after_label", 30), "manifest_due_minutes_after_label"),
+        consolidated_carriers=tuple(str(c).strip().upper() for c in (raw.get("consolidated_carriers") or [])),
         tier_points=tier_points,
         tier_default=number(prio.get("tier_default", 0), "priority", "tier_default"),
         cutoff_bands=tuple(sorted(bands("cutoff_bands", "within_minutes"), key=lambda b: b.limit)),

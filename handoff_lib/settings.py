@@ -38,6 +38,7 @@ class SourceSpec:
     values: dict[str, dict[str, str]]  # canonical enum field -> {SOURCE VALUE (upper): canonical}
     timestamp_format: str | None
     header_row: int  # xlsx: 1-based row that holds the header
+    constants: dict[str, str] = field(default_factory=dict)  # canonical field -> value for every row (no column)
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,23 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
     sources: dict[str, SourceSpec] = {}
     for name, entity in ENTITIES.items():
         s = src_raw.get(name)
+        if s is None and name in src_raw:
+            raise SettingsError(
+                f"{where('sources', name)}: source '{name}' is empty; give it file: and columns:, or file: null when the site has no such export"
+            )
         if s is None:
             if entity.required_file:
-                raise SettingsError(f"{where('sources')}: missing source '{name}' (required by the extract contract)")
+                raise SettingsError(
+                    f"{where('sources')}: missing source '{name}' (required by the extract contract); a site that has no "
+                    f"such export declares it with `{name}: {{file: null}}` and it loads empty"
+                )
             sources[name] = SourceSpec(name, None, "csv", ",", "utf-8", None, {}, {}, None, 1)
             continue
         if not isinstance(s, dict):
             raise SettingsError(f"{where('sources', name)}: source '{name}' must be a mapping with file: and columns:")
+        if "file" in s and s["file"] is None:  # declared as not supplied by this site: loads as an empty typed table
+            sources[name] = SourceSpec(name, None, "csv", ",", "utf-8", None, {}, {}, None, 1)
+            continue
         file = str(need(s, "file", "sources", name))
         if Path(file).is_absolute() or ".." in Path(file).parts:
             raise PathEscapeError(f"{where('sources', name, 'file')}: source file '{file}' must be a path inside the data folder")
@@ -239,7 +250,21 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                 raise SettingsError(
                     f"{where('sources', name, 'columns', canon)}: '{canon}' is not a field of {name} (fields: {', '.join(sorted(known))})"
                 )
-        columns = {f.name: str(cols_raw.get(f.name, f.name)) for f in entity.fields}
+        constants: dict[str, str] = {}
+        for canon, col in cols_raw.items():
+            if not isinstance(col, dict):
+                continue
+            at = where("sources", name, "columns", canon)
+            if set(col) != {"value"} or isinstance(col["value"], (dict, list)) or col["value"] is None:
+                raise SettingsError(
+                    f"{at}: sources.{name}.columns.{canon} must name a column, or give one value for every row as "
+                    f"{{value: ...}} (e.g. {{value: \"MARKETPLACE\"}}), not {col!r}"
+                )
+            constants[canon] = str(col["value"])
+        columns = {
+            f.name: f"(constant {constants[f.name]!r})" if f.name in constants else str(cols_raw.get(f.name, f.name))
+            for f in entity.fields
+        }
         values: dict[str, dict[str, str]] = {}
         vals_raw = s.get("values") or {}
         for f in entity.fields:
@@ -258,6 +283,11 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                     )
                 out[str(src_val).strip().upper()] = str(canon)
             values[f.name] = out
+            if f.name in constants and constants[f.name].strip().upper() not in out:
+                raise SettingsError(
+                    f"{where('sources', name, 'columns', f.name)}: constant {f.name} '{constants[f.name]}' is not mapped "
+                    f"(values.{f.name} maps: {', '.join(out) or 'nothing'}; the contract's values are {', '.join(f.values)})"
+                )
         sheet = s.get("sheet")
         sources[name] = SourceSpec(
             entity=name,
@@ -270,6 +300,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             values=values,
             timestamp_format=s.get("timestamp_format"),
             header_row=int(s.get("header_row", 1)),
+            constants=constants,
         )
 
     # cutoffs

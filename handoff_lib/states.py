@@ -56,6 +56,11 @@ holds AS (
                       || coalesce(' "' || left(nullif(trim(note), ''), 60) || '"', ''), '; ' ORDER BY placed_at, hold_id) AS hold_text
     FROM linked_holds WHERE link_status = 'linked' AND released_at IS NULL GROUP BY order_id
 ),
+cov AS (
+    SELECT order_id, count(*) AS n_cartons_packed, count(*) FILTER (WHERE shipment_id IS NULL) AS n_cartons_unshipped,
+           count(*) FILTER (WHERE label_created_at IS NULL) AS n_cartons_unlabelled
+    FROM carton_status GROUP BY order_id
+),
 cartons AS (
     SELECT order_id,
            count(*) FILTER (WHERE status = 'packed') AS n_packed,
@@ -98,7 +103,9 @@ SELECT o.order_id, o.customer_id, o.customer_name, o.priority AS tier, o.release
        coalesce(s.n_ship, 0) > 0 AND s.n_handed = s.n_ship AS handed_off,
        coalesce(c.n_packed, 0) > 0 AND c.n_open_cartons = 0 AND c.n_exceptions = 0 AS packed,
        coalesce(c.n_packed, 0) > 0 AND c.n_open_cartons = 0 AND c.n_exceptions = 0
-           AND coalesce(s.n_ship, 0) > 0 AND s.n_labelled = s.n_ship AND s.n_manifested = s.n_ship AS ready,
+           AND coalesce(s.n_ship, 0) > 0 AND s.n_labelled = s.n_ship AND s.n_manifested = s.n_ship
+           AND coalesce(cv.n_cartons_unlabelled, 0) = 0 AS ready,
+       coalesce(cv.n_cartons_unshipped, 0) AS n_cartons_unshipped, coalesce(cv.n_cartons_unlabelled, 0) AS n_cartons_unlabelled,
        co.cutoff_at, co.cutoff_label, co.minutes_to_cutoff, co.cutoff_at < clock.now AS past_cutoff
 FROM orders o
 CROSS JOIN clock
@@ -106,8 +113,49 @@ LEFT JOIN instr i USING (customer_id)
 LEFT JOIN holds h USING (order_id)
 LEFT JOIN cartons c USING (order_id)
 LEFT JOIN ships s USING (order_id)
+LEFT JOIN cov cv USING (order_id)
 LEFT JOIN cases k USING (order_id)
 LEFT JOIN order_cutoffs co USING (order_id)
+"""
+
+# One row per packed carton and the shipment that carries it. A shipment citing the carton carries it;
+# shipments citing the order or a pick ticket carry the cartons no shipment cites, one each in packing
+# order - or all of them when the order's carrier is in policy.consolidated_carriers (one freight BOL).
+CARTON_STATUS = """
+CREATE OR REPLACE TABLE carton_status AS
+WITH packed AS (
+    SELECT p.order_id, p.carton_id, p.event_at AS packed_at, p._file, p._line
+    FROM linked_pack_events p WHERE p.link_status = 'linked' AND p.status = 'packed'
+),
+ships AS (SELECT * FROM linked_shipments WHERE link_status = 'linked'),
+direct AS (
+    SELECT k.*, arg_min(s.shipment_id, s.shipment_id) AS shipment_id
+    FROM packed k LEFT JOIN ships s
+      ON s.order_id = k.order_id AND s.link_kind = 'carton' AND s.link_key = upper(trim(k.carton_id))
+    GROUP BY ALL
+),
+uncited AS (
+    SELECT d.*, row_number() OVER (PARTITION BY d.order_id ORDER BY d.packed_at, d.carton_id) AS n
+    FROM direct d WHERE d.shipment_id IS NULL
+),
+order_level AS (
+    SELECT s.order_id, s.shipment_id,
+           row_number() OVER (PARTITION BY s.order_id ORDER BY s.label_created_at NULLS LAST, s.shipment_id) AS n
+    FROM ships s WHERE s.link_kind IS DISTINCT FROM 'carton'
+),
+consolidated AS (
+    SELECT o.order_id FROM orders o WHERE upper(trim(o.carrier)) IN (SELECT carrier FROM policy_consolidated)
+),
+assigned AS (
+    SELECT d.order_id, d.carton_id, d.packed_at, d._file, d._line, d.shipment_id FROM direct d WHERE d.shipment_id IS NOT NULL
+    UNION ALL
+    SELECT u.order_id, u.carton_id, u.packed_at, u._file, u._line, ol.shipment_id
+    FROM uncited u LEFT JOIN order_level ol
+      ON ol.order_id = u.order_id
+     AND (ol.n = u.n OR (ol.n = 1 AND u.order_id IN (SELECT order_id FROM consolidated)))
+)
+SELECT a.*, s.label_created_at, s.manifested_at, s.handed_off_at
+FROM assigned a LEFT JOIN ships s USING (shipment_id)
 """
 
 # One row per order line: the pick, stock and allocation facts, then the state and its reason.
@@ -166,7 +214,8 @@ flags AS (
     SELECT facts.*,
            n_tasks > 0 AND n_open = 0 AND qty_picked >= qty AS is_picked,
            n_short > 0 AND n_open = 0 AND qty_picked < qty AS is_short,
-           sub_sku IS NOT NULL AND (no_substitutes OR (substitution_allowed = FALSE AND NOT substitutes_allowed)) AS sub_blocked,
+           -- the line's own flag is the most specific instruction; the account's 'no substitutes' applies to every line
+           sub_sku IS NOT NULL AND (no_substitutes OR substitution_allowed = FALSE) AS sub_blocked,
            ship_complete AND bool_or(allocation_short) OVER (PARTITION BY order_id) AS complete_waits,
            string_agg(CASE WHEN allocation_short THEN 'line ' || line_no || ' ' || sku || ' allocated ' || coalesce(allocated_qty, 0)
                       || ' of ' || qty || ' (' || _file || ' line ' || _line || ')' END, '; ') OVER (PARTITION BY order_id) AS short_alloc_lines
@@ -242,7 +291,7 @@ SELECT order_id, line_no, sku, qty, allocated_qty, qty_picked, qty_required, n_t
          ELSE progress_reason
        END AS reason,
        allocation_short AND NOT ship_complete AND state NOT IN ('cancelled', 'handed_off') AS backorder,
-       sub_sku, sub_task, short_task, short_location, _file, _line
+       sub_sku, sub_task, short_task, short_location, is_short, sub_blocked, _file, _line
 FROM reasoned CROSS JOIN clock
 """
 
@@ -305,6 +354,9 @@ def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.dat
     policy = prepare(con, settings, now)
     con.execute("CREATE OR REPLACE TEMP TABLE state_ranks (state VARCHAR, rank INTEGER, meaning VARCHAR)")
     con.executemany("INSERT INTO state_ranks VALUES (?, ?, ?)", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
+    con.execute("CREATE OR REPLACE TEMP TABLE policy_consolidated (carrier VARCHAR)")
+    con.executemany("INSERT INTO policy_consolidated VALUES (?)", [(c,) for c in policy.consolidated_carriers])
+    con.execute(CARTON_STATUS)
     con.execute(ORDER_FACTS, {"ship_complete_default": policy.ship_complete_default})
     con.execute(LINE_STATES)
     con.execute(ORDER_STATES)

@@ -35,7 +35,14 @@ DUCK_TYPES = {
     "date": "DATE",
 }
 LINKED = ("pick_tasks", "pack_events", "holds", "shipments", "cases")
-LINK_COLUMNS = (("order_id", "VARCHAR"), ("link_method", "VARCHAR"), ("link_confidence", "DOUBLE"), ("link_status", "VARCHAR"))
+LINK_COLUMNS = (
+    ("order_id", "VARCHAR"),
+    ("link_method", "VARCHAR"),
+    ("link_confidence", "DOUBLE"),
+    ("link_status", "VARCHAR"),
+    ("link_kind", "VARCHAR"),
+    ("link_key", "VARCHAR"),
+)
 
 
 def at(hhmm: str, day: dt.date = DAY) -> dt.datetime:
@@ -132,6 +139,7 @@ class Story:
     def _linked(self, entity: str, order_id: str | None, **values: Any) -> None:
         """The entity row and its crosswalked twin (linked when `order_id` is given)."""
         status = values.pop("link_status", "linked" if order_id else "unmatched")
+        kind, key = values.pop("link_kind", None), values.pop("link_key", None)
         insert(self.con, entity, **values)
         line = self.con.execute(f"SELECT max(_line) FROM {entity}").fetchone()[0]
         insert(
@@ -143,6 +151,8 @@ class Story:
             link_method="test" if status == "linked" else None,
             link_confidence=1.0 if status == "linked" else 0.0,
             link_status=status,
+            link_kind=kind,
+            link_key=key,
         )
 
     def task(

@@ -1,0 +1,284 @@
+"""One benchmark step in its own process: `python bench/steps.py STEP --data DIR --db IN --out OUT --result R.json`.
+
+bench/run.py starts one child per step and measures its wall time and peak memory from outside. Each
+step starts from a DuckDB file holding the previous step's output (run.py copies it to OUT first), so
+the steps are independent processes:
+
+    load       extracts -> OUT                 (load + validate: typed tables, rejects, load report)
+    crosswalk  OUT after load -> OUT           (id index, xref, linked_*, join quality, order picture)
+    analyse    OUT after crosswalk -> OUT      (cutoffs, states, blockers, promise, order board, summary)
+    snapshot   OUT after analyse -> history    (write_snapshot into a fresh history database)
+    suite      extracts -> OUT -> history      (all of the above in one process: the suite's own compute)
+    review     extracts -> review folder       (handoff_lib.runs.run_review: papermill + HTML + history)
+    notes      100,000 demo notes -> reasons   (handoff_lib.notes, when it has a trained model)
+
+The child writes what it timed itself (seconds of work, without interpreter start and imports) to the
+result file as JSON; a step that cannot run writes {"status": "n/a", "why": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+SITE_FILE = REPO / "parameters" / "demo.yaml"
+REVIEW_AT = "2026-11-24 14:30"
+T = time.perf_counter
+
+
+def _settings(data: str):
+    from handoff_lib.settings import load_settings
+
+    return load_settings(SITE_FILE, data_folder=data)
+
+
+def _now(settings) -> dt.datetime:
+    return dt.datetime.strptime(REVIEW_AT, "%Y-%m-%d %H:%M").replace(tzinfo=settings.tz)
+
+
+def _timed_analyse(con, settings, now) -> dict[str, float]:
+    """picture.analyse as it is, with each of its stages timed (wrapped in the picture module's namespace)."""
+    from handoff_lib import picture
+
+    parts: dict[str, float] = {}
+    names = ("assign_cutoffs", "build_states", "build_blockers", "build_promise", "build_board", "summary")
+    saved = {n: getattr(picture, n) for n in names}
+
+    def wrap(name, fn):
+        def timed(*a, **k):
+            t0 = T()
+            try:
+                return fn(*a, **k)
+            finally:
+                parts[name] = round(parts.get(name, 0.0) + T() - t0, 3)
+
+        return timed
+
+    for n, fn in saved.items():
+        setattr(picture, n, wrap(n, fn))
+    try:
+        picture.analyse(con, settings, now)
+    finally:
+        for n, fn in saved.items():
+            setattr(picture, n, fn)
+    return parts
+
+
+def _counts(con, tables: tuple[str, ...]) -> dict[str, int]:
+    return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+def step_load(a) -> dict:
+    from handoff_lib.db import connect
+    from handoff_lib.extracts import load_source
+
+    s = _settings(a.data)
+    t0 = T()
+    con = connect(s, a.out)
+    parts = {}
+    for entity in s.sources:
+        t1 = T()
+        load_source(con, s, entity)
+        parts[entity] = round(T() - t1, 3)
+    con.execute("CHECKPOINT")
+    rows = int(con.execute("SELECT sum(rows_read) FROM load_report").fetchone()[0])
+    rejected = int(con.execute("SELECT count(*) FROM rejects").fetchone()[0])
+    con.close()
+    return {"seconds": round(T() - t0, 3), "parts": parts, "rows_read": rows, "rejected": rejected}
+
+
+def step_crosswalk(a) -> dict:
+    from handoff_lib.db import connect
+    from handoff_lib.identifiers import build_crosswalk, build_order_picture
+
+    s = _settings(a.data)
+    t0 = T()
+    con = connect(s, a.out)
+    build_crosswalk(con, s)
+    t1 = T()
+    build_order_picture(con)
+    t2 = T()
+    con.execute("CHECKPOINT")
+    status = dict(con.execute("SELECT status, count(*) FROM xref GROUP BY 1").fetchall())
+    con.close()
+    parts = {"build_crosswalk": round(t1 - t0, 3), "build_order_picture": round(t2 - t1, 3)}
+    return {"seconds": round(T() - t0, 3), "parts": parts, "xref": {k: int(v) for k, v in status.items()}}
+
+
+def step_analyse(a) -> dict:
+    from handoff_lib.db import connect
+
+    s = _settings(a.data)
+    t0 = T()
+    con = connect(s, a.out)
+    parts = _timed_analyse(con, s, _now(s))
+    con.execute("CHECKPOINT")
+    counts = _counts(con, ("order_states", "line_states", "blockers", "promise", "order_board"))
+    con.close()
+    return {"seconds": round(T() - t0, 3), "parts": parts, "rows": counts}
+
+
+def _snapshot(con, s, history: Path) -> None:
+    from handoff_lib.history import ReviewKey, write_snapshot
+
+    if history.exists():
+        history.unlink()
+    at = _now(s)
+    write_snapshot(con, history, ReviewKey.of(s.site, at), at, run_id="bench", data_folder=str(s.data_folder))
+
+
+def step_snapshot(a) -> dict:
+    from handoff_lib.db import connect
+
+    s = _settings(a.data)
+    t0 = T()
+    con = connect(s, a.out)
+    _snapshot(con, s, Path(a.history))
+    con.close()
+    return {"seconds": round(T() - t0, 3), "history_bytes": Path(a.history).stat().st_size}
+
+
+def step_suite(a) -> dict:
+    """Load -> crosswalk -> order picture -> analyse -> snapshot in one process, into a picture file as a
+    review run keeps it (runs.py writes picture.duckdb)."""
+    from handoff_lib.db import connect
+    from handoff_lib.extracts import load_extracts
+    from handoff_lib.identifiers import build_crosswalk, build_order_picture
+
+    s = _settings(a.data)
+    parts = {}
+    t0 = T()
+    con = connect(s, a.out)
+    load_extracts(con, s)
+    parts["load"] = round(T() - t0, 3)
+    t1 = T()
+    build_crosswalk(con, s)
+    build_order_picture(con)
+    parts["crosswalk"] = round(T() - t1, 3)
+    t1 = T()
+    sub = _timed_analyse(con, s, _now(s))
+    parts["analyse"] = round(T() - t1, 3)
+    t1 = T()
+    con.execute("CHECKPOINT")
+    _snapshot(con, s, Path(a.history))
+    parts["snapshot"] = round(T() - t1, 3)
+    con.close()
+    return {"seconds": round(T() - t0, 3), "parts": parts, "analyse_parts": sub}
+
+
+def step_review(a) -> dict:
+    from handoff_lib.runs import run_review
+
+    s = _settings(a.data)
+    out = Path(a.out)
+    t0 = T()
+    res = run_review(s, _now(s), history=out / "history.duckdb", out_root=out / "outputs", progress=False)
+    return {
+        "seconds": round(T() - t0, 3),
+        "parts": {k: round(v, 3) for k, v in res.timings.items()},
+        "html_bytes": (res.folder / "cutoff_review.html").stat().st_size if (res.folder / "cutoff_review.html").exists() else None,
+        "folder": str(res.folder),
+    }
+
+
+def _demo_notes(data: str, n: int) -> list[str]:
+    """n free-text notes as the demo day's systems wrote them (hold, pick, pack notes and case texts),
+    cycled when the day has fewer."""
+    import duckdb
+
+    d = Path(data)
+    parts = [
+        ("wms_holds.csv", "HOLD_NOTE"),
+        ("wms_pack_events.csv", "PACK_NOTE"),
+        ("wms_pick_tasks.csv", "PICK_NOTE"),
+        ("crm_cases.csv", "Description"),
+    ]
+    con = duckdb.connect()
+    texts: list[str] = []
+    for file, col in parts:
+        if (d / file).exists():
+            texts += [
+                r[0]
+                for r in con.execute(
+                    f'SELECT "{col}" FROM read_csv(?, all_varchar = true, header = true) WHERE trim("{col}") <> \'\'',
+                    [str(d / file)],
+                ).fetchall()
+            ]
+    if not texts:
+        return []
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def step_notes(a) -> dict:
+    try:
+        from handoff_lib import notes
+    except ImportError as exc:
+        return {"status": "n/a", "why": f"handoff_lib.notes not importable ({exc})"}
+    if not hasattr(notes, "classify_notes"):
+        return {"status": "n/a", "why": "handoff_lib.notes has no classify_notes"}
+    model_path = Path(a.out) / "notes_model.joblib"
+    t0 = T()
+    trained = False
+    try:
+        model = notes.load_model()
+        source = "the site's trained model"
+    except notes.ModelError:
+        try:  # no trained model yet: train one on the shipped labelled notes into the bench cache
+            model, _ = notes.train(model_path=model_path)
+        except Exception as exc:  # noqa: BLE001 - whatever keeps training from working, report it
+            return {"status": "n/a", "why": f"no trained notes model and training failed: {type(exc).__name__}: {exc}"}
+        source = f"trained by the bench on the shipped labelled notes ({model.meta.get('n_examples')} notes)"
+        trained = True
+    t_model = T() - t0
+    texts = _demo_notes(a.data, a.notes)
+    if not texts:
+        return {"status": "n/a", "why": f"no notes in {a.data}"}
+    t1 = T()
+    res = notes.classify_notes(model, texts, progress=False)
+    t_cls = T() - t1
+    return {
+        "seconds": round(t_cls, 3),
+        "parts": {("train" if trained else "load_model"): round(t_model, 3), "classify": round(t_cls, 3)},
+        "notes": len(texts),
+        "distinct_notes": len(set(texts)),
+        "notes_per_s": round(len(texts) / t_cls),
+        "needs_review_pct": round(100 * float((res["status"] == "needs_review").mean()), 1),
+        "model": source,
+    }
+
+
+STEPS = {
+    "load": step_load,
+    "crosswalk": step_crosswalk,
+    "analyse": step_analyse,
+    "snapshot": step_snapshot,
+    "suite": step_suite,
+    "review": step_review,
+    "notes": step_notes,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("step", choices=list(STEPS))
+    ap.add_argument("--data", required=True, help="folder of the demo day's extracts")
+    ap.add_argument("--out", required=True, help="DuckDB file (or folder, for review and notes) the step works in")
+    ap.add_argument("--history", default="", help="history database the snapshot goes to")
+    ap.add_argument("--notes", type=int, default=100_000, help="notes to classify")
+    ap.add_argument("--result", required=True, help="JSON file for the step's own figures")
+    a = ap.parse_args()
+    res = STEPS[a.step](a)
+    res.setdefault("status", "ok")
+    Path(a.result).write_text(json.dumps(res, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""A learned late-hand-off risk score (scikit-learn), from facts known at review time only.
+
+Features are built in DuckDB from the backtest's as-of rows (`bt_review_rows`, see backtest.py), so a
+review sees only what was known then:
+
+* the order: hours to its deadline, hours since it was placed and since it was released (if it was
+  by then), lines, units, value, ship-froms, slack between deadline and promised delivery, weekday
+  and hour of the review and of the deadline;
+* its ship-from's (site, warehouse or seller) track record UP TO the review: orders resolved, share
+  late (an order is known late at its deadline, on time at its hand-off), mean hours from release
+  to hand-off, mean hand-off delay, and how many of its orders are open at this review;
+* the whole site: orders open at this review, share late over the 30 days before it.
+
+Evaluation respects time: the model trains on reviews before `split_at` whose outcome was known
+before `split_at`, and is tested on orders placed from `split_at` on. It is compared with the rules
+at equal precision (`compare_at_equal_precision`).
+
+A site turns the score on for the promise view with `policy.risk_score` (docs/backtest.md):
+`apply_to_promise` then marks safe orders whose score reaches the threshold as at_risk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .errors import HandoffError, SettingsError
+from .settings import Settings
+
+FEATURES = (
+    "hours_left",
+    "hours_since_order",
+    "released",
+    "hours_since_release",
+    "n_lines",
+    "units",
+    "order_value",
+    "n_ship_from",
+    "slack_days",
+    "review_weekday",
+    "review_hour",
+    "deadline_weekday",
+    "deadline_hour",
+    "from_resolved",
+    "from_late_share",
+    "from_release_to_handoff_h",
+    "from_mean_delay_h",
+    "from_open",
+    "site_open",
+    "site_late_share_30d",
+)
+PRIOR_WEIGHT = 5.0  # a ship-from with few resolved orders is pulled toward the site's share late
+THRESHOLDS = 60  # points on the score's precision-recall curve
+
+# What each order taught, and when it was known: late at its deadline when not handed off by then,
+# on time at its hand-off; the release-to-hand-off hours and the delay once handed off.
+EVENTS = """
+CREATE OR REPLACE TABLE risk_events AS
+WITH e AS (
+    SELECT ship_from, order_id, released_at, handed_off_at, deadline, cancelled_at,
+           CASE WHEN handed_off_at <= deadline THEN handed_off_at ELSE deadline END AS known_at,
+           NOT coalesce(handed_off_at <= deadline, FALSE) AS late
+    FROM bt_orders WHERE skip_reason IS NULL
+)
+SELECT ship_from, order_id, known_at, CAST(late AS INTEGER) AS late, handed_off_at,
+       (epoch(handed_off_at) - epoch(released_at)) / 3600.0 AS release_to_handoff_h,
+       (epoch(handed_off_at) - epoch(deadline)) / 3600.0 AS delay_h
+FROM e WHERE NOT coalesce(cancelled_at <= known_at, FALSE)
+"""
+
+# Running totals per ship-from (and for the site) at each moment something became known. RANGE
+# frames count every event of the same instant, so an as-of join sees all of them or none.
+HISTORY = """
+CREATE OR REPLACE TABLE risk_from_history AS
+SELECT ship_from, known_at,
+       count(*) OVER w AS resolved, sum(late) OVER w AS late
+FROM risk_events
+WINDOW w AS (PARTITION BY ship_from ORDER BY known_at RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+CREATE OR REPLACE TABLE risk_from_handoffs AS
+SELECT ship_from, handed_off_at AS known_at,
+       count(*) OVER w AS handed, sum(release_to_handoff_h) OVER w AS sum_release_h, sum(delay_h) OVER w AS sum_delay_h
+FROM risk_events WHERE handed_off_at IS NOT NULL
+WINDOW w AS (PARTITION BY ship_from ORDER BY handed_off_at RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+CREATE OR REPLACE TABLE risk_site_history AS
+SELECT known_at, count(*) OVER w AS resolved, sum(late) OVER w AS late
+FROM risk_events
+WINDOW w AS (ORDER BY known_at RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+"""
+
+# One feature row per as-of review row. Every join is as of the review (`<= review_at`).
+FEATURE_ROWS = """
+CREATE OR REPLACE TABLE risk_features AS
+WITH r AS (
+    SELECT *, count(*) OVER (PARTITION BY review_at, ship_from) AS from_open, count(*) OVER (PARTITION BY review_at) AS site_open
+    FROM bt_review_rows
+),
+s_now AS (
+    SELECT r.review_at, any_value(h.resolved) AS resolved, any_value(h.late) AS late
+    FROM (SELECT DISTINCT review_at FROM r) r ASOF LEFT JOIN risk_site_history h ON r.review_at >= h.known_at GROUP BY ALL
+),
+s_then AS (
+    SELECT r.review_at, any_value(h.resolved) AS resolved, any_value(h.late) AS late
+    FROM (SELECT DISTINCT review_at FROM r) r ASOF LEFT JOIN risk_site_history h ON r.review_at - INTERVAL 30 DAY >= h.known_at
+    GROUP BY ALL
+),
+site AS (
+    SELECT n.review_at, (coalesce(n.late, 0) - coalesce(t.late, 0)) / nullif(coalesce(n.resolved, 0) - coalesce(t.resolved, 0), 0) AS late_30d,
+           coalesce(n.late, 0) / nullif(n.resolved, 0) AS late_all
+    FROM s_now n JOIN s_then t USING (review_at)
+)
+SELECT r.review_at, r.order_id,
+       r.minutes_left / 60.0 AS hours_left,
+       (epoch(r.review_at) - epoch(r.ordered_at)) / 3600.0 AS hours_since_order,
+       CAST(r.released_at IS NOT NULL AS INTEGER) AS released,
+       (epoch(r.review_at) - epoch(r.released_at)) / 3600.0 AS hours_since_release,
+       r.n_lines, r.units, r.order_value, r.n_ship_from,
+       date_diff('day', CAST(r.deadline AS DATE), r.promised_delivery) AS slack_days,
+       isodow(r.review_at) AS review_weekday, hour(r.review_at) AS review_hour,
+       isodow(r.deadline) AS deadline_weekday, hour(r.deadline) AS deadline_hour,
+       coalesce(h.resolved, 0) AS from_resolved,
+       (coalesce(h.late, 0) + $prior * coalesce(site.late_all, 0.1)) / (coalesce(h.resolved, 0) + $prior) AS from_late_share,
+       f.sum_release_h / f.handed AS from_release_to_handoff_h,
+       f.sum_delay_h / f.handed AS from_mean_delay_h,
+       r.from_open, r.site_open,
+       site.late_30d AS site_late_share_30d
+FROM r
+ASOF LEFT JOIN risk_from_history h ON r.ship_from = h.ship_from AND r.review_at >= h.known_at
+ASOF LEFT JOIN risk_from_handoffs f ON r.ship_from = f.ship_from AND r.review_at >= f.known_at
+LEFT JOIN site USING (review_at)
+"""
+
+
+def build_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Create `risk_features` from `bt_orders` and `bt_review_rows` (one row per review row);
+    returns it ordered by review and order."""
+    con.execute(EVENTS)
+    con.execute(HISTORY)
+    con.execute(FEATURE_ROWS, {"prior": PRIOR_WEIGHT})
+    return con.execute("SELECT * FROM risk_features ORDER BY review_at, order_id").df()
+
+
+def _labelled(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Feature rows of scored orders with their label, outcome-known time and order time."""
+    return con.execute(
+        """SELECT f.*, o.late, o.ordered_at, e.known_at
+           FROM risk_features f JOIN bt_orders o USING (order_id) JOIN risk_events e USING (order_id)
+           WHERE o.outcome IN ('on time', 'late: never handed off', 'late: handed off after the deadline')
+           ORDER BY f.review_at, f.order_id"""
+    ).df()
+
+
+def split_rows(rows: pd.DataFrame, split_at: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): train = reviews before split_at of orders whose outcome was known before it;
+    test = every review of orders placed at or after split_at. No order is in both."""
+    split = pd.Timestamp(split_at)
+    train = rows[(rows["review_at"] < split) & (rows["known_at"] < split)]
+    test = rows[rows["ordered_at"] >= split]
+    return train, test
+
+
+def train(con: duckdb.DuckDBPyConnection, split_at: dt.datetime, seed: int = 0) -> tuple[dict, dict]:
+    """Build the features, fit the model on the months before `split_at`, and write the score of
+    every test row into `risk_scores(review_at, order_id, minutes_left, score)`. Returns (model
+    bundle, facts about the fit)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    build_features(con)
+    rows = _labelled(con)
+    tr, te = split_rows(rows, split_at)
+    if tr["late"].nunique() < 2:
+        raise HandoffError(
+            f"the learned score needs late and on-time orders resolved before {split_at:%Y-%m-%d} to train on; "
+            f"found {len(tr)} review rows ({int(tr['late'].sum())} late): choose a later split or a longer period"
+        )
+    clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=31, l2_regularization=1.0,
+                                         random_state=seed)
+    clf.fit(tr[list(FEATURES)].astype(float), tr["late"].astype(int))
+    bundle = {"model": clf, "features": FEATURES, "split_at": str(split_at), "trained_rows": len(tr)}
+    scores = te[["review_at", "order_id", "hours_left"]].assign(
+        minutes_left=te["hours_left"] * 60.0, score=predict(bundle, te)
+    )[["review_at", "order_id", "minutes_left", "score"]]
+    con.register("risk_scores_df", scores)
+    con.execute("CREATE OR REPLACE TABLE risk_scores AS SELECT * FROM risk_scores_df")
+    con.unregister("risk_scores_df")
+    info = {
+        "train_rows": len(tr),
+        "train_orders": int(tr["order_id"].nunique()),
+        "train_late_share": round(float(tr.groupby("order_id")["late"].first().mean()), 4),
+        "test_rows": len(te),
+        "test_orders": int(te["order_id"].nunique()),
+        "model": "HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05)",
+    }
+    return bundle, info
+
+
+def predict(bundle: dict, rows: pd.DataFrame) -> np.ndarray:
+    """The late-hand-off probability of each feature row."""
+    return bundle["model"].predict_proba(rows[list(bundle["features"])].astype(float))[:, 1]
+
+
+def _threshold_warnings(con: duckdb.DuckDBPyConnection) -> None:
+    """`risk_warnings` and `risk_settings`: the score as a rule at THRESHOLDS cut-offs (quantiles of
+    the test scores), in the shape backtest.score reads."""
+    qs = np.linspace(0.5, 0.999, THRESHOLDS)
+    scores = con.execute("SELECT score FROM risk_scores").fetchnumpy()["score"]
+    cuts = sorted(set(np.round(np.quantile(scores, qs), 4))) if len(scores) else []
+    settings = pd.DataFrame({"rule": "learned score", "setting": [f"score >= {c:.4f}" for c in cuts], "value": cuts})
+    settings["rank"] = range(len(settings))
+    con.register("risk_settings_df", settings)
+    con.execute("CREATE OR REPLACE TABLE risk_settings AS SELECT * FROM risk_settings_df")
+    con.unregister("risk_settings_df")
+    con.execute(
+        """CREATE OR REPLACE TABLE risk_warnings AS
+           SELECT s.review_at, s.order_id, s.minutes_left, k.rule, k.setting
+           FROM risk_scores s JOIN risk_settings k ON s.score >= k.value"""
+    )
+
+
+def score_curve(con: duckdb.DuckDBPyConnection, split_at: dt.datetime) -> pd.DataFrame:
+    """Precision, recall, lead time of the learned score at each threshold, on the test months."""
+    from .backtest import score
+
+    _threshold_warnings(con)
+    return score(con, since=split_at, warnings="risk_warnings", rules="risk_settings")
+
+
+def compare_at_equal_precision(con: duckdb.DuckDBPyConnection, bundle: dict, split_at: dt.datetime) -> pd.DataFrame:
+    """For each setting of the plain rule (hours left < X) and the promise buffer sweep, on the test
+    months: its precision, recall and median lead time, beside the learned score's at the threshold
+    with at least that precision and the most recall."""
+    from .backtest import score
+
+    rules = score(con, since=split_at)
+    rules = rules[rules["rule"].isin(["hours left < X", "promise"]) & (rules["warned_orders"] > 0)]
+    curve = score_curve(con, split_at)
+    curve = curve[curve["warned_orders"] > 0]
+    out = []
+    for r in rules.itertuples(index=False):
+        ok = curve[curve["precision"] >= r.precision]
+        match = ok.sort_values(["recall", "median_lead_h"], ascending=False).head(1)
+        m = match.iloc[0] if len(match) else None
+        out.append(
+            {
+                "rule": r.rule,
+                "setting": r.setting,
+                "precision": r.precision,
+                "recall": r.recall,
+                "median_lead_h": r.median_lead_h,
+                "false_alarms_per_review": r.false_alarms_per_review,
+                "score_setting": m["setting"] if m is not None else "(no threshold reaches this precision)",
+                "score_precision": m["precision"] if m is not None else np.nan,
+                "score_recall": m["recall"] if m is not None else np.nan,
+                "score_median_lead_h": m["median_lead_h"] if m is not None else np.nan,
+                "score_false_alarms_per_review": m["false_alarms_per_review"] if m is not None else np.nan,
+                "recall_gain_pts": round(100 * (m["recall"] - r.recall), 1) if m is not None else np.nan,
+                "lead_gain_h": round(m["median_lead_h"] - r.median_lead_h, 1) if m is not None else np.nan,
+                "test_orders": r.scored_orders,
+                "test_late_orders": r.late_orders,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def feature_table(bundle: dict) -> pd.DataFrame:
+    """The features the score uses, with what each means (known at review time by construction)."""
+    meaning = {
+        "hours_left": "hours from the review to the order's ship-by deadline",
+        "hours_since_order": "hours since the order was placed",
+        "released": "1 when released (approved) by the review",
+        "hours_since_release": "hours since release; empty when not released by the review",
+        "n_lines": "order lines (items)",
+        "units": "units ordered",
+        "order_value": "order value (sum of line prices)",
+        "n_ship_from": "how many ship-froms (sellers, sites) the order spans",
+        "slack_days": "days between the ship-by deadline and the promised delivery date",
+        "review_weekday": "weekday of the review (1 = Monday)",
+        "review_hour": "hour of the review",
+        "deadline_weekday": "weekday of the deadline",
+        "deadline_hour": "hour of the deadline",
+        "from_resolved": "orders of the ship-from whose outcome was known by the review",
+        "from_late_share": f"share of those late (pulled toward the site's share with weight {PRIOR_WEIGHT:g})",
+        "from_release_to_handoff_h": "mean hours from release to hand-off of the ship-from's orders handed off by the review",
+        "from_mean_delay_h": "mean hand-off time relative to the deadline (h, negative = early), same orders",
+        "from_open": "orders of the ship-from open at this review",
+        "site_open": "orders open at this review, whole site",
+        "site_late_share_30d": "share late among orders resolved in the 30 days before the review",
+    }
+    return pd.DataFrame({"feature": list(bundle["features"]), "meaning": [meaning[f] for f in bundle["features"]]})
+
+
+def save_model(bundle: dict, path: Path) -> Path:
+    """Write the model bundle with joblib (a pickle: load only files you wrote yourself)."""
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(bundle, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# the promise view
+
+
+def risk_policy(settings: Settings) -> dict[str, Any]:
+    """`policy.risk_score` of the site: {enabled, model (path), threshold}; enabled False when absent."""
+    raw = (settings.raw.get("policy") or {}).get("risk_score") or {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{settings.where('policy', 'risk_score')}: policy.risk_score must be a mapping with enabled:, model:, threshold:")
+    enabled = bool(raw.get("enabled", False))
+    threshold = raw.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise SettingsError(f"{settings.where('policy', 'risk_score', 'threshold')}: policy.risk_score.threshold must be between 0 and 1")
+    model = raw.get("model")
+    if enabled and not model:
+        raise SettingsError(
+            f"{settings.where('policy', 'risk_score')}: policy.risk_score.enabled needs model: (the risk_model.joblib `handoff backtest` writes)"
+        )
+    path = (settings.path.resolve().parent / str(model)).resolve() if model else None
+    return {"enabled": enabled, "model": path, "threshold": float(threshold)}
+
+
+def apply_to_promise(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> int:
+    """When the site turns the score on (`policy.risk_score.enabled`), score every open order of the
+    picture as of `now` and add `risk_score` to `promise`; a safe order whose score reaches the
+    threshold becomes at_risk, with the score in its reason. Needs `promise` (promise.build_promise)
+    and the loaded, linked extracts. Returns how many orders it turned at_risk (0 when off)."""
+    import joblib
+
+    from .backtest import order_history, replay
+
+    rp = risk_policy(settings)
+    con.execute("ALTER TABLE promise ADD COLUMN IF NOT EXISTS risk_score DOUBLE")
+    if not rp["enabled"]:
+        return 0
+    if not rp["model"].exists():
+        raise HandoffError(
+            f"{rp['model']}: no risk model (policy.risk_score.model, {settings.where('policy', 'risk_score', 'model')}); "
+            "run `handoff backtest` for the site to train one, or set enabled: false"
+        )
+    bundle = joblib.load(rp["model"])
+    order_history(con, settings, dt.date(1900, 1, 1), dt.date(9999, 12, 30))
+    replay(con, [now], progress=False)
+    rows = build_features(con)
+    scores = rows[["order_id"]].assign(risk_score=predict(bundle, rows) if len(rows) else [])
+    con.register("risk_now_df", scores)
+    con.execute("UPDATE promise SET risk_score = s.risk_score FROM risk_now_df s WHERE promise.order_id = s.order_id")
+    n = con.execute(
+        """UPDATE promise SET promise_status = 'at_risk',
+                  promise_reason = 'learned late-hand-off risk ' || printf('%.2f', risk_score) || ' >= ' || printf('%.2f', $t)
+                                   || ' (policy.risk_score); ' || promise_reason
+           WHERE promise_status = 'safe' AND risk_score >= $t""",
+        {"t": rp["threshold"]},
+    ).fetchall()[0][0]
+    con.unregister("risk_now_df")
+    return int(n)

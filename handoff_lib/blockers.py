@@ -298,14 +298,23 @@ def build_priority(con: duckdb.DuckDBPyConnection, policy: Policy) -> duckdb.Duc
     return con.table("order_priority")
 
 
-def build_blockers(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+def build_blockers(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, note_model: object | None = None
+) -> duckdb.DuckDBPyRelation:
     """Create `note_reasons`, `order_priority` and `blockers`; returns `blockers`, one row per open blocker:
     blocker_id (stable across runs), order_id (NULL for an unlinked record), order_state, reason,
     reason_label, owner, communicate, basis (which code/rule gave the reason), priority, priority_rule,
     cutoff_at, cutoff_label, minutes_to_cutoff, event_at, age_minutes, source_system, source_entity,
-    source_file, source_line, source_key, source_link, order_link, detail. Highest priority first."""
+    source_file, source_line, source_key, source_link, order_link, detail. Highest priority first.
+    With a trained notes model (handoff_lib.notes), uncoded notes are classified by it (low confidence
+    stays unassigned); without one, the keyword rules in policy.note_rules apply."""
     policy = prepare(con, settings, now)
-    build_note_reasons(con)
+    if note_model is not None:
+        from .notes import apply_to_blockers
+
+        apply_to_blockers(con, note_model)
+    else:
+        build_note_reasons(con)
     build_priority(con, policy)
     sql, params = blocker_sql(settings)
     params.update(

@@ -843,6 +843,9 @@ class Board:
                                "Cutoff burn-down & charts", "All orders", "Recurring themes")):
             self.tabs.set_title(i, t)
         self.tabs.add_class("board-tabs")
+        self.charts_tab = 4
+        self.charts_stale = True  # figures are drawn when their tab is first shown (plotly.js loads then)
+        self.tabs.observe(guard(lambda _: self.show_charts_if_visible()), names="selected_index")
 
         self._quiet = False
         self.picker.observe(guard(lambda ch: ch["new"] and not self._quiet and self.open_review(ch["new"])), names="value")
@@ -926,14 +929,21 @@ class Board:
         self.orders.show(0)
         self.q_out.value = ""
         self.q_pick.layout.display = "none"
-        self.show_charts()
+        self.charts_stale = True
+        self.show_charts_if_visible()
         took = time.perf_counter() - t0
         self.status.value = text(f"Review {snap.label} loaded in {took:.1f} s"
                                  + ("" if snap.picture else " (run folder gone: no timelines, changes from history)"),
                                  "p", "board-msg")
 
+    def show_charts_if_visible(self) -> None:
+        if self.charts_stale and self.tabs.selected_index == self.charts_tab:
+            self.show_charts()
+
     def show_charts(self) -> None:
         from . import charts
+
+        self.charts_stale = False
 
         _show_figure(self.fig_burn, charts.cutoff_burndown(self.snap.con))
         _show_figure(self.fig_funnel, charts.state_funnel(self.snap.con))

@@ -39,8 +39,8 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     print(f"  extracts written to {Path(args.out).resolve()}  ({time.perf_counter() - t0:.1f} s)")
     print(f"  ground truth in {(Path(args.out) / 'truth').resolve()}")
     if isinstance(summary, dict) and summary.get("rows"):
-        for name, n in summary["rows"].items():
-            print(f"    {name}: {n} rows")
+        rows = summary["rows"]
+        print(f"  {len(rows)} files, {sum(rows.values())} rows (per-file counts in the returned summary)")
     return 0
 
 
@@ -140,10 +140,27 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_notes_model() -> None:
+    """Train the notes classifier on the shipped labelled notes when there is no current model."""
+    from .errors import HandoffError as _E
+    from .notes_cli import notes_main
+    from .pipeline import trained_note_model
+
+    try:
+        if trained_note_model() is not None:
+            return
+    except _E:
+        pass  # stale: retrain below
+    print("training the blocker-notes classifier on the labelled notes (handoff notes train)")
+    if notes_main(["train"]) != 0:
+        raise HandoffError("training the notes classifier failed (see above)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in demo data: write a demo day as of each review time of the demo
     site, then run the day's cutoff reviews in order (so each compares with the one before)."""
     settings = load_settings(args.site)
+    _ensure_notes_model()
     times = ",".join(t.strftime("%H:%M") for t in settings.review_times)
     data = Path(args.out_data) if args.out_data else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
     cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=times, site=args.site))
@@ -201,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--outputs")
     sc.add_argument("--quiet", action="store_true")
     sc.set_defaults(func=cmd_schedule)
+
+    from .notes_cli import notes_main, themes_main
+
+    nt = sub.add_parser("notes", help="blocker-notes classifier: train | evaluate | classify", add_help=False)
+    nt.add_argument("rest", nargs=argparse.REMAINDER)
+    nt.set_defaults(func=lambda a: notes_main(a.rest))
+    th = sub.add_parser("themes", help="recurring blocker themes: export --site --from --to", add_help=False)
+    th.add_argument("rest", nargs=argparse.REMAINDER)
+    th.set_defaults(func=lambda a: themes_main(a.rest))
 
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)

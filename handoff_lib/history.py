@@ -22,6 +22,7 @@ from .errors import HandoffError
 SNAPSHOT_TABLES = {
     "order_board": "snap_orders",
     "blockers": "snap_blockers",
+    "drafts": "snap_drafts",
     "join_quality": "snap_join_quality",
     "load_report": "snap_load",
 }

@@ -86,19 +86,33 @@ def format_view(view: OrderView, match: Match | None = None) -> str:
         keys = ("customer_id", "customer_name", "customer_po", "priority", "release_status", "carrier", "service",
                 "ship_by", "promised_delivery", "ship_complete")
         out.append("  " + "  ".join(f"{k}={_fmt(o.get(k))}" for k in keys if _fmt(o.get(k)) != ""))
-    for title, df in view.extra.items():
-        if len(df):
-            out.append(f"-- {title} ({len(df)})")
-            out.extend("  " + line for line in df.drop(columns=[c for c in df.columns if c.startswith("_")]).to_string(index=False).splitlines())
+    state = view.extra.get("state")
+    if state is not None and len(state):
+        out.append(f"STATE    {state.iloc[0]['state']}: {state.iloc[0]['reason']}")
+    promise = view.extra.get("promise")
+    if promise is not None and len(promise):
+        p = promise.iloc[0]
+        out.append(f"PROMISE  {p['promise_status']}: {p['promise_reason']}")
+    blockers = view.extra.get("blockers")
+    if blockers is not None:
+        out.append(f"BLOCKERS {len(blockers)} open")
+        for b in blockers.itertuples(index=False):
+            out.append(f"  - {b.reason_label} (owner {b.owner}, priority {b.priority:g}, {b.cutoff_label or 'no cutoff'}, "
+                       f"age {b.age_minutes} min): {b.detail}")
+            if b.source_link:
+                out.append(f"    source: {b.source_link}")
     for title, df in view.records.items():
         out.append(f"-- {title}: {len(df)}")
         if len(df):
-            show = df.drop(columns=[c for c in df.columns if c in ("order_id",)]).dropna(axis=1, how="all")
+            hide = ("order_id", "_file", "link_status", "link_kind", "link_key", "link_confidence")
+            show = df.drop(columns=[c for c in df.columns if c in hide]).dropna(axis=1, how="all")
             out.extend("  " + line for line in show.to_string(index=False, max_colwidth=40).splitlines())
     return "\n".join(out)
 
 
 def _fmt(v: object) -> str:
+    if isinstance(v, pd.Timestamp) and v.tz is None and v == v.normalize():
+        return v.strftime("%Y-%m-%d")  # a calendar date (e.g. promised delivery)
     if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
         return ""
     try:

@@ -132,10 +132,10 @@ def themes_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="handoff themes", description="Recurring blocker themes over the review history.")
     sub = p.add_subparsers(dest="action", required=True)
     ex = sub.add_parser("export", help="planner export: XLSX (one sheet per view) and CSVs")
-    ex.add_argument("--site", help="site code in the history (default: the only one)")
+    ex.add_argument("--site", help="site parameters file (parameters/<site>.yaml) or site code in the history (default: the only one)")
     ex.add_argument("--from", dest="date_from", help="first review date YYYY-MM-DD (default: the first in history)")
     ex.add_argument("--to", dest="date_to", help="last review date YYYY-MM-DD (default: the last in history)")
-    ex.add_argument("--history", default="outputs/history.duckdb", help="history database")
+    ex.add_argument("--history", help="history database (default: outputs/<site>/history.duckdb of --site parameters/<site>.yaml)")
     ex.add_argument("--out", help="output folder (default: outputs/<site>/themes)")
     ex.add_argument("--top", type=int, default=25, help="rows per repeat-offender view")
     ex.add_argument("--taxonomy")
@@ -148,6 +148,15 @@ def themes_main(argv: list[str] | None = None) -> int:
 
     args = themes_parser().parse_args(argv)
     try:
+        if args.site and args.site.endswith((".yaml", ".yml")):  # a site parameters file: its code and history
+            from .settings import load_settings
+
+            settings = load_settings(args.site)
+            args.site = settings.site
+            if args.history is None:
+                args.history = str(settings.outputs / settings.site / "history.duckdb")
+        if args.history is None:
+            args.history = "outputs/history.duckdb"
         taxonomy = load_taxonomy(args.taxonomy)
         con, scope = themes.open_themes(args.history, args.site, args.date_from, args.date_to, taxonomy)
         print(themes.summary_text(con, scope))

@@ -78,14 +78,14 @@ def _check_inputs(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def analyse(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> dict[str, int]:
+def analyse(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, note_model: object | None = None) -> dict[str, int]:
     """Run cutoffs -> states -> blockers -> promise -> board on the loaded, crosswalked tables in `con`
     and return the summary counts (see `summary`). Creates order_cutoffs, order_facts, line_states,
     order_states, note_reasons, order_priority, blockers, promise and order_board."""
     _check_inputs(con)
     assign_cutoffs(con, settings, now)
     build_states(con, settings, now)
-    build_blockers(con, settings, now)
+    build_blockers(con, settings, now, note_model)
     build_promise(con, settings, now)
     build_board(con, settings)
     return summary(con, settings)

@@ -4,7 +4,6 @@ derive states, blockers and promise. Also writes the foundation outputs (picture
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from pathlib import Path
 
 import duckdb
@@ -13,11 +12,16 @@ import pandas as pd
 from .db import connect
 from .extracts import load_extracts
 from .identifiers import build_crosswalk, build_order_picture
+from .picture import analyse
 from .settings import Settings
 
 
 def build_picture(
-    settings: Settings, now: dt.datetime | None = None, con: duckdb.DuckDBPyConnection | None = None, progress: bool = False
+    settings: Settings,
+    now: dt.datetime | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    progress: bool = False,
+    note_model: object | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Load, validate and link the site's extracts into `con` (a new in-memory connection when
     None). With `now`, also derive order states, blockers and the promise view as of `now`."""
@@ -25,11 +29,22 @@ def build_picture(
     load_extracts(con, settings, progress=progress)
     build_crosswalk(con, settings)
     build_order_picture(con)
-    if now is not None and importlib.util.find_spec("handoff_lib.picture") is not None:
-        from .picture import analyse
-
-        analyse(con, settings, now)
+    if now is not None:
+        analyse(con, settings, now, note_model)
     return con
+
+
+def trained_note_model() -> object | None:
+    """The site's trained notes classifier when one has been trained (`handoff notes train`), else None
+    (the keyword rules apply). A model trained on other labelled notes than the current file is refused
+    with an error saying to retrain."""
+    from .notes import load_model
+    from .taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    if not taxonomy.model_path.is_file():
+        return None
+    return load_model(taxonomy)
 
 
 def write_foundation_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:

@@ -20,11 +20,12 @@ from IPython.display import HTML, Markdown
 
 from . import charts
 from .db import connect
+from .drafts import build_drafts, since_last_cutoff, write_drafts
 from .errors import HandoffError
 from .exports import write_csv, write_xlsx
 from .history import ReviewKey, change_summary, changes_since
 from .picture import PROMISE_STATUSES, summary
-from .pipeline import build_picture
+from .pipeline import build_picture, trained_note_model
 from .settings import Settings, load_settings
 from .states import STATE_NAMES
 
@@ -97,6 +98,7 @@ class Review:
     history_db: Path | None
     out_dir: Path | None
     previous: ReviewKey | None
+    note_model: object | None = None
 
     @classmethod
     def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "") -> Review:
@@ -110,10 +112,24 @@ class Review:
         if out:
             out.mkdir(parents=True, exist_ok=True)
         con = connect(settings, (out / "picture.duckdb") if out else ":memory:")
-        build_picture(settings, now=at, con=con)
+        model = trained_note_model()
+        build_picture(settings, now=at, con=con, note_model=model)
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
-        return cls(settings, at, con, hist, out, prev)
+        review = cls(settings, at, con, hist, out, prev, model)
+        review._build_drafts()
+        return review
+
+    def next_check(self) -> str:
+        """When the order will next be looked at: the site's next review time today, if any."""
+        later = [t for t in self.settings.review_times if t > self.at.timetz().replace(tzinfo=None)]
+        return f"the {later[0]:%H:%M} cutoff review" if later else "the next cutoff review"
+
+    def _build_drafts(self) -> None:
+        drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check())
+        self.con.register("_drafts", drafts.astype({c: "object" for c in drafts.columns}))
+        self.con.execute("CREATE OR REPLACE TABLE drafts AS SELECT * FROM _drafts")
+        self.con.unregister("_drafts")
 
     # ---- headline
     def title(self) -> Markdown:
@@ -187,6 +203,33 @@ class Review:
         df = self.con.execute("SELECT * FROM changes").df()
         return html_table(df, "changes", "Changes, highest priority first")
 
+    # ---- notes for sales and support
+    def drafts(self) -> HTML:
+        """Draft internal notes for every at-risk / needs-communication order (for review, not sending)."""
+        df = self.con.execute("SELECT order_id, promise_status, priority, owners, draft, sources FROM drafts").df()
+        return html_table(df, "drafts", "Draft notes for sales and support (DRAFT: review before sending)")
+
+    def since_last_text(self) -> str:
+        prev = f"{self.previous.review_time[:2]}:{self.previous.review_time[2:]}" if self.previous else None
+        changes = self.con.execute("SELECT * FROM changes").df()
+        return since_last_cutoff(changes, min_priority=40, previous=prev)
+
+    def since_last(self) -> HTML:
+        """A short summary of the high-priority changes since the last review, as plain text."""
+        return HTML(f'<pre class="since-last" style="white-space:pre-wrap">{html.escape(self.since_last_text())}</pre>')
+
+    def note_clusters(self) -> HTML:
+        """Clusters of the notes the classifier left for a person (needs_review), to name new reasons."""
+        if self.note_model is None:
+            return HTML("<p>No trained notes model (<code>handoff notes train</code>): notes were read by keyword rules.</p>")
+        from .notes import needs_review_clusters
+
+        n = self.con.execute("SELECT count(*) FROM note_reasons WHERE status = 'needs_review'").fetchone()[0]
+        if n < 4:
+            return HTML(f"<p>{n} note(s) left for review: too few to cluster.</p>")
+        _, clusters = needs_review_clusters(self.con)
+        return html_table(clusters, "note-clusters", f"Clusters of the {n} notes left for review")
+
     # ---- data quality
     def load_report(self) -> HTML:
         df = self.con.execute("SELECT source, file, rows_read, rows_accepted, rows_rejected FROM load_report").df()
@@ -218,7 +261,9 @@ class Review:
         promise = self.table("order_board", PROMISE_COLUMNS)
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")
+        drafts = self.table("drafts")
         files = {
+            **{p.name: p for p in write_drafts(drafts, self.out_dir, self.since_last_text()).values()},
             "order_board.csv": write_csv(board, self.out_dir / "order_board.csv"),
             "blocker_queue.csv": write_csv(blockers, self.out_dir / "blocker_queue.csv"),
             "promise_view.csv": write_csv(promise, self.out_dir / "promise_view.csv"),
@@ -226,7 +271,7 @@ class Review:
             "rejects.csv": write_csv(self.table("rejects"), self.out_dir / "rejects.csv"),
             "join_quality.csv": write_csv(self.table("join_quality"), self.out_dir / "join_quality.csv"),
             "cutoff_review.xlsx": write_xlsx(
-                {"Board": board, "Blocker queue": blockers, "Promise view": promise, "Changes": changes},
+                {"Board": board, "Blocker queue": blockers, "Promise view": promise, "Changes": changes, "Draft notes": drafts},
                 self.out_dir / "cutoff_review.xlsx",
             ),
         }

@@ -379,7 +379,6 @@ def explorer(history_db: str | Path, site: str | None = None, taxonomy: Taxonomy
     offender-dimension filters; shows the Pareto, the repeat offenders (table and chart) and the
     blockers behind them. Returns the widget."""
     import ipywidgets as w
-    from IPython.display import display
 
     taxonomy = taxonomy or load_taxonomy()
     con, scope = open_themes(history_db, site, None, None, taxonomy)
@@ -398,20 +397,21 @@ def explorer(history_db: str | Path, site: str | None = None, taxonomy: Taxonomy
 
     def refresh(*_: Any) -> None:
         nonlocal con
-        with out:
-            out.clear_output(wait=True)
-            try:
-                con.close()
-                con, sc = open_themes(history_db, scope.site, d_from.value, d_to.value, taxonomy)
-            except HandoffError as exc:
-                print(exc)
-                return
-            f = Filters(tuple(label_to_code[t] for t in pick_themes.value), None if owner.value == "(all)" else owner.value)
-            print(summary_text(con, sc))
-            display(chart_pareto(pareto(con, f)))
-            top = offenders(con, dim.value, 15, f)
-            display(chart_offenders(top, dim.value))
-            display(top)
+        # Fill the Output by setting its outputs, not with `with out:` capture: executing a capture
+        # context under papermill/nbclient can hang (STACK.md, Voila reliability finding).
+        out.outputs = ()
+        try:
+            con.close()
+            con, sc = open_themes(history_db, scope.site, d_from.value, d_to.value, taxonomy)
+        except HandoffError as exc:
+            out.append_stdout(f"{exc}\n")
+            return
+        f = Filters(tuple(label_to_code[t] for t in pick_themes.value), None if owner.value == "(all)" else owner.value)
+        out.append_stdout(summary_text(con, sc) + "\n")
+        out.append_display_data(chart_pareto(pareto(con, f)))
+        top = offenders(con, dim.value, 15, f)
+        out.append_display_data(chart_offenders(top, dim.value))
+        out.append_display_data(top)
 
     for control in (d_from, d_to, pick_themes, owner, dim):
         control.observe(refresh, names="value")

@@ -27,7 +27,7 @@ REVIEWS = ("12:00", "16:00")
 def make_site(tmp: Path, data: Path, **extra) -> Path:
     """A copy of the demo site file whose data, outputs and allowed roots live under `tmp`."""
     raw = yaml.safe_load((ROOT / "parameters/demo.yaml").read_text())
-    raw["data"] = {"folder": str(data), "allowed_roots": [str(tmp)]}
+    raw["data"] = {"folder": str(data), "allowed_roots": [str(tmp), str(Path(data).parent)]}
     raw["outputs"] = str(tmp / "outputs")
     raw["reviews"] = {"times": list(REVIEWS), "days": ["mon", "tue", "wed", "thu", "fri"]}
     raw.update(extra)

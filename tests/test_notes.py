@@ -128,9 +128,7 @@ def test_the_classifier_fills_note_reasons_for_the_blocker_queue_and_never_assig
     assert re.fullmatch(r"classifier credit_payment [01]\.\d\d", rows.loc["H-1", "classified_by"])
     assert rows.loc["H-2", ["reason", "status"]].tolist() == ["hold_other", "needs_review"]
     assert pd.isna(rows.loc["H-2", "theme"]) and "needs review (best guess" in rows.loc["H-2", "classified_by"]
-    # location_slotting is not in the demo policy yet: the pack exception stays pack_exception_other and says why
-    assert rows.loc["CTN-4", ["reason", "theme"]].tolist() == ["pack_exception_other", "location_slotting"]
-    assert "policy.reasons has no 'location_slotting'" in rows.loc["CTN-4", "classified_by"]
+    assert rows.loc["CTN-4", ["reason", "theme"]].tolist() == ["location_slotting", "location_slotting"]
 
 
 def test_clusters_keep_different_problems_apart_with_top_terms_and_examples():

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-READY = ".board-ready .board-blockers-html table.board-table"
+READY = ".board-ready"  # the dashboard (or its message) is on the page
+TABLE = ".board-ready .board-blockers-html table.board-table"
 
 
 def free_port() -> int:
@@ -59,8 +60,8 @@ def start_server(args, log: Path) -> tuple[subprocess.Popen, str]:
         cmd += ["--history", args.history]
     if args.without_fix:
         cmd.append("--no-send-fix")
-    fh = open(log, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
@@ -125,20 +126,25 @@ def main() -> int:
                 page = context.new_page()
                 page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(url) else r.abort())
                 t0 = time.perf_counter()
+                status = ""
                 try:
                     page.goto(url, wait_until="commit", timeout=args.timeout * 1000)
                     page.wait_for_selector(READY, timeout=args.timeout * 1000)
                     tti.append(time.perf_counter() - t0)
-                    for _ in range(args.filter_changes):
-                        filters.append(filter_change(page))
+                    status = f"{tti[-1]:.2f} s"
+                    if page.locator(TABLE).count() == 0:  # rendered, but a message instead of the board
+                        errors.append((i + 1, page.inner_text(".board-ready")[:300]))
+                        status += " (message, no board)"
+                    else:
+                        for _ in range(args.filter_changes):
+                            filters.append(filter_change(page))
                 except PWTimeout:
                     hung.append(i + 1)
-                    text = page.evaluate("document.body ? document.body.innerText.slice(0, 300) : ''")
-                    if "error" in text.lower():
-                        errors.append((i + 1, text))
-                page.close(run_before_unload=True)  # as a browser tab closing: Voila shuts the kernel down
-                context.close()
-                status = "HUNG" if hung and hung[-1] == i + 1 else f"{tti[-1]:.2f} s"
+                    status = "HUNG"
+                finally:
+                    page.close(run_before_unload=True)  # as a browser tab closing: Voila shuts the kernel down
+                    time.sleep(0.3)  # let the page's shutdown beacon leave before the context goes
+                    context.close()
                 print(f"load {i + 1:3d}/{args.loads}: {status}", flush=True)
                 time.sleep(args.pause)
             browser.close()
@@ -148,6 +154,8 @@ def main() -> int:
     started = len(re.findall(r"Kernel started", server_log))
     shut = len(re.findall(r"Kernel shutdown", server_log))
     culled = len(re.findall(r"Culling '", server_log))
+    before_stop = server_log.split("Handle signal")[0]
+    shut_closed = len(re.findall(r"Kernel shutdown", before_stop))
 
     print()
     print(f"board loads: {args.loads}, rendered {len(tti)}, hung {len(hung)}"
@@ -155,7 +163,9 @@ def main() -> int:
           + (" [WITHOUT the Session.send fix]" if args.without_fix else ""))
     print(f"time to interactive: {dist(tti)}")
     print(f"filter change (owner, blocker queue): {dist([f * 1000 for f in filters]).replace(' s', ' ms')}")
-    print(f"kernels: started {started}, shut down {shut}, culled {culled} (server log {log})")
+    print(f"kernels: started {started}, shut down {shut} ({shut_closed} when their page closed), culled {culled} "
+          f"(server log {log})")
+    print(f"loads that showed a message instead of the board: {len(errors)}")
     for n, text in errors:
         print(f"  load {n} page said: {text!r}")
     if args.json:

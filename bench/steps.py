@@ -184,8 +184,8 @@ def step_review(a) -> dict:
     return {
         "seconds": round(T() - t0, 3),
         "parts": {k: round(v, 3) for k, v in res.timings.items()},
-        "html_bytes": (res.folder / "cutoff_review.html").stat().st_size if (res.folder / "cutoff_review.html").exists() else None,
-        "folder": str(res.folder),
+        "output_mb": {n: round(f.stat().st_size / 1e6, 1) for n, f in res.files.items() if f.stat().st_size > 1e6},
+        "folder": str(res.out_dir),
     }
 
 

@@ -208,14 +208,18 @@ class BacktestResult:
         m = self.meta
         acc = self.tables["accounting"]
         by_cat = acc.groupby("category", sort=False)["orders"].sum()
+        scored = int(by_cat.get("late", 0) + by_cat.get("on time", 0))
         lines = [
-            f"**{m['site_name']}**: {m['reviews']} reviews ({', '.join(m['review_times'])}, {m['date_from']} to {m['date_to']}), "
-            f"{m['orders']} orders read through `{m['site_file']}`; deadline = the {m['deadline']} line ship-by.",
+            (
+                f"**{m['site_name']}**: {m['reviews']} reviews ({', '.join(m['review_times'])}, {m['date_from']} to "
+                f"{m['date_to']}), {m['orders']} orders read through `{m['site_file']}`; deadline = the {m['deadline']} line ship-by."
+            ),
             "",
-            f"- scored: {int(by_cat.get('late', 0) + by_cat.get('on time', 0))} orders, of which "
-            f"{int(by_cat.get('late', 0))} late ({m['late_share_pct']} %)",
-            f"- skipped (cannot be replayed): {int(by_cat.get('skipped', 0))}; outside the period: "
-            f"{int(by_cat.get('outside the period', 0))}; not scored (cancelled): {int(by_cat.get('not scored', 0))}",
+            f"- scored: {scored} orders, of which {int(by_cat.get('late', 0))} late ({m['late_share_pct']} %)",
+            (
+                f"- skipped (cannot be replayed): {int(by_cat.get('skipped', 0))}; outside the period: "
+                f"{int(by_cat.get('outside the period', 0))}; not scored (cancelled): {int(by_cat.get('not scored', 0))}"
+            ),
             f"- open order-reviews replayed: {m['review_rows']}; replay took {m['replay_s']} s",
         ]
         if m.get("risk"):
@@ -432,10 +436,14 @@ def run_backtest(
 
 
 def default_split(date_from: dt.date, date_to: dt.date) -> dt.date:
-    """The first of the month about two thirds into the period (2017-01-01..12-31 -> 2017-09-01)."""
+    """The first month start after the point two thirds into the period (2017-01-01..12-31 ->
+    2017-09-01); for a short period, the month start before that point, else its middle."""
     at = date_from + (date_to - date_from) * 2 / 3
-    first = dt.date(at.year, at.month, 1)
-    return first if first > date_from else date_from + (date_to - date_from) / 2
+    after = (dt.date(at.year, at.month, 1) + dt.timedelta(days=32)).replace(day=1)
+    if after <= date_to:
+        return after
+    before = dt.date(at.year, at.month, 1)
+    return before if before > date_from else date_from + (date_to - date_from) / 2
 
 
 def load_or_run(
@@ -490,7 +498,6 @@ def parse_times(value: str) -> tuple[dt.time, ...]:
 
 def sweep_chart(result: BacktestResult):
     """Precision and recall of the promise rule against its buffer, and of the baseline against X."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     df = result.tables["rules"]

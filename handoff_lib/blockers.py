@@ -266,6 +266,8 @@ def blocker_sql(settings: Settings) -> tuple[str, dict[str, object]]:
     parts: list[str] = []
     params: dict[str, object] = {}
     for branch, sql in BRANCHES.items():
+        if branch == "unknown_sku" and settings.sources["inventory"].file is None:
+            continue  # the site supplies no inventory extract: an unknown SKU cannot be told from a missing file
         entity, alias = BRANCH_SOURCE[branch]
         expr, p = _link(settings, entity, alias, f"link_{branch}")
         parts.append(sql.replace("{link}", expr))

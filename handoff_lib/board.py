@@ -74,9 +74,10 @@ class BoardSource:
 
 
 def project_path(path: str | Path) -> Path:
-    """A relative path is relative to the project folder (so Voila can run from any working directory)."""
+    """A relative path is taken from the working directory when it exists there, else from the
+    project folder (Voila's kernels run in notebooks/)."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else PROJECT / p
+    return p.resolve() if p.is_absolute() or p.exists() else PROJECT / p
 
 
 def resolve_source(site: str = "", history_db: str = "") -> BoardSource:
@@ -620,7 +621,7 @@ def tiles_html(h: dict[str, Any]) -> str:
 def timeline_html(d: OrderDetail, found: Found | None, version: int = 0) -> str:
     """The order lookup answer: what matched, state and promise with their reasons, blockers, timeline."""
     o = d.order
-    out = ['<div class="board-order" data-order="%s">' % html.escape(d.order_id, quote=True)]
+    out = [f'<div class="board-order" data-order="{html.escape(d.order_id, quote=True)}">']
     head = f"Order {d.order_id}"
     if found:
         head += f" (matched {found.kind.replace('_', ' ')} {found.matched})"

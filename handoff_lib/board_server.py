@@ -7,7 +7,8 @@
 - A pre-heated kernel per page (pool of `pool_size`), so a page opens on a notebook that already ran.
 - Idle kernels are culled (closed pages leave no ~200 MB kernel behind) and the number of kernels is
   capped, so a day of opened and closed pages cannot pile kernels up.
-- The fix for page loads that hang (see `patch_session_send`) is applied before Voila starts.
+- The fix for page loads that hang (see `patch_session_send`) is applied before Voila starts, and a
+  closed page shuts its kernel down at once (see `patch_page_xsrf_cookie`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def patch_session_send() -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------ closed pages
+
+def patch_page_xsrf_cookie() -> bool:
+    """Let a closed page shut its kernel down at once.
+
+    Voila's page sends `POST /voila/api/shutdown/<kernel>` from its `beforeunload` handler with the
+    `_xsrf` cookie's value, but Voila 0.5.13's page handler never makes tornado set that cookie, so the
+    POST is refused (403 "'_xsrf' argument missing") and every closed page's kernel (~200 MB) lives on
+    until the idle culler takes it. Reading `xsrf_token` in the page handler sets the cookie (the check
+    itself stays on). Drop this when Voila sets the cookie itself. Returns False when already applied."""
+    import inspect
+
+    from voila.handler import VoilaHandler
+
+    if getattr(VoilaHandler.prepare, "_handoff_xsrf", False):
+        return False
+    original = VoilaHandler.prepare
+
+    async def prepare(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        self.xsrf_token  # noqa: B018 - the property sets the _xsrf cookie
+        return result
+
+    prepare._handoff_xsrf = True
+    VoilaHandler.prepare = prepare
+    return True
+
+
 # ------------------------------------------------------------------------------ kernel limit
 
 class LimitedKernelManager(AsyncMappingKernelManager):
@@ -145,6 +176,7 @@ def serve(site: str = "", history: str = "", host: str = "", port: int | None = 
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"handoff board: serving on {host}: anyone who can reach this machine can open the board (no login)",
               file=sys.stderr)
+    patch_page_xsrf_cookie()
     if send_fix:
         patch_session_send()
     else:
@@ -171,8 +203,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def board_main(args: argparse.Namespace) -> int:
     """`handoff board`: serve the board until interrupted."""
-    serve(site=args.site, history=args.history, host=args.host, port=args.port, pool_size=args.pool_size,
-          cull_idle_s=args.cull_idle, max_kernels=args.max_kernels, send_fix=not getattr(args, "no_send_fix", False))
+    serve(site=args.site or "", history=args.history or "", host=args.host or "", port=args.port,
+          pool_size=getattr(args, "pool_size", POOL_SIZE), cull_idle_s=getattr(args, "cull_idle", CULL_IDLE_S),
+          max_kernels=getattr(args, "max_kernels", MAX_KERNELS), send_fix=not getattr(args, "no_send_fix", False))
     return 0
 
 

@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("rest", nargs=argparse.REMAINDER)
     th.set_defaults(func=lambda a: themes_main(a.rest))
 
+    from .backtest_cli import add_arguments as add_backtest_arguments
+
+    add_backtest_arguments(
+        sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rules and a learned score")
+    )
+
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)
     dm.add_argument("--seed", type=int, default=7)

@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from .errors import HandoffError
+from .faults import crash_point
 
 # picture table -> history table
 SNAPSHOT_TABLES = {
@@ -26,6 +27,9 @@ SNAPSHOT_TABLES = {
     "join_quality": "snap_join_quality",
     "load_report": "snap_load",
 }
+
+
+OPTIONAL_TABLES = {"drafts"}  # snapshotted when the review made them
 
 
 class HistoryLocked(HandoffError):
@@ -104,9 +108,11 @@ def write_snapshot(
                     f"{history_path}: the history database is locked by another handoff process; waited {wait_s:.0f} s"
                 ) from None
             time.sleep(0.2)
+    have = {r[0] for r in picture.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    tables = {src: dst for src, dst in SNAPSHOT_TABLES.items() if src in have or src not in OPTIONAL_TABLES}
     try:
         _ensure_runs(picture, "hist")
-        for src, dst in SNAPSHOT_TABLES.items():
+        for src, dst in tables.items():
             picture.execute(
                 f"""CREATE TABLE IF NOT EXISTS hist.{dst} AS
                     SELECT CAST(NULL AS VARCHAR) AS site, CAST(NULL AS DATE) AS review_date,
@@ -120,8 +126,9 @@ def write_snapshot(
                 "INSERT INTO hist.runs VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?)",
                 [*key.params(), review_at, run_id, data_folder, outputs, summary],
             )
-            for src, dst in SNAPSHOT_TABLES.items():
+            for src, dst in tables.items():
                 picture.execute(f"DELETE FROM hist.{dst} WHERE site = ? AND review_date = ? AND review_time = ?", key.params())
+                crash_point("history-write")
                 picture.execute(
                     f"""INSERT INTO hist.{dst} BY NAME
                         SELECT ? AS site, ? AS review_date, ? AS review_time, * FROM {src}""",

@@ -190,41 +190,52 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _resolved AS
-        WITH per_field AS (      -- one reference field read as several kinds
+        WITH n_cands AS (SELECT _line, count(*) AS n FROM _cands GROUP BY _line),
+        -- Most records have exactly one candidate: that candidate is the link (n_all = 1, one field), so
+        -- only records with several candidates go through the per-field and per-record resolution below.
+        single AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_line) WHERE k.n = 1),
+        multi AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_line) WHERE k.n > 1),
+        per_field AS (      -- one reference field read as several kinds
             SELECT _line, field,
                    count(DISTINCT order_id) AS n_all,
                    count(DISTINCT order_id) FILTER (WHERE prefix_seen) AS n_seen
-            FROM _cands GROUP BY _line, field
+            FROM multi GROUP BY _line, field
         ),
         field_pick AS (          -- a field names one order, or its prefix settles which kind it is
             SELECT c.*, pf.n_all,
                    row_number() OVER (PARTITION BY c._line, c.field
                                       ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank) AS rk
-            FROM _cands c JOIN per_field pf USING (_line, field)
+            FROM multi c JOIN per_field pf USING (_line, field)
             WHERE pf.n_all = 1 OR (pf.n_seen = 1 AND c.prefix_seen)
         ),
         per_rec AS (
             SELECT c._line,
                    string_agg(DISTINCT c.order_id, ', ' ORDER BY c.order_id) AS candidates,
                    count(DISTINCT c.field) AS n_fields
-            FROM _cands c GROUP BY c._line
+            FROM multi c GROUP BY c._line
+            UNION ALL
+            SELECT _line, order_id, 1 FROM single
         ),
         rec_pick AS (            -- every field that matched must agree on the order
-            SELECT fp._line, count(DISTINCT fp.order_id) AS n_orders, count(DISTINCT fp.field) AS n_fields,
-                   arg_max(fp, fp.confidence) AS best
-            FROM field_pick fp WHERE fp.rk = 1 GROUP BY fp._line
+            SELECT _line, n_orders, n_fields, best.order_id, best.field, best.kind, best.exact, best.confidence,
+                   best.n_all, best.matched_key
+            FROM (SELECT fp._line, count(DISTINCT fp.order_id) AS n_orders, count(DISTINCT fp.field) AS n_fields,
+                         arg_max(fp, fp.confidence) AS best
+                  FROM field_pick fp WHERE fp.rk = 1 GROUP BY fp._line)
+            UNION ALL
+            SELECT _line, 1, 1, order_id, field, kind, exact, confidence, 1, matched_key FROM single
         )
         SELECT e._line, e._file, CAST(e.{key_col} AS VARCHAR) AS record_key,
                CASE WHEN ok THEN 'linked' WHEN pr._line IS NOT NULL THEN 'ambiguous' ELSE 'unmatched' END AS status,
-               CASE WHEN ok THEN rp.best.order_id END AS order_id,
-               CASE WHEN ok THEN rp.best.field || ' -> ' || rp.best.kind ||
-                    CASE WHEN rp.best.kind = 'order' AND rp.best.exact THEN ' (exact)'
-                         WHEN rp.best.kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
+               CASE WHEN ok THEN rp.order_id END AS order_id,
+               CASE WHEN ok THEN rp.field || ' -> ' || rp.kind ||
+                    CASE WHEN rp.kind = 'order' AND rp.exact THEN ' (exact)'
+                         WHEN rp.kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
                -- other kinds matched too and a prefix settled it: one step down in confidence
-               CASE WHEN ok THEN rp.best.confidence * CASE WHEN rp.best.n_all > 1 THEN 0.8 ELSE 1.0 END END AS confidence,
+               CASE WHEN ok THEN rp.confidence * CASE WHEN rp.n_all > 1 THEN 0.8 ELSE 1.0 END END AS confidence,
                pr.candidates,
-               CASE WHEN ok THEN rp.best.kind END AS link_kind,
-               CASE WHEN ok THEN rp.best.matched_key END AS link_key
+               CASE WHEN ok THEN rp.kind END AS link_kind,
+               CASE WHEN ok THEN rp.matched_key END AS link_key
         FROM (SELECT e.*, (rp.n_orders = 1 AND rp.n_fields = pr.n_fields) AS ok
               FROM {entity} e
               LEFT JOIN per_rec pr ON pr._line = e._line

@@ -18,6 +18,7 @@ from .errors import HandoffError
 from .links import link_sql
 from .policy import load_policy
 from .promise import assign_cutoffs, build_promise
+from .risk import apply_to_promise
 from .settings import Settings
 from .states import STATE_NAMES, build_states
 
@@ -87,6 +88,7 @@ def analyse(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime
     build_states(con, settings, now)
     build_blockers(con, settings, now, note_model)
     build_promise(con, settings, now)
+    apply_to_promise(con, settings, now)  # the learned risk score, when the site turns it on
     build_board(con, settings)
     return summary(con, settings)
 

@@ -10,10 +10,12 @@ import duckdb
 import pandas as pd
 
 from .db import connect
+from .errors import ExtractError
 from .extracts import load_extracts
 from .identifiers import build_crosswalk, build_order_picture
 from .picture import analyse
 from .settings import Settings
+from .validate import reject_events_out_of_order
 
 
 def build_picture(
@@ -26,12 +28,38 @@ def build_picture(
     """Load, validate and link the site's extracts into `con` (a new in-memory connection when
     None). With `now`, also derive order states, blockers and the promise view as of `now`."""
     con = con or connect(settings)
+    before = _fingerprints(settings)
     load_extracts(con, settings, progress=progress)
+    _check_unchanged(settings, before)
+    reject_events_out_of_order(con, settings)
     build_crosswalk(con, settings)
     build_order_picture(con)
     if now is not None:
         analyse(con, settings, now, note_model)
     return con
+
+
+def _fingerprints(settings: Settings) -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of every source file before it is read."""
+    out = {}
+    for entity in settings.sources:
+        path = settings.source_path(entity)
+        if path is not None and path.is_file():
+            st = path.stat()
+            out[entity] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _check_unchanged(settings: Settings, before: dict[str, tuple[int, int]]) -> None:
+    """Refuse a picture built from a file that an export job rewrote while it was being read."""
+    for entity, (size, mtime) in before.items():
+        path = settings.source_path(entity)
+        st = path.stat() if path.is_file() else None
+        if st is None or (st.st_size, st.st_mtime_ns) != (size, mtime):
+            raise ExtractError(
+                f"{path.name}: the file changed while it was being read (size {size} -> {st.st_size if st else 'gone'} bytes); "
+                f"the export job was still writing it. Run again once the export has finished."
+            )
 
 
 def trained_note_model() -> object | None:

@@ -141,6 +141,24 @@ class Review:
             f"{load[2]} rejected. Previous review: {prev}."
         )
 
+    def data_warnings(self) -> HTML:
+        """A loud banner naming every source with rejected rows (its picture is missing those rows)."""
+        from .validate import degraded_sources
+
+        bad = degraded_sources(self.con)
+        if not bad:
+            return HTML('<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: no rejected rows.</div>')
+        items = "".join(
+            f"<li><b>{html.escape(d['source'])}</b> ({html.escape(d['file'])}): {d['rows_rejected']} of {d['rows_read']} rows "
+            f"rejected ({d['share_pct']}%), most often: {html.escape(str(d['top_reason']))}</li>"
+            for d in bad
+        )
+        return HTML(
+            '<div class="data-degraded" style="padding:8px 12px;background:#ffebee;border:2px solid #c62828">'
+            f"<b>DEGRADED SOURCES: this picture is missing rejected rows.</b><ul>{items}</ul>"
+            "See <i>Join quality and rejected rows</i> below and rejects.csv.</div>"
+        )
+
     def counts(self) -> dict[str, int]:
         return summary(self.con, self.settings)
 

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import HandoffError
+from .faults import crash_point as _crash_point
 from .settings import Settings
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -141,12 +142,13 @@ def run_review(
     site_root = final.parent.parent
     run_id = f"{at:%Y%m%d-%H%M}-{uuid.uuid4().hex[:8]}"
     with site_lock(site_root / ".run.lock"):
-        recover(site_root)
+        recover(site_root, history)
         tmp = site_root / f".tmp-{run_id}"
         tmp.mkdir(parents=True)
         timings: dict[str, float] = {}
         step = "execute"
         try:
+            _crash_point(step)
             t0 = time.perf_counter()
             params = {
                 "site_file": str(settings.path.resolve()),
@@ -170,11 +172,13 @@ def run_review(
             timings["execute"] = time.perf_counter() - t0
 
             step = "report"
+            _crash_point(step)
             t1 = time.perf_counter()
             export_html(executed, tmp / "cutoff_review.html", f"{settings.name} cutoff review {at:%Y-%m-%d %H:%M}")
             timings["report"] = time.perf_counter() - t1
 
             step = "manifest"
+            _crash_point(step)
             summary = json.loads((tmp / "summary.json").read_text(encoding="utf-8")) if (tmp / "summary.json").exists() else {}
             manifest = {
                 "site": settings.site,
@@ -190,11 +194,13 @@ def run_review(
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
 
             step = "history"
+            _crash_point(step)
             t2 = time.perf_counter()
             _store_history(settings, at, tmp / "picture.duckdb", history, run_id, final, summary)
             timings["history"] = time.perf_counter() - t2
 
             step = "publish"
+            _crash_point(step)
             _publish(tmp, final)
         except RunError:
             _discard(tmp, keep_notebook=True)
@@ -253,6 +259,7 @@ def _publish(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:6]}")
         os.replace(final, old)
+        _crash_point("publish-swap")
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -267,24 +274,46 @@ def _discard(tmp: Path, keep_notebook: bool = False) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def recover(site_root: Path) -> list[Path]:
-    """Clean up after runs that were killed: temporary folders go; a review folder caught between
-    'old moved aside' and 'new moved in' gets its previous outputs back. Runs under the site lock."""
-    removed = []
+def recover(site_root: Path, history: Path | None = None) -> list[Path]:
+    """Clean up after runs that were killed. The history write is a run's commit point:
+    a temporary folder whose run is in history (killed while publishing) is published now;
+    any other temporary folder is removed; a review folder caught between 'old moved aside' and
+    'new moved in' gets its previous outputs back. Runs under the site lock."""
+    handled: list[Path] = []
     if not site_root.exists():
-        return removed
-    for p in site_root.glob(".tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
-        removed.append(p)
-    for p in site_root.glob("*/.old-*"):
-        name = p.name.removeprefix(".old-").rsplit("-", 1)[0]
-        final = p.parent / name
-        if not final.exists():
-            os.replace(p, final)
+        return handled
+    committed = _committed_run_ids(history) if history is not None else set()
+    for tmp in site_root.glob(".tmp-*"):
+        manifest = tmp / "manifest.json"
+        run_id = tmp.name.removeprefix(".tmp-")
+        if run_id in committed and manifest.is_file():
+            final = Path(json.loads(manifest.read_text(encoding="utf-8"))["parameters"]["out_dir"])
+            _publish(tmp, final)
         else:
-            shutil.rmtree(p, ignore_errors=True)
-        removed.append(p)
-    return removed
+            shutil.rmtree(tmp, ignore_errors=True)
+        handled.append(tmp)
+    for old in site_root.glob("*/.old-*"):
+        name = old.name.removeprefix(".old-").rsplit("-", 1)[0]
+        final = old.parent / name
+        if not final.exists():
+            os.replace(old, final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+        handled.append(old)
+    return handled
+
+
+def _committed_run_ids(history: Path) -> set[str]:
+    if not history.exists():
+        return set()
+    from .history import open_history
+
+    con = open_history(history, read_only=True)
+    try:
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchone()[0]
+        return {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()} if exists else set()
+    finally:
+        con.close()
 
 
 def pd_date(value: object) -> dt.date:

@@ -176,13 +176,14 @@ task_agg AS (
     SELECT order_id, line_key AS line_no, count(*) AS n_tasks,
            count(*) FILTER (WHERE is_open) AS n_open, count(*) FILTER (WHERE is_short) AS n_short,
            sum(coalesce(qty_picked, 0))::BIGINT AS qty_picked, sum(qty_required)::BIGINT AS qty_required,
-           string_agg(task_id, ', ' ORDER BY task_id) AS task_ids,
-           arg_min(task_id, task_id) FILTER (WHERE is_short) AS short_task,
+           -- sorting each line's small list beats an ordered string_agg; min(x) is arg_min(x, x)
+           array_to_string(list_sort(list(task_id) FILTER (WHERE task_id IS NOT NULL)), ', ') AS task_ids,
+           min(task_id) FILTER (WHERE is_short) AS short_task,
            arg_min(location, task_id) FILTER (WHERE is_short) AS short_location,
-           arg_min(task_id, task_id) FILTER (WHERE is_open) AS open_task,
+           min(task_id) FILTER (WHERE is_open) AS open_task,
            arg_min(status, task_id) FILTER (WHERE is_open) AS open_status,
            arg_min(location, task_id) FILTER (WHERE is_open) AS open_location,
-           arg_min(task_id, task_id) FILTER (WHERE is_sub) AS sub_task,
+           min(task_id) FILTER (WHERE is_sub) AS sub_task,
            arg_min(substituted_sku, task_id) FILTER (WHERE is_sub) AS sub_sku
     FROM tasks GROUP BY ALL
 ),
@@ -210,16 +211,22 @@ facts AS (
     LEFT JOIN task_agg t USING (order_id, line_no)
     LEFT JOIN inv i USING (sku)
 ),
+-- per order: its unallocated lines (a GROUP BY joined back: a window partitioned by order is far slower at scale)
+alloc_short_lines AS (
+    SELECT order_id,
+           string_agg('line ' || line_no || ' ' || sku || ' allocated ' || coalesce(allocated_qty, 0)
+                      || ' of ' || qty || ' (' || _file || ' line ' || _line || ')', '; ' ORDER BY line_no, _line) AS short_alloc_lines
+    FROM facts WHERE allocation_short GROUP BY order_id
+),
 flags AS (
     SELECT facts.*,
            n_tasks > 0 AND n_open = 0 AND qty_picked >= qty AS is_picked,
            n_short > 0 AND n_open = 0 AND qty_picked < qty AS is_short,
            -- the line's own flag is the most specific instruction; the account's 'no substitutes' applies to every line
            sub_sku IS NOT NULL AND (no_substitutes OR substitution_allowed = FALSE) AS sub_blocked,
-           ship_complete AND bool_or(allocation_short) OVER (PARTITION BY order_id) AS complete_waits,
-           string_agg(CASE WHEN allocation_short THEN 'line ' || line_no || ' ' || sku || ' allocated ' || coalesce(allocated_qty, 0)
-                      || ' of ' || qty || ' (' || _file || ' line ' || _line || ')' END, '; ') OVER (PARTITION BY order_id) AS short_alloc_lines
-    FROM facts
+           ship_complete AND a.order_id IS NOT NULL AS complete_waits,
+           a.short_alloc_lines
+    FROM facts LEFT JOIN alloc_short_lines a USING (order_id)
 ),
 progress AS (
     SELECT flags.*,
@@ -307,7 +314,11 @@ deciding AS (
     FROM ranked r JOIN decided d ON d.order_id = r.order_id AND d.rollup_rank = r.rollup_rank
     GROUP BY ALL
 ),
-texts AS (SELECT order_id, list(reason ORDER BY first_line) AS reasons FROM deciding GROUP BY order_id),
+-- ordered aggregates sort per group and are slow at scale: sort each order's small list instead
+texts AS (
+    SELECT order_id, list_transform(list_sort(list({'first_line': first_line, 'reason': reason})), lambda x: x.reason) AS reasons
+    FROM deciding GROUP BY order_id
+),
 backorders AS (
     SELECT order_id, string_agg(reason, '; ' ORDER BY line_no) AS backorder_text
     FROM ranked WHERE backorder GROUP BY order_id
@@ -321,7 +332,8 @@ counts AS (
     FROM line_states GROUP BY order_id
 ),
 summaries AS (
-    SELECT order_id, string_agg(n || ' ' || state, ', ' ORDER BY rank) AS line_summary
+    SELECT order_id, array_to_string(list_transform(list_sort(list({'rank': rank, 'text': n || ' ' || state})), lambda x: x.text), ', ')
+           AS line_summary
     FROM (SELECT order_id, state, count(*) AS n FROM line_states GROUP BY ALL) JOIN state_ranks USING (state)
     GROUP BY order_id
 )

@@ -130,7 +130,9 @@ def test_promise_view_lists_needs_communication_first(snap):
     assert set(rows["promise_status"]) <= {"needs_communication", "at_risk"}
     first_at_risk = list(rows["promise_status"]).index("at_risk")
     assert "needs_communication" not in list(rows["promise_status"])[first_at_risk:]
-    assert "draft_note" not in rows.columns  # no drafts table in this run: the column is left out
+    assert ("draft_note" in rows.columns) == snap.has_drafts  # drafts shown when the run wrote them, else left out
+    if snap.has_drafts:
+        assert rows["draft_note"].dropna().str.startswith("DRAFT").all()
 
 
 def test_change_counts_equal_their_lists(snap):
@@ -206,3 +208,63 @@ def test_the_dashboard_opens_the_latest_review_and_filters(board_site):
     assert "12:00" in b.title.value
     b.q.value = b.snap.con.execute("SELECT order_id FROM order_board LIMIT 1").fetchone()[0]
     assert "Timeline across systems" in b.q_out.value
+
+
+# ---------------------------------------------------------------------------------- the launcher
+
+
+def test_the_server_binds_to_loopback_with_culling_and_without_tracebacks():
+    from handoff_lib import board_server
+
+    argv = board_server.voila_argv(board_server.DEFAULT_HOST, 8866)
+    assert board_server.DEFAULT_HOST == "127.0.0.1" and "--Voila.ip=127.0.0.1" in argv
+    assert "--VoilaConfiguration.show_tracebacks=False" in argv and "--VoilaConfiguration.preheat_kernel=True" in argv
+    assert any(a.startswith("--MappingKernelManager.cull_idle_timeout=") and int(a.split("=")[1]) > 0 for a in argv)
+
+
+def test_the_kernel_limit_refuses_one_page_too_many(monkeypatch):
+    import asyncio
+
+    from tornado.web import HTTPError
+
+    from handoff_lib.board_server import LimitedKernelManager
+
+    km = LimitedKernelManager(max_kernels=2)
+    monkeypatch.setattr(km, "list_kernel_ids", lambda: ["a", "b"])
+    with pytest.raises(HTTPError) as err:
+        asyncio.run(km.start_kernel())
+    assert err.value.status_code == 503
+
+
+def test_after_a_send_a_socket_with_pending_receives_rechecks_its_events():
+    from handoff_lib.board_server import _rearm
+
+    class Sock:
+        _current_loop = None
+        rechecked = 0
+
+        def __init__(self, pending):
+            self._recv_futures = pending
+
+        def _schedule_remaining_events(self):
+            self.rechecked += 1
+
+    waiting, idle = Sock(["reply"]), Sock([])
+    _rearm(waiting)
+    _rearm(idle)
+    assert (waiting.rechecked, idle.rechecked) == (1, 0)
+
+
+def test_the_session_send_patch_wraps_once():
+    from jupyter_client.session import Session
+
+    from handoff_lib.board_server import patch_session_send
+
+    original = Session.send
+    try:
+        first = patch_session_send()
+        assert patch_session_send() is False
+        assert getattr(Session.send, "_handoff_rearm", False) and (first or original is Session.send)
+    finally:
+        Session.send = original
+        Session.send_raw = getattr(Session.send_raw, "__wrapped__", Session.send_raw)

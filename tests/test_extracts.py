@@ -551,3 +551,44 @@ def test_bytes_invalid_in_the_declared_encoding_are_a_clear_error(tmp_path):
         ExtractError, match=r"crm_account_instructions\.csv: line 3 holds bytes that are not cp1252 .*site\.yaml line \d+"
     ):
         load_source(connect(settings), settings, "account_instructions")
+
+
+# ------------------------------------------------------------------ mapping extensions (parameters/olist.yaml needs them)
+
+
+def test_a_site_without_an_export_declares_file_null_and_the_entity_loads_empty(tmp_path):
+    site = make_site(tmp_path, {"wms_holds.csv": None}).path
+    raw = yaml.safe_load(site.read_text(encoding="utf-8"))
+    raw["sources"]["holds"] = {"file": None}
+    site.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    settings = load_settings(site)
+    con = connect(settings)
+    report = load_extracts(con, settings).set_index("source")
+    assert report.loc["holds", "rows_read"] == 0 and pd.isna(report.loc["holds", "file"])
+    assert con.execute("SELECT count(*) FROM holds").fetchone()[0] == 0
+
+
+def test_a_constant_fills_a_field_the_export_does_not_have(tmp_path):
+    settings = make_site(tmp_path, sources={"shipments": {"columns": {
+        "shipment_id": "ShipmentId", "reference": "Reference", "carrier": {"value": "MARKETPLACE"}, "handed_off_at": "PickedUp"}}})
+    con = connect(settings)
+    load_source(con, settings, "shipments")
+    carriers = con.execute("SELECT DISTINCT carrier FROM shipments").fetchall()
+    assert carriers == [("MARKETPLACE",)]
+
+
+def test_a_constant_that_is_not_a_valid_value_stops_the_load_naming_the_setting(tmp_path):
+    settings = make_site(tmp_path, sources={"order_lines": {"columns": {
+        "order_id": "OrderNo", "line_no": "LineNo", "sku": "Item", "qty": {"value": "one"}}}})
+    with pytest.raises(ExtractError, match=r"constant order_lines\.qty = 'one' is not valid .*sources\.order_lines\.columns\.qty"):
+        load_source(connect(settings), settings, "order_lines")
+
+
+def test_one_file_feeds_two_entities_and_one_column_two_fields(tmp_path):
+    settings = make_site(tmp_path, sources={"shipments": {"file": "oms_orders.csv", "columns": {
+        "shipment_id": "OrderNo", "reference": "OrderNo", "carrier": "Carrier"}}})
+    con = connect(settings)
+    load_extracts(con, settings)
+    n_orders = con.execute("SELECT count(*) FROM orders").fetchone()[0]
+    same = con.execute("SELECT count(*) FROM shipments WHERE shipment_id = reference").fetchone()[0]
+    assert n_orders > 0 and same == n_orders

@@ -122,3 +122,20 @@ def test_a_run_against_a_missing_data_folder_fails_clearly(site, tmp_path):
     shutil.rmtree(settings.for_review(at(settings, "12:00")).data_folder)
     with pytest.raises(HandoffError, match="step 'execute'"):
         run_review(settings, at(settings, "12:00"), progress=False)
+
+
+def test_recover_publishes_a_committed_run_that_was_killed_while_publishing(tmp_path):
+    import duckdb
+
+    site_root = tmp_path / "demo"
+    tmp = site_root / ".tmp-20261124-1200-abc"
+    tmp.mkdir(parents=True)
+    final = site_root / "2026-11-24" / "1200"
+    (tmp / "manifest.json").write_text(json.dumps({"run_id": "20261124-1200-abc", "parameters": {"out_dir": str(final)}}))
+    history = tmp_path / "history.duckdb"
+    con = duckdb.connect(str(history))
+    con.execute("CREATE TABLE runs AS SELECT '20261124-1200-abc' AS run_id")
+    con.close()
+    recover(site_root, history)
+    assert json.loads((final / "manifest.json").read_text())["run_id"] == "20261124-1200-abc"
+    assert not tmp.exists()

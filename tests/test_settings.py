@@ -92,3 +92,21 @@ def test_site_spellings_of_yes_and_no_are_used(tmp_path):
     path = write_site(tmp_path, lambda r: r.update(booleans={True: ["JA"], False: ["NEIN"]}))
     s = load_settings(path)
     assert s.booleans == (frozenset({"ja"}), frozenset({"nein"}))
+
+
+def test_a_constant_enum_value_must_be_mapped(tmp_path):
+    path = write_site(tmp_path, lambda r: r["sources"]["orders"]["columns"].update(release_status={"value": "OPENISH"}))
+    with pytest.raises(SettingsError, match=r"line \d+: constant release_status 'OPENISH' is not mapped"):
+        load_settings(path)
+
+
+def test_a_column_mapping_that_is_neither_a_name_nor_a_value_is_refused(tmp_path):
+    path = write_site(tmp_path, lambda r: r["sources"]["orders"]["columns"].update(carrier={"const": "X"}))
+    with pytest.raises(SettingsError, match=r"line \d+: sources.orders.columns.carrier must name a column, or give one value"):
+        load_settings(path)
+
+
+def test_missing_required_source_says_how_to_declare_it_absent(tmp_path):
+    path = write_site(tmp_path, lambda r: r["sources"].pop("holds"))
+    with pytest.raises(SettingsError, match=r"missing source 'holds'.*holds: \{file: null\}"):
+        load_settings(path)

@@ -30,7 +30,7 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([km]?)", text.strip().lower())
     if not m:
         raise SystemExit(f"bench: size '{text}' is not a number of order lines such as 100k, 1m or 250000")
-    return int(round(float(m.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[m.group(2)]))
+    return round(float(m.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[m.group(2)])
 
 
 def size_label(lines: int) -> str:

@@ -48,7 +48,9 @@ def ts(s: pd.Series, tz: str) -> pd.Series:
     if utc.any():
         out[utc] = pd.to_datetime(s[utc], utc=True, errors="coerce").dt.tz_convert(tz)
     if (~utc).any():
-        out[~utc] = pd.to_datetime(s[~utc], errors="coerce", format="mixed").dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        out[~utc] = pd.to_datetime(s[~utc], errors="coerce", format="mixed").dt.tz_localize(
+            tz, ambiguous="NaT", nonexistent="NaT"
+        )
     return out
 
 
@@ -102,11 +104,26 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     ai = read(folder, "crm_account_instructions.csv")
 
     # ---- orders: status, instructions, ship-complete policy
-    o["rel"] = o["RelStatus"].str.strip().str.upper().map({"NEW": "not_released", "OPEN": "not_released", "REL": "released", "CXL": "cancelled"})
+    o["rel"] = (
+        o["RelStatus"]
+        .str.strip()
+        .str.upper()
+        .map({"NEW": "not_released", "OPEN": "not_released", "REL": "released", "CXL": "cancelled"})
+    )
     o["ordered_at"] = ts(o["OrderDate"], tz)
     o["cancelled"] = (o["rel"] == "cancelled") | o["CancelDate"].notna()
-    ai["instr"] = ai["Instruction"].str.strip().str.upper().map(
-        {"SHIP COMPLETE": "ship_complete", "NO SUBS": "no_substitutes", "PARTIAL OK": "partial_allowed", "SUBS OK": "substitutes_allowed"}
+    ai["instr"] = (
+        ai["Instruction"]
+        .str.strip()
+        .str.upper()
+        .map(
+            {
+                "SHIP COMPLETE": "ship_complete",
+                "NO SUBS": "no_substitutes",
+                "PARTIAL OK": "partial_allowed",
+                "SUBS OK": "substitutes_allowed",
+            }
+        )
     )
     instr = pd.crosstab(ai["Account"], ai["instr"]).gt(0)
     for c in ("ship_complete", "no_substitutes", "partial_allowed", "substitutes_allowed"):
@@ -132,7 +149,9 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     by_ticket = dict(zip(norm(pt["PICK_TICKET"], pick_rule["prefixes"], pick_rule["line_suffix"]), pt["order_id"]))
     pe["order_id"] = link(pe["ORDER_REF"], (norm(pe["ORDER_REF"], ids["order"]["prefixes"]), by_order),
                           (norm(pe["ORDER_REF"], ids["customer_po"]["prefixes"]), by_po))  # fmt: skip
-    pe["order_id"] = pe["order_id"].fillna(link(pe["PICK_TICKET"], (norm(pe["PICK_TICKET"], pick_rule["prefixes"], pick_rule["line_suffix"]), by_ticket)))
+    pe["order_id"] = pe["order_id"].fillna(
+        link(pe["PICK_TICKET"], (norm(pe["PICK_TICKET"], pick_rule["prefixes"], pick_rule["line_suffix"]), by_ticket))
+    )
     by_carton = dict(zip(norm(pe["CARTON"], ids["carton"]["prefixes"]), pe["order_id"]))
     ref = sh["Reference"]
     via: list[pd.Series] = []
@@ -149,7 +168,9 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     # ---- per-order facts from the WMS and the carrier
     ho = ho[ho["order_id"].notna() & ho["RELEASED_TS"].isna()]
     holds = ho.groupby("order_id").size().rename("n_open_holds")
-    pe["status"] = pe["PACK_STAT"].str.strip().str.upper().map({"OPEN": "open", "PACKED": "packed", "EXC": "exception", "VOID": "cancelled"})
+    pe["status"] = (
+        pe["PACK_STAT"].str.strip().str.upper().map({"OPEN": "open", "PACKED": "packed", "EXC": "exception", "VOID": "cancelled"})
+    )
     pe = pe[pe["order_id"].notna() & (pe["status"] != "cancelled")]
     cartons = pd.crosstab(pe["order_id"], pe["status"])
     for c in ("packed", "open", "exception"):
@@ -157,11 +178,30 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
             cartons[c] = 0
     sh = sh[sh["order_id"].notna()]
     ships = sh.groupby("order_id").agg(
-        n_ship=("ShipmentId", "size"), n_labelled=("LabelCreated", "count"), n_manifested=("Manifested", "count"), n_handed=("PickedUp", "count")
+        n_ship=("ShipmentId", "size"),
+        n_labelled=("LabelCreated", "count"),
+        n_manifested=("Manifested", "count"),
+        n_handed=("PickedUp", "count"),
     )
-    f = o.set_index("OrderNo")[["rel", "cancelled", "ship_complete", "acct_no_substitutes", "ordered_at", "Carrier", "SvcLevel", "ShipByOverride"]]
-    f = f.join(holds).join(cartons[["packed", "open", "exception"]]).join(ships).fillna(
-        {"n_open_holds": 0, "packed": 0, "open": 0, "exception": 0, "n_ship": 0, "n_labelled": 0, "n_manifested": 0, "n_handed": 0}
+    f = o.set_index("OrderNo")[
+        ["rel", "cancelled", "ship_complete", "acct_no_substitutes", "ordered_at", "Carrier", "SvcLevel", "ShipByOverride"]
+    ]
+    f = (
+        f.join(holds)
+        .join(cartons[["packed", "open", "exception"]])
+        .join(ships)
+        .fillna(
+            {
+                "n_open_holds": 0,
+                "packed": 0,
+                "open": 0,
+                "exception": 0,
+                "n_ship": 0,
+                "n_labelled": 0,
+                "n_manifested": 0,
+                "n_handed": 0,
+            }
+        )
     )
     f["handed_off"] = (f["n_ship"] > 0) & (f["n_handed"] == f["n_ship"])
     f["is_packed"] = (f["packed"] > 0) & (f["open"] == 0) & (f["exception"] == 0)
@@ -169,16 +209,28 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     # carton each, labelled shipments first; a consolidated carrier's first shipment carries them all)
     packed = pe[pe["status"] == "packed"].assign(carton_key=lambda d: norm(d["CARTON"], ids["carton"]["prefixes"]))
     cited = sh[sh["by_carton"]].sort_values("ShipmentId").drop_duplicates(["order_id", "carton_key"])
-    packed = packed.merge(cited[["order_id", "carton_key", "LabelCreated"]], on=["order_id", "carton_key"], how="left", indicator=True)
+    packed = packed.merge(
+        cited[["order_id", "carton_key", "LabelCreated"]], on=["order_id", "carton_key"], how="left", indicator=True
+    )
     direct_unlabelled = packed[(packed["_merge"] == "both") & packed["LabelCreated"].isna()].groupby("order_id").size()
     uncited = packed[packed["_merge"] == "left_only"].groupby("order_id").size()
     order_level_labelled = sh[~sh["by_carton"] & sh["LabelCreated"].notna()].groupby("order_id").size()
-    cov = pd.DataFrame({"direct": direct_unlabelled, "uncited": uncited, "labelled": order_level_labelled}).reindex(f.index).fillna(0)
+    cov = (
+        pd.DataFrame({"direct": direct_unlabelled, "uncited": uncited, "labelled": order_level_labelled})
+        .reindex(f.index)
+        .fillna(0)
+    )
     consolidated = f["Carrier"].str.strip().str.upper().isin([c.upper() for c in site["policy"].get("consolidated_carriers", [])])
     cov["unlabelled"] = cov["direct"] + np.where(
         consolidated, np.where(cov["labelled"] > 0, 0, cov["uncited"]), (cov["uncited"] - cov["labelled"]).clip(lower=0)
     )
-    f["ready"] = f["is_packed"] & (f["n_ship"] > 0) & (f["n_labelled"] == f["n_ship"]) & (f["n_manifested"] == f["n_ship"]) & (cov["unlabelled"] == 0)
+    f["ready"] = (
+        f["is_packed"]
+        & (f["n_ship"] > 0)
+        & (f["n_labelled"] == f["n_ship"])
+        & (f["n_manifested"] == f["n_ship"])
+        & (cov["unlabelled"] == 0)
+    )
 
     # ---- cutoff: explicit ship-by, else the first pickup of carrier + service at or after max(ordered, today 00:00)
     f["cutoff"] = ts(f["ShipByOverride"], tz)
@@ -186,7 +238,11 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     need = f["cutoff"].isna()
     cal = pd.DataFrame(
         [
-            (r["carrier"].upper(), str(r["service"]).upper(), pd.Timestamp(f"{(today + pd.Timedelta(days=d)):%Y-%m-%d} {r['pickup']}", tz=tz))
+            (
+                r["carrier"].upper(),
+                str(r["service"]).upper(),
+                pd.Timestamp(f"{(today + pd.Timedelta(days=d)):%Y-%m-%d} {r['pickup']}", tz=tz),
+            )
             for d in range(15)
             for r in site["cutoffs"]
             if WEEKDAYS[(today + pd.Timedelta(days=d)).weekday()] in r["days"]
@@ -210,7 +266,9 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
     ol["line_no"] = num(ol["LineNo"]).astype(float)
     ol["subs_ok"] = ol["SubsOK"].str.strip().str.upper().isin(true_words)
     ol["subs_no"] = ol["SubsOK"].notna() & ~ol["subs_ok"]
-    pt["status"] = pt["TASK_STAT"].str.strip().map({"10": "open", "20": "in_progress", "30": "picked", "40": "short", "90": "cancelled"})
+    pt["status"] = (
+        pt["TASK_STAT"].str.strip().map({"10": "open", "20": "in_progress", "30": "picked", "40": "short", "90": "cancelled"})
+    )
     pt = pt[pt["order_id"].notna() & (pt["status"] != "cancelled")].copy()
     pt["line_no"] = num(pt["LINE"]).astype(float)  # a task without a line number: the order's first line of that SKU
     first_line = ol.groupby(["OrderNo", "Item"], as_index=False)["line_no"].min().rename(columns={"line_no": "first_line"})
@@ -230,13 +288,20 @@ def derive(folder: Path, site_file: Path = SITE_FILE, now_text: str = NOW) -> pd
 
     x = ol.merge(f, left_on="OrderNo", right_index=True, how="inner")
     x = x.merge(tasks, left_on=["OrderNo", "line_no"], right_index=True, how="left")
-    x[["n_tasks", "n_open", "n_short", "qty_picked", "qty_required"]] = x[["n_tasks", "n_open", "n_short", "qty_picked", "qty_required"]].fillna(0)
+    x[["n_tasks", "n_open", "n_short", "qty_picked", "qty_required"]] = x[
+        ["n_tasks", "n_open", "n_short", "qty_picked", "qty_required"]
+    ].fillna(0)
     x["has_sub"] = x["has_sub"].astype("boolean").fillna(False).astype(bool)
     x["sku_known"] = x["Item"].isin(stock.index)
     x["pickable_qty"] = x["Item"].map(stock).fillna(0)
 
     # ---- line states (docs/states.md precedence)
-    x["alloc_short"] = (x["rel"] == "released") & (x["alloc"].fillna(x["qty"]) < x["qty"]) & (x["qty_required"] < x["qty"]) & (x["qty_picked"] < x["qty"])
+    x["alloc_short"] = (
+        (x["rel"] == "released")
+        & (x["alloc"].fillna(x["qty"]) < x["qty"])
+        & (x["qty_required"] < x["qty"])
+        & (x["qty_picked"] < x["qty"])
+    )
     x["is_picked"] = (x["n_tasks"] > 0) & (x["n_open"] == 0) & (x["qty_picked"] >= x["qty"])
     x["is_short"] = (x["n_short"] > 0) & (x["n_open"] == 0) & (x["qty_picked"] < x["qty"])
     x["sub_blocked"] = x["has_sub"] & (x["acct_no_substitutes"] | x["subs_no"])
@@ -291,7 +356,12 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     if a.out:
         states.to_parquet(a.out, index=False)
-    res = {"status": "ok", "seconds": round(seconds, 3), "orders": len(states), "states": states["state"].value_counts().to_dict()}
+    res = {
+        "status": "ok",
+        "seconds": round(seconds, 3),
+        "orders": len(states),
+        "states": states["state"].value_counts().to_dict(),
+    }
     if a.result:
         Path(a.result).write_text(json.dumps(res, indent=2))
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -27,7 +28,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import data  # noqa: E402
+import data
 
 PY = sys.executable
 RESULTS = BENCH / "results"
@@ -138,7 +139,19 @@ def run_step(step: str, meta: dict, work: Path, args) -> dict:
     if step == "floor_table":
         return measure([PY, str(BENCH / "read_floor.py"), "--data", d, "--mode", "table", "--result", str(res)], res)
     if step == "pandas":
-        return measure([PY, str(BENCH / "pandas_reference.py"), "--data", d, "--out", str(work / "pandas_states.parquet"), "--result", str(res)], res)
+        return measure(
+            [
+                PY,
+                str(BENCH / "pandas_reference.py"),
+                "--data",
+                d,
+                "--out",
+                str(work / "pandas_states.parquet"),
+                "--result",
+                str(res),
+            ],
+            res,
+        )
     if step == "load":
         out = work / "load.duckdb"
         _fresh(out)
@@ -155,7 +168,21 @@ def run_step(step: str, meta: dict, work: Path, args) -> dict:
     if step == "suite":
         out = work / "suite.duckdb"
         _fresh(out)
-        return measure([*steps_py, "suite", "--data", d, "--out", str(out), "--history", str(work / "suite_history.duckdb"), "--result", str(res)], res)
+        return measure(
+            [
+                *steps_py,
+                "suite",
+                "--data",
+                d,
+                "--out",
+                str(out),
+                "--history",
+                str(work / "suite_history.duckdb"),
+                "--result",
+                str(res),
+            ],
+            res,
+        )
     if step == "review":
         out = work / "review"
         shutil.rmtree(out, ignore_errors=True)
@@ -164,9 +191,15 @@ def run_step(step: str, meta: dict, work: Path, args) -> dict:
     if step == "notes":
         out = work / "notes"
         out.mkdir(parents=True, exist_ok=True)
-        return measure([*steps_py, "notes", "--data", d, "--out", str(out), "--notes", str(args.notes), "--result", str(res)], res)
+        return measure(
+            [*steps_py, "notes", "--data", d, "--out", str(out), "--notes", str(args.notes), "--result", str(res)], res
+        )
     if step == "board":
-        hist = [data.day_dir(data.parse_size(sz), args.seed) / "work" / "review" / "history.duckdb" for sz in args.review_sizes.split(",") if sz]
+        hist = [
+            data.day_dir(data.parse_size(sz), args.seed) / "work" / "review" / "history.duckdb"
+            for sz in args.review_sizes.split(",")
+            if sz
+        ]
         return run_board(work, next((h for h in hist if h.exists()), None), args.board_loads)
     raise ValueError(step)
 
@@ -184,7 +217,7 @@ def run_board(work: Path, history: Path | None = None, loads: int = 5) -> dict:
         cmd += ["--history", str(history)]
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     except subprocess.TimeoutExpired:
         return {"child": {"status": "failed", "why": "bench/board_loop.py ran over 900 s"}}
     wall = time.perf_counter() - t0
@@ -247,18 +280,22 @@ def machine() -> dict:
             if line.startswith("MemTotal"):
                 mem_kb = int(line.split()[1])
     cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except StopIteration:
-        pass
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     versions = {"python": platform.python_version()}
     for pkg in ("handoff", "duckdb", "pandas", "numpy", "pyarrow", "papermill", "nbconvert", "scikit-learn"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "handoff_lib"], cwd=REPO, capture_output=True, text=True).stdout.strip())
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "handoff_lib"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    )
     return {
         "cores": os.cpu_count(),
         "cpu": cpu,
@@ -291,9 +328,15 @@ def growth(report: dict) -> list[dict]:
         pts = [(n, m) for n, m in pts if m and m.get("child", {}).get("status") == "ok"]
         if len(pts) < 2:
             continue
-        row = {"step": step, "points": [{"lines": n, "wall_s": m["wall_s"], "work_s": m["child"].get("seconds"), "rss_mb": m["peak_rss_mb"]} for n, m in pts]}
+        row = {
+            "step": step,
+            "points": [
+                {"lines": n, "wall_s": m["wall_s"], "work_s": m["child"].get("seconds"), "rss_mb": m["peak_rss_mb"]}
+                for n, m in pts
+            ],
+        }
         exps = []
-        for (n1, m1), (n2, m2) in zip(pts, pts[1:]):
+        for (n1, m1), (n2, m2) in itertools.pairwise(pts):
             t1, t2 = m1["child"].get("seconds") or m1["wall_s"], m2["child"].get("seconds") or m2["wall_s"]
             exps.append({
                 "from": n1, "to": n2,
@@ -321,19 +364,26 @@ def markdown(report: dict) -> str:
         f"Run {report['started']} - {report['finished']} with `{report['command']}`.",
         f"Machine: {mc['cores']} cores ({mc['cpu']}), {mc['memory_gb']} GB RAM, {mc['os']}; code {mc['git']}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in mc["versions"].items()) + ".",
-        f"Load average (1/5/15 min) before: {report['load_before']}, after: {report['load_after']} "
-        "(the machine is shared: figures taken under load are slower than on an idle machine).",
+        (
+            f"Load average (1/5/15 min) before: {report['load_before']}, after: {report['load_after']} "
+            "(the machine is shared: figures taken under load are slower than on an idle machine)."
+        ),
         "",
-        "Each step is its own process. **wall** = the child process from start to exit (interpreter start and imports "
-        "included); **work** = what the step timed itself; **CPU** = user + system seconds; **peak RSS** = the largest "
-        "single process (/usr/bin/time maxrss); **tree** = the sampled sum over the child and its descendants (papermill's kernel).",
+        (
+            "Each step is its own process. **wall** = the child process from start to exit (interpreter start and imports "
+            "included); **work** = what the step timed itself; **CPU** = user + system seconds; **peak RSS** = the largest "
+            "single process (/usr/bin/time maxrss); **tree** = the sampled sum over the child and its descendants (papermill's kernel)."
+        ),
         "",
     ]
     for size in report["sizes"]:
         day = report["days"].get(size)
         if not day:
             continue
-        L += [f"## {size}: {day['order_lines']:,} order lines, {day['orders']:,} orders ({day['bytes'] / 1e6:,.0f} MB of CSV)", ""]
+        L += [
+            f"## {size}: {day['order_lines']:,} order lines, {day['orders']:,} orders ({day['bytes'] / 1e6:,.0f} MB of CSV)",
+            "",
+        ]
         L += ["| step | wall s | work s | CPU s | peak RSS MB | tree MB | notes |", "|---|---:|---:|---:|---:|---:|---|"]
         for step in PER_DAY:
             m = day["steps"].get(step)
@@ -341,7 +391,9 @@ def markdown(report: dict) -> str:
                 continue
             c = m.get("child", {})
             if c.get("status") != "ok":
-                L.append(f"| {LABELS[step]} | n/a | | | | | {c.get('why', c.get('status', ''))[:200].splitlines()[-1] if c.get('why') else c.get('status')} |")
+                L.append(
+                    f"| {LABELS[step]} | n/a | | | | | {c.get('why', c.get('status', ''))[:200].splitlines()[-1] if c.get('why') else c.get('status')} |"
+                )
                 continue
             note = ""
             if c.get("parts"):
@@ -357,7 +409,10 @@ def markdown(report: dict) -> str:
             L += ["", "Ratios (work seconds): " + "; ".join(f"{k} = {v}" for k, v in r.items() if v is not None)]
         if day.get("agreement"):
             a = day["agreement"]
-            L += ["", f"pandas reference vs suite, order states: {a['same_state']:,} of {a['orders']:,} orders agree ({a['agreement_pct']} %)."]
+            L += [
+                "",
+                f"pandas reference vs suite, order states: {a['same_state']:,} of {a['orders']:,} orders agree ({a['agreement_pct']} %).",
+            ]
             for dd in a["differences"][:10]:
                 L.append(f"- suite `{dd['suite']}` vs pandas `{dd['pandas']}`: {dd['orders']} orders (e.g. {dd['example']})")
         L.append("")
@@ -369,12 +424,16 @@ def markdown(report: dict) -> str:
             if c.get("status") != "ok":
                 L.append(f"| {LABELS[step]} | n/a | | | {(c.get('why') or c.get('status') or '').strip()[:300]} |")
                 continue
-            note = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("status", "seconds", "parts", "output", "figures", "why"))
+            note = ", ".join(
+                f"{k} {v}" for k, v in c.items() if k not in ("status", "seconds", "parts", "output", "figures", "why")
+            )
             if c.get("parts"):
                 note = ", ".join(f"{k} {v:.2f} s" for k, v in c["parts"].items()) + "; " + note
             if c.get("output"):
                 note += " " + c["output"].strip().replace("\n", " / ")[-400:]
-            L.append(f"| {LABELS[step]} | {fmt(m.get('wall_s'), nd=2)} | {fmt(c.get('seconds'), nd=2)} | {m.get('peak_rss_mb', 'n/a')} | {note} |")
+            L.append(
+                f"| {LABELS[step]} | {fmt(m.get('wall_s'), nd=2)} | {fmt(c.get('seconds'), nd=2)} | {m.get('peak_rss_mb', 'n/a')} | {note} |"
+            )
         L.append("")
     if report.get("targets"):
         L += ["## Targets", "", "| target | aim | measured | met |", "|---|---|---|---|"]
@@ -382,10 +441,20 @@ def markdown(report: dict) -> str:
             L.append(f"| {t['what']} | {t['aim']} | {t['measured']} | {t['met']} |")
         L.append("")
     if report.get("growth"):
-        L += ["## Growth", "", "Exponent k in time ~ lines^k between consecutive sizes (1 = linear; work seconds). "
-              "Flagged when k > 1.15 between the two largest sizes.", ""]
+        L += [
+            "## Growth",
+            "",
+            (
+                "Exponent k in time ~ lines^k between consecutive sizes (1 = linear; work seconds). "
+                "Flagged when k > 1.15 between the two largest sizes."
+            ),
+            "",
+        ]
         sizes = [s for s in report["sizes"] if report["days"].get(s)]
-        L += ["| step | " + " | ".join(f"{s} s / MB" for s in sizes) + " | k time | k memory | flag |", "|---|" + "---:|" * len(sizes) + "---|---|---|"]
+        L += [
+            "| step | " + " | ".join(f"{s} s / MB" for s in sizes) + " | k time | k memory | flag |",
+            "|---|" + "---:|" * len(sizes) + "---|---|---|",
+        ]
         for g in report["growth"]:
             cells = []
             by_lines = {p["lines"]: p for p in g["points"]}
@@ -394,7 +463,11 @@ def markdown(report: dict) -> str:
                 cells.append(f"{fmt(p['work_s'] or p['wall_s'], nd=2)} / {p['rss_mb']:,}" if p else "n/a")
             kt = ", ".join(fmt(e["time_exp"], nd=2) for e in g["exponents"])
             km = ", ".join(fmt(e["mem_exp"], nd=2) for e in g["exponents"])
-            L.append(f"| {LABELS[g['step']]} | " + " | ".join(cells) + f" | {kt} | {km} | {'SUPERLINEAR' if g['superlinear'] else ''} |")
+            L.append(
+                f"| {LABELS[g['step']]} | "
+                + " | ".join(cells)
+                + f" | {kt} | {km} | {'SUPERLINEAR' if g['superlinear'] else ''} |"
+            )
         L.append("")
     return "\n".join(L) + "\n"
 
@@ -407,22 +480,64 @@ def targets(report: dict) -> list[dict]:
         suite = s.get("suite")
         if suite and suite.get("child", {}).get("status") == "ok":
             w = suite["child"]["seconds"]
-            out.append({"what": "suite compute load -> snapshot, 1M lines", "aim": "< 15 s", "measured": f"{w:.1f} s (process {suite['wall_s']:.1f} s)", "met": "yes" if w < TARGETS["suite_s"] else "NO"})
+            out.append(
+                {
+                    "what": "suite compute load -> snapshot, 1M lines",
+                    "aim": "< 15 s",
+                    "measured": f"{w:.1f} s (process {suite['wall_s']:.1f} s)",
+                    "met": "yes" if w < TARGETS["suite_s"] else "NO",
+                }
+            )
             gb = suite["peak_rss_mb"] / 1024
-            out.append({"what": "suite peak memory, 1M lines", "aim": "< 3 GB", "measured": f"{gb:.2f} GB", "met": "yes" if gb < TARGETS["suite_gb"] else "NO"})
+            out.append(
+                {
+                    "what": "suite peak memory, 1M lines",
+                    "aim": "< 3 GB",
+                    "measured": f"{gb:.2f} GB",
+                    "met": "yes" if gb < TARGETS["suite_gb"] else "NO",
+                }
+            )
             r = day.get("ratios", {})
             if r.get("suite / read floor") is not None:
-                out.append({"what": "suite / read floor, 1M lines", "aim": "<= 2x", "measured": f"{r['suite / read floor']}x", "met": "yes" if r["suite / read floor"] <= TARGETS["floor_ratio"] else "NO"})
+                out.append(
+                    {
+                        "what": "suite / read floor, 1M lines",
+                        "aim": "<= 2x",
+                        "measured": f"{r['suite / read floor']}x",
+                        "met": "yes" if r["suite / read floor"] <= TARGETS["floor_ratio"] else "NO",
+                    }
+                )
             if r.get("pandas / suite") is not None:
-                out.append({"what": "pandas reference / suite, 1M lines", "aim": ">= 5x", "measured": f"{r['pandas / suite']}x", "met": "yes" if r["pandas / suite"] >= TARGETS["pandas_ratio"] else "NO"})
+                out.append(
+                    {
+                        "what": "pandas reference / suite, 1M lines",
+                        "aim": ">= 5x",
+                        "measured": f"{r['pandas / suite']}x",
+                        "met": "yes" if r["pandas / suite"] >= TARGETS["pandas_ratio"] else "NO",
+                    }
+                )
         an = s.get("analyse")
         if an and an.get("child", {}).get("status") == "ok":
             w = an["child"]["seconds"]
-            out.append({"what": "states + blockers + promise, 1M lines (issue 3)", "aim": "< 10 s, < 3 GB", "measured": f"{w:.1f} s, {an['peak_rss_mb'] / 1024:.2f} GB", "met": "yes" if w < TARGETS["analyse_s"] and an["peak_rss_mb"] < 3072 else "NO"})
+            out.append(
+                {
+                    "what": "states + blockers + promise, 1M lines (issue 3)",
+                    "aim": "< 10 s, < 3 GB",
+                    "measured": f"{w:.1f} s, {an['peak_rss_mb'] / 1024:.2f} GB",
+                    "met": "yes" if w < TARGETS["analyse_s"] and an["peak_rss_mb"] < 3072 else "NO",
+                }
+            )
     for size, day in report["days"].items():
         rv = day["steps"].get("review")
         if rv and rv.get("child", {}).get("status") == "ok":
-            out.append({"what": f"cutoff review run (papermill + HTML), {size} ({day['orders']:,} orders)", "aim": "< 30 s", "measured": f"{rv['wall_s']:.1f} s", "met": "yes" if rv["wall_s"] < TARGETS["review_s"] else "NO"})
+            out.append(
+                {
+                    "what": f"cutoff review run (papermill + HTML), {size} ({day['orders']:,} orders)",
+                    "aim": "< 30 s",
+                    "measured": f"{rv['wall_s']:.1f} s",
+                    "met": "yes" if rv["wall_s"] < TARGETS["review_s"] else "NO",
+                }
+            )
     return out
 
 
@@ -484,7 +599,10 @@ def main() -> None:
             day["steps"][step] = m
             c = m.get("child", {})
             _save(report, Path(a.out), final=False)
-            print(f"bench: {size} {step}: wall {m.get('wall_s')} s, work {c.get('seconds')} s, peak {m.get('peak_rss_mb')} MB [{c.get('status')}]", flush=True)
+            print(
+                f"bench: {size} {step}: wall {m.get('wall_s')} s, work {c.get('seconds')} s, peak {m.get('peak_rss_mb')} MB [{c.get('status')}]",
+                flush=True,
+            )
         day["ratios"] = ratios(day)
         if "pandas" in day["steps"]:
             day["agreement"] = compare_states(work)

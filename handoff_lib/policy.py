@@ -78,6 +78,7 @@ class Policy:
     paperwork_due_minutes_before_cutoff: int
     manifest_due_minutes_after_label: int
     consolidated_carriers: tuple[str, ...]  # one shipment (e.g. a freight BOL) covers every carton of the order
+    day_starts_at: dt.time  # a review before this local time belongs to the previous operating day
     tier_points: dict[int, int]
     tier_default: int
     cutoff_bands: tuple[Band, ...]  # minutes to cutoff at most -> points; past cutoff counts as 0
@@ -213,6 +214,7 @@ def load_policy(settings: Settings) -> Policy:
             need(raw, "paperwork_due_minutes_before_cutoff"), "paperwork_due_minutes_before_cutoff"
         ),
         manifest_due_minutes_after_label=number(raw.get("manifest_due_minutes_after_label", 30), "manifest_due_minutes_after_label"),
+        day_starts_at=_day_start(raw.get("day_starts_at", "00:00"), settings),
         consolidated_carriers=tuple(str(c).strip().upper() for c in (raw.get("consolidated_carriers") or [])),
         tier_points=tier_points,
         tier_default=number(prio.get("tier_default", 0), "priority", "tier_default"),
@@ -267,19 +269,32 @@ def policy_tables(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
             con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
 
+def _day_start(value: Any, settings: Settings) -> dt.time:
+    from .settings import _parse_time
+
+    return _parse_time(value, settings.where("policy", "day_starts_at"))
+
+
+def operating_day(policy: Policy, settings: Settings, now: dt.datetime) -> dt.date:
+    """The operating day a moment belongs to: its local date, or the day before when it falls before
+    `policy.day_starts_at` (a 00:20 review still looks at the previous evening's late pickups)."""
+    local = now.astimezone(settings.tz)
+    return local.date() - dt.timedelta(days=1) if local.time() < policy.day_starts_at else local.date()
+
+
 def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> Policy:
     """Validate `now` and the policy, write the one-row `run_clock` table and the `policy_*` tables,
     and return the Policy. Every state, blocker and promise function calls this first."""
     if not isinstance(now, dt.datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise HandoffError(f"now must be a timezone-aware datetime (e.g. in {settings.timezone}), not {now!r}")
     policy = load_policy(settings)
-    local = now.astimezone(settings.tz)
-    day_start = dt.datetime.combine(local.date(), dt.time(0), settings.tz)
+    today = operating_day(policy, settings, now)
+    day_start = dt.datetime.combine(today, policy.day_starts_at, settings.tz)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE run_clock AS "
         "SELECT CAST($now AS TIMESTAMPTZ) AS now, CAST($day_start AS TIMESTAMPTZ) AS day_start, CAST($today AS DATE) AS today, "
         "CAST($tz AS VARCHAR) AS tz",
-        {"now": now, "day_start": day_start, "today": local.date(), "tz": settings.timezone},
+        {"now": now, "day_start": day_start, "today": today, "tz": settings.timezone},
     )
     policy_tables(con, policy)
     return policy

@@ -18,7 +18,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from .policy import Policy, prepare
+from .policy import Policy, operating_day, prepare
 from .settings import Settings
 
 # Every order: its due cutoff. An explicit ship-by (the order's, else its earliest line's) wins;
@@ -52,9 +52,10 @@ FROM o CROSS JOIN clock LEFT JOIN pickup p USING (order_id)
 """
 
 
-def pickup_calendar(settings: Settings, now: dt.datetime, days: int) -> pd.DataFrame:
-    """Every carrier pickup from today (site time) for `days` days: carrier, service, pickup_at, pickup_date."""
-    today = now.astimezone(settings.tz).date()
+def pickup_calendar(settings: Settings, now: dt.datetime, days: int, today: dt.date | None = None) -> pd.DataFrame:
+    """Every carrier pickup from the operating day `today` (default: the local date of `now`) for
+    `days` days: carrier, service, pickup_at, pickup_date."""
+    today = today or now.astimezone(settings.tz).date()
     rows = []
     for d in range(days + 1):
         day = today + dt.timedelta(days=d)
@@ -73,7 +74,8 @@ def assign_cutoffs(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.d
     con.execute(
         "CREATE OR REPLACE TEMP TABLE pickup_calendar (carrier VARCHAR, service VARCHAR, pickup_at TIMESTAMPTZ, pickup_date DATE)"
     )
-    rows = pickup_calendar(settings, now, policy.pickup_lookahead_days).itertuples(index=False)
+    today = operating_day(policy, settings, now)
+    rows = pickup_calendar(settings, now, policy.pickup_lookahead_days, today).itertuples(index=False)
     con.executemany("INSERT INTO pickup_calendar VALUES (?, ?, ?, ?)", [tuple(r) for r in rows])
     con.execute(ORDER_CUTOFFS)
     return con.table("order_cutoffs")

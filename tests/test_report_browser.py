@@ -90,6 +90,9 @@ def test_changes_since_the_last_review_are_listed_with_matching_counts(page):
 
 def test_untrusted_text_is_shown_as_text_and_runs_nothing(page):
     assert page.dialogs == []
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+    assert all(h.startswith(("http://", "https://", "#")) for h in hrefs), [h for h in hrefs if not h.startswith("http")][:5]
+    assert page.locator("img[src='x']").count() == 0  # <img src=x onerror=...> in a case text stays text
     body = page.inner_text("body")
     assert "<script>alert(1)</script>" in body
     assert page.locator("script:text('alert(1)')").count() == 0

@@ -169,8 +169,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         history.unlink()
     last = settings.review_times[-1]
     now = f"{DEMO_DATE} {(dt.datetime.combine(dt.date.today(), last) + dt.timedelta(minutes=5)):%H:%M}"
-    return cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
+    code = cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
                                            quiet=False))
+    if code == 0:
+        from .notes_cli import themes_main
+
+        code = themes_main(["export", "--site", str(args.site)])
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ import duckdb
 import pandas as pd
 
 from .errors import HandoffError
-from .history import HistoryLocked, ReviewKey, changes_since
+from .history import ReviewKey, changes_since, while_locked
 from .settings import Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -92,20 +92,7 @@ def resolve_source(site: str = "", history_db: str = "") -> BoardSource:
 
 def _attach_read_only(con: duckdb.DuckDBPyConnection, path: Path, alias: str, wait_s: float) -> None:
     """ATTACH a DuckDB file read-only, waiting (like history.open_history) while a writer holds it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
-            return
-        except duckdb.Error as exc:
-            if "lock" not in str(exc).lower():
-                raise HandoffError(f"{path}: cannot open read-only ({exc})") from None
-            if time.monotonic() >= deadline:
-                raise HistoryLocked(
-                    f"{path}: locked by another handoff process (a review run writing its snapshot); waited "
-                    f"{wait_s:.0f} s. Try again when it has finished."
-                ) from None
-            time.sleep(0.1)
+    while_locked(lambda: con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)]), path, wait_s, interval=0.1)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> bool:

@@ -19,6 +19,16 @@ from dataclasses import dataclass, field
 #   date      calendar date in the site timezone
 #   enum      one of a fixed vocabulary; the site maps its own codes onto it (`values:`)
 TYPES = ("id", "text", "int", "decimal", "bool", "timestamp", "date", "enum")
+SQL_TYPES = {
+    "id": "VARCHAR",
+    "text": "VARCHAR",
+    "enum": "VARCHAR",
+    "int": "BIGINT",
+    "decimal": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+}  # the DuckDB column type each contract type is loaded as
 
 
 @dataclass(frozen=True)

@@ -35,20 +35,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .contract import ENTITIES, Entity, Field
+from .contract import ENTITIES, SQL_TYPES, Entity, Field
 from .errors import ExtractError, MissingColumnError, UnmappedValueError
 from .settings import Settings, SourceSpec
-
-SQL_TYPES = {
-    "id": "VARCHAR",
-    "text": "VARCHAR",
-    "enum": "VARCHAR",
-    "int": "BIGINT",
-    "decimal": "DOUBLE",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
-    "date": "DATE",
-}
 
 REJECTS_DDL = """CREATE TABLE IF NOT EXISTS rejects (
     source VARCHAR, file VARCHAR, line BIGINT, "column" VARCHAR, value VARCHAR, reason VARCHAR, raw VARCHAR)"""

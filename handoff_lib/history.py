@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pandas as pd
@@ -50,25 +52,34 @@ class ReviewKey:
         return [self.site, self.review_date, self.review_time]
 
 
+T = TypeVar("T")
+
+
+def while_locked(action: Callable[[], T], path: Path, wait_s: float, interval: float = 0.2) -> T:
+    """Run `action` (an open or ATTACH of the DuckDB file `path`), retrying while another process
+    holds the file's lock; after `wait_s` fail with HistoryLocked. Other errors fail at once."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return action()
+        except duckdb.Error as exc:
+            if "lock" not in str(exc).lower():
+                raise HandoffError(f"{path}: cannot open the database ({exc})") from None
+            if time.monotonic() >= deadline:
+                raise HistoryLocked(
+                    f"{path}: locked by another handoff process (a review run writing its snapshot); waited "
+                    f"{wait_s:.0f} s. Try again when it has finished."
+                ) from None
+            time.sleep(interval)
+
+
 def open_history(path: str | Path, read_only: bool = False, wait_s: float = 60.0) -> duckdb.DuckDBPyConnection:
     """A connection to the history database; waits while another writer holds it."""
     path = Path(path)
     if read_only and not path.exists():
         raise HandoffError(f"{path}: no history database yet (run a review first: handoff run)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise HandoffError(f"{path}: cannot open the history database ({exc})") from None
-            if time.monotonic() >= deadline:
-                raise HistoryLocked(
-                    f"{path}: the history database is locked by another handoff process (a review run or the board "
-                    f"writing); waited {wait_s:.0f} s. Try again when it has finished."
-                ) from None
-            time.sleep(0.2)
+    return while_locked(lambda: duckdb.connect(str(path), read_only=read_only), path, wait_s)
 
 
 def _ensure_runs(con: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
@@ -94,20 +105,8 @@ def write_snapshot(
     `key`, replacing an earlier snapshot with the same key. One transaction: all or nothing."""
     history_path = Path(history_path)
     history_path.parent.mkdir(parents=True, exist_ok=True)
-    # The picture connection attaches the history file; waiting for the lock like open_history.
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            picture.execute("ATTACH ? AS hist", [str(history_path)])
-            break
-        except duckdb.Error as exc:
-            if "lock" not in str(exc).lower():
-                raise HandoffError(f"{history_path}: cannot open the history database ({exc})") from None
-            if time.monotonic() >= deadline:
-                raise HistoryLocked(
-                    f"{history_path}: the history database is locked by another handoff process; waited {wait_s:.0f} s"
-                ) from None
-            time.sleep(0.2)
+    # The picture connection attaches the history file, waiting for the lock like open_history.
+    while_locked(lambda: picture.execute("ATTACH ? AS hist", [str(history_path)]), history_path, wait_s)
     have = {r[0] for r in picture.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
     tables = {src: dst for src, dst in SNAPSHOT_TABLES.items() if src in have or src not in OPTIONAL_TABLES}
     try:

@@ -11,9 +11,9 @@ Outcomes:
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 GOOD = Path(__file__).parent / "fixtures" / "extracts" / "good"
 

@@ -17,23 +17,13 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from handoff_lib.contract import ENTITIES
+from handoff_lib.contract import ENTITIES, SQL_TYPES
 from handoff_lib.db import connect
 from handoff_lib.settings import Settings, load_settings
 
 DEMO = Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"
 TZ = ZoneInfo("America/New_York")
 DAY = dt.date(2025, 6, 10)  # a Tuesday
-DUCK_TYPES = {
-    "id": "VARCHAR",
-    "text": "VARCHAR",
-    "enum": "VARCHAR",
-    "int": "BIGINT",
-    "decimal": "DOUBLE",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
-    "date": "DATE",
-}
 LINKED = ("pick_tasks", "pack_events", "holds", "shipments", "cases")
 LINK_COLUMNS = (
     ("order_id", "VARCHAR"),
@@ -63,7 +53,7 @@ def demo_settings(**policy_changes: Any) -> Settings:
 
 def entity_columns(entity: str) -> list[tuple[str, str]]:
     """(column, DuckDB type) of a loaded entity table, as the loader creates it."""
-    cols = [(f.name, DUCK_TYPES[f.type]) for f in ENTITIES[entity].fields]
+    cols = [(f.name, SQL_TYPES[f.type]) for f in ENTITIES[entity].fields]
     return cols + [("_file", "VARCHAR"), ("_line", "BIGINT")]
 
 

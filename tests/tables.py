@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from handoff_lib.contract import ENTITIES
-
-SQL_TYPES = {
-    "id": "VARCHAR",
-    "text": "VARCHAR",
-    "enum": "VARCHAR",
-    "int": "BIGINT",
-    "decimal": "DOUBLE",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
-    "date": "DATE",
-}
+from handoff_lib.contract import ENTITIES, SQL_TYPES
 
 
 def make_tables(con: duckdb.DuckDBPyConnection, **rows: list[dict]) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
 from bad_extracts import CASES, GOOD, Case
+
 from handoff_lib.db import connect
 from handoff_lib.errors import HandoffError
 from handoff_lib.pipeline import build_picture
@@ -70,7 +70,7 @@ def test_bad_extract_gets_its_outcome(case: Case, tmp_path):
     if case.outcome == "error":
         with pytest.raises(HandoffError) as err:
             build_picture(settings, now=now)
-        assert re.search(case.match, str(err.value), re.S), str(err.value)
+        assert re.search(case.match, str(err.value), re.DOTALL), str(err.value)
         return
     con = build_picture(settings, now=now, con=connect(settings))
     accounting_holds(con)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+from tables import make_tables
 
 from handoff_lib.identifiers import build_crosswalk, normalise
 from handoff_lib.settings import IdRule, load_settings
-from tables import make_tables
 
 ORDER = IdRule("order", prefixes=("SO", "ORD"), strip_zeros=True)
 TICKET = IdRule("pick_ticket", prefixes=("PT",), line_suffix=r"-\d{1,3}$")
@@ -85,7 +85,7 @@ def link(con, source, key):
 
 
 def test_wms_order_reference_links_after_normalisation(con):
-    status, order, method, conf, level, _ = link(con, "pick_tasks", "T2")
+    status, order, method, _conf, level, _ = link(con, "pick_tasks", "T2")
     assert (status, order, method, level) == ("linked", "SO-0012346", "order_ref -> order (normalised)", "high")
 
 
@@ -141,4 +141,4 @@ def test_join_quality_shares_add_up_per_source(con):
     jq = con.execute("SELECT source, sum(records), sum(share_pct) FROM join_quality GROUP BY 1").fetchall()
     for source, records, share in jq:
         assert abs(share - 100) < 0.05, source
-    assert dict((s, r) for s, r, _ in jq)["cases"] == 3
+    assert {s: r for s, r, _ in jq}["cases"] == 3

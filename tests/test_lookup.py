@@ -31,8 +31,8 @@ def one(con, sql):
     "sql, kind",
     [
         ("SELECT order_id, order_id FROM orders LIMIT 1", "order"),
-        ("SELECT customer_po, order_id FROM orders WHERE customer_po IS NOT NULL AND customer_po IN "
-         "(SELECT customer_po FROM orders GROUP BY 1 HAVING count(*) = 1) LIMIT 1", "customer_po"),
+        (("SELECT customer_po, order_id FROM orders WHERE customer_po IS NOT NULL AND customer_po IN "
+         "(SELECT customer_po FROM orders GROUP BY 1 HAVING count(*) = 1) LIMIT 1"), "customer_po"),
         ("SELECT pick_ticket, order_id FROM linked_pick_tasks WHERE link_status = 'linked' LIMIT 1", "pick_ticket"),
         ("SELECT task_id, order_id FROM linked_pick_tasks WHERE link_status = 'linked' LIMIT 1", "task"),
         ("SELECT carton_id, order_id FROM linked_pack_events WHERE link_status = 'linked' LIMIT 1", "carton"),
@@ -72,7 +72,7 @@ def test_an_unknown_identifier_finds_nothing(picture):
 
 
 def test_the_view_shows_state_promise_blockers_and_every_linked_record(picture):
-    settings, con = picture
+    _settings, con = picture
     order_id = one(con, "SELECT order_id FROM blockers WHERE order_id IS NOT NULL LIMIT 1")[0]
     text = format_view(order_view(con, order_id))
     assert text.startswith(f"Order {order_id}")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from handoff_lib.pipeline import build_picture
 from handoff_lib.picture import summary_with_drill_down
+from handoff_lib.pipeline import build_picture
 from handoff_lib.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """A 10,000-order demo day as of 14:30, loaded, linked and analysed."""
-    from handoff_lib.demo import generate
-
     from conftest import make_site
+
+    from handoff_lib.demo import generate
 
     tmp = tmp_path_factory.mktemp("day10k")
     generate(orders=10_000, seed=5, out=tmp / "data", at=("14:30",), site_file=ROOT / "parameters/demo.yaml", progress=False)

@@ -99,7 +99,7 @@ def test_two_runs_of_the_same_review_at_once_leave_one_snapshot(site):
     a = handoff(site, "2026-11-24 12:00", wait=False)
     b = handoff(site, "2026-11-24 12:00", wait=False)
     for p in (a, b):
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     settings = load_settings(site)
     state = snapshot_state(settings)

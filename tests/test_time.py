@@ -7,10 +7,10 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from scenario_tables import Story, demo_settings
 
 from handoff_lib.cli import parse_at
 from handoff_lib.settings import Cutoff
-from scenario_tables import Story, demo_settings
 
 EVERY_DAY = frozenset(range(7))
 

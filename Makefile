@@ -32,5 +32,8 @@ browser:
 lint: setup
 	$(BIN)/ruff check handoff_lib tests bench
 
+bench: setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf outputs/demo-data outputs/demo

@@ -349,6 +349,9 @@ def growth(report: dict) -> list[dict]:
                 "time_exp": round(math.log(t2 / t1) / math.log(n2 / n1), 2) if t1 and t2 else None,
                 "mem_exp": round(math.log(m2["peak_rss_mb"] / m1["peak_rss_mb"]) / math.log(n2 / n1), 2),
             })  # fmt: skip
+        for e, (_, m1), (_, m2) in zip(exps, pts[:-1], pts[1:], strict=True):  # CPU seconds: compute, without waiting
+            c1, c2 = m1.get("cpu_s"), m2.get("cpu_s")
+            e["cpu_exp"] = round(math.log(c2 / c1) / math.log(e["to"] / e["from"]), 2) if c1 and c2 else None
         row["exponents"] = exps
         last = exps[-1]["time_exp"]
         row["superlinear"] = bool(last is not None and last > 1.15)
@@ -458,8 +461,8 @@ def markdown(report: dict) -> str:
         ]
         sizes = [s for s in report["sizes"] if report["days"].get(s)]
         L += [
-            "| step | " + " | ".join(f"{s} s / MB" for s in sizes) + " | k time | k memory | flag |",
-            "|---|" + "---:|" * len(sizes) + "---|---|---|",
+            "| step | " + " | ".join(f"{s} s / MB" for s in sizes) + " | k time | k CPU | k memory | flag |",
+            "|---|" + "---:|" * len(sizes) + "---|---|---|---|",
         ]
         for g in report["growth"]:
             cells = []
@@ -469,10 +472,11 @@ def markdown(report: dict) -> str:
                 cells.append(f"{fmt(p['work_s'] or p['wall_s'], nd=2)} / {p['rss_mb']:,}" if p else "n/a")
             kt = ", ".join(fmt(e["time_exp"], nd=2) for e in g["exponents"])
             km = ", ".join(fmt(e["mem_exp"], nd=2) for e in g["exponents"])
+            kc = ", ".join(fmt(e.get("cpu_exp"), nd=2) for e in g["exponents"])
             L.append(
                 f"| {LABELS[g['step']]} | "
                 + " | ".join(cells)
-                + f" | {kt} | {km} | {'SUPERLINEAR' if g['superlinear'] else ''} |"
+                + f" | {kt} | {kc} | {km} | {'SUPERLINEAR' if g['superlinear'] else ''} |"
             )
         L.append("")
     return "\n".join(L) + "\n"
@@ -571,7 +575,15 @@ def main() -> None:
     ap.add_argument("--board-loads", type=int, default=5, help="board page loads to time")
     ap.add_argument("--keep", action="store_true", help="keep the per-step DuckDB files under bench/cache/")
     ap.add_argument("--out", default=str(RESULTS), help="folder for bench.json and bench.md")
+    ap.add_argument("--render", default="", help="only re-render bench.md from this bench.json")
     a = ap.parse_args()
+    if a.render:
+        report = json.loads(Path(a.render).read_text())
+        report["growth"] = growth(report)
+        report["targets"] = targets(report)
+        Path(a.render).write_text(json.dumps(report, indent=2, default=str))
+        Path(a.render).with_name("bench.md").write_text(markdown(report))
+        return
     steps = [s.strip() for s in a.steps.split(",") if s.strip()]
     unknown = [s for s in steps if s not in ALL_STEPS]
     if unknown:

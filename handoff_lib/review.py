@@ -22,14 +22,15 @@ from . import charts
 from .db import connect
 from .drafts import build_drafts, since_last_cutoff, write_drafts
 from .errors import HandoffError
-from .exports import write_csv, write_xlsx
+from .exports import workbook_from_parquet, write_csv, write_parquet
 from .history import ReviewKey, change_summary, changes_since
 from .picture import PROMISE_STATUSES, summary
 from .pipeline import build_picture, trained_note_model
 from .settings import Settings, load_settings
 from .states import STATE_NAMES
 
-MAX_ROWS = 5000  # longer tables are cut in the HTML report (the CSV/XLSX exports hold every row)
+MAX_ROWS = 2000  # longer tables are cut in the HTML report (the CSV/XLSX exports hold every row)
+DRILL_ROWS = 500  # the per-state and per-promise-status lists behind the tiles are cut sooner
 MAX_TEXT = 240  # characters of a text cell shown in the report
 
 BOARD_COLUMNS = [
@@ -189,14 +190,16 @@ class Review:
         return html_table(self.table("blockers", BLOCKER_COLUMNS), "blocker-queue", "Blocker queue, highest priority first")
 
     # ---- promise
-    def promise_view(self, status: str) -> HTML:
+    def promise_view(self, status: str, max_rows: int = MAX_ROWS) -> HTML:
         df = self.con.execute("SELECT * FROM order_board WHERE promise_status = ?", [status]).df()
         df = df[[c for c in PROMISE_COLUMNS if c in df.columns]]
-        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}")
+        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}", max_rows)
 
     def orders_in_state(self, state: str) -> HTML:
         df = self.con.execute("SELECT * FROM order_board WHERE state = ?", [state]).df()
-        return html_table(df[[c for c in BOARD_COLUMNS if c in df.columns]], f"orders-{state}", f"Orders {state.replace('_', ' ')}")
+        return html_table(
+            df[[c for c in BOARD_COLUMNS if c in df.columns]], f"orders-{state}", f"Orders {state.replace('_', ' ')}", DRILL_ROWS
+        )
 
     def states_drilldown(self) -> HTML:
         """One table per state that has orders (the lists behind the state tiles)."""
@@ -206,7 +209,7 @@ class Review:
     def promise_drilldown(self) -> HTML:
         """The lists behind the other promise tiles (safe, handed off, cancelled)."""
         rest = [p for p in PROMISE_STATUSES if p not in ("at_risk", "needs_communication")]
-        return HTML("".join(self.promise_view(p).data for p in rest))
+        return HTML("".join(self.promise_view(p, DRILL_ROWS).data for p in rest))
 
     def burndown(self) -> go.Figure:
         return charts.cutoff_burndown(self.con)
@@ -270,8 +273,10 @@ class Review:
                 df[col] = df[col].map(lambda v: "; ".join(map(str, list(v))) if v is not None else "")
         return df
 
-    def export(self) -> Markdown:
-        """Write board, blocker queue, promise view and changes as CSV and one XLSX, plus summary.json."""
+    def export(self, xlsx: bool = True) -> Markdown:
+        """Write board, blocker queue, promise view, changes and drafts as CSV and Parquet, the XLSX
+        workbook (one sheet each; `xlsx=False` leaves it to the caller, as `handoff run` does, which
+        builds it beside the HTML report), and summary.json."""
         if self.out_dir is None:
             return Markdown("_No output folder: exports skipped._")
         board = self.table("order_board")
@@ -288,11 +293,14 @@ class Review:
             "changes.csv": write_csv(changes, self.out_dir / "changes.csv"),
             "rejects.csv": write_csv(self.table("rejects"), self.out_dir / "rejects.csv"),
             "join_quality.csv": write_csv(self.table("join_quality"), self.out_dir / "join_quality.csv"),
-            "cutoff_review.xlsx": write_xlsx(
-                {"Board": board, "Blocker queue": blockers, "Promise view": promise, "Changes": changes, "Draft notes": drafts},
-                self.out_dir / "cutoff_review.xlsx",
-            ),
         }
+        views = {"order_board": board, "blocker_queue": blockers, "promise_view": promise, "changes": changes, "drafts": drafts}
+        for name, df in views.items():
+            files[f"{name}.parquet"] = write_parquet(df, self.out_dir / f"{name}.parquet")
+        # the workbook's Board sheet holds the columns people read; CSV and Parquet hold every column
+        write_parquet(board[[c for c in BOARD_COLUMNS if c in board.columns]], self.out_dir / "board_sheet.parquet")
+        if xlsx:
+            files["cutoff_review.xlsx"] = workbook_from_parquet(self.out_dir)
         counts = self.counts()
         counts.update({f"changes.{k}": int(n) for k, n in change_summary(self.con).itertuples(index=False)})
         (self.out_dir / "summary.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")

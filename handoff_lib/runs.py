@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -156,6 +157,7 @@ def run_review(
                 "data_folder": str(settings.data_folder),
                 "history_db": str(history.resolve()),
                 "out_dir": str(tmp.resolve()),
+                "make_xlsx": False,
             }
             executed = tmp / REVIEW_NOTEBOOK
             try:
@@ -174,8 +176,20 @@ def run_review(
             step = "report"
             _crash_point(step)
             t1 = time.perf_counter()
-            export_html(executed, tmp / "cutoff_review.html", f"{settings.name} cutoff review {at:%Y-%m-%d %H:%M}")
-            timings["report"] = time.perf_counter() - t1
+            # the XLSX workbook is built in its own process while this one renders the HTML (2 cores)
+            workbook = subprocess.Popen(
+                [sys.executable, "-m", "handoff_lib.exports", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            try:
+                export_html(executed, tmp / "cutoff_review.html", f"{settings.name} cutoff review {at:%Y-%m-%d %H:%M}")
+                timings["report"] = time.perf_counter() - t1
+                _, err = workbook.communicate(timeout=1800)
+            finally:
+                if workbook.poll() is None:
+                    workbook.kill()
+            if workbook.returncode != 0:
+                raise RunError(step, f"building cutoff_review.xlsx failed: {err.strip().splitlines()[-1] if err.strip() else workbook.returncode}")
+            timings["workbook"] = time.perf_counter() - t1
 
             step = "manifest"
             _crash_point(step)

@@ -204,7 +204,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         field_pick AS (          -- a field names one order, or its prefix settles which kind it is
             SELECT c.*, pf.n_all,
                    row_number() OVER (PARTITION BY c._line, c.field
-                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank) AS rk
+                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank, c.matched_key) AS rk
             FROM multi c JOIN per_field pf USING (_line, field)
             WHERE pf.n_all = 1 OR (pf.n_seen = 1 AND c.prefix_seen)
         ),

@@ -63,3 +63,19 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def year():
+    """The 2017 public order-history backtest, three reviews a day, with its connection (tables bt_*);
+    one per test module, since modules add their own tables to it."""
+    import datetime as dt
+
+    from handoff_lib import backtest as bt
+    from handoff_lib.settings import load_settings
+
+    settings = load_settings(ROOT / "parameters" / "olist.yaml")
+    con = bt.load_history(settings)
+    times = (dt.time(9), dt.time(12), dt.time(16))
+    result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
+    return settings, con, result

@@ -24,15 +24,6 @@ needs_history = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def year():
-    """The 2017 backtest, three reviews a day, with its connection (tables bt_*)."""
-    settings = load_settings(SITE)
-    con = bt.load_history(settings)
-    result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), TIMES, progress=False, con=con)
-    return settings, con, result
-
-
 @needs_history
 def test_reading_through_the_mapping_finds_952_of_9753_orders_handed_off_after_their_latest_ship_by(year):
     _, con, result = year

@@ -6,20 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_backtest import SITE, TIMES, needs_history
+from test_backtest import SITE, needs_history
 
-from handoff_lib import backtest as bt
 from handoff_lib import risk
 from handoff_lib.errors import HandoffError
 from handoff_lib.settings import load_settings
-
-
-@pytest.fixture(scope="module")
-def year():
-    settings = load_settings(SITE)
-    con = bt.load_history(settings)
-    result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), TIMES, progress=False, con=con)
-    return settings, con, result
 
 
 @needs_history

@@ -33,9 +33,9 @@ import data
 PY = sys.executable
 RESULTS = BENCH / "results"
 ALL_STEPS = (
-    "floor", "floor_table", "pandas", "load", "crosswalk", "analyse", "snapshot", "suite", "suite_mem", "review", "notes", "board",
+    "floor", "floor_table", "pandas", "load", "crosswalk", "analyse", "snapshot", "suite", "suite_file", "review", "notes", "board",
 )  # fmt: skip
-PER_DAY = ("floor", "floor_table", "pandas", "load", "crosswalk", "analyse", "snapshot", "suite", "suite_mem", "review")
+PER_DAY = ("floor", "floor_table", "pandas", "load", "crosswalk", "analyse", "snapshot", "suite", "suite_file", "review")
 STAGE_INPUT = {"crosswalk": "load", "analyse": "crosswalk", "snapshot": "analyse"}  # step -> stage it starts from
 LABELS = {
     "floor": "read floor (DuckDB count(*) per file)",
@@ -46,7 +46,7 @@ LABELS = {
     "analyse": "states + blockers + promise (+ board)",
     "snapshot": "snapshot write",
     "suite": "suite compute load -> snapshot (one process)",
-    "suite_mem": "same, picture in memory instead of a file (context)",
+    "suite_file": "same, built straight into a DuckDB file (context)",
     "review": "cutoff review run (papermill + HTML)",
     "notes": "notes classification (100,000 notes)",
     "board": "board time to interactive",
@@ -186,9 +186,10 @@ def run_step(step: str, meta: dict, work: Path, args) -> dict:
             ],
             res,
         )
-    if step == "suite_mem":  # the picture in an in-memory database: what file-backed storage costs
-        hist = work / "suite_mem_history.duckdb"
-        return measure([*steps_py, "suite", "--data", d, "--out", ":memory:", "--history", str(hist), "--result", str(res)], res)
+    if step == "suite_file":  # the picture built straight into a file: what writing every stage to disk costs
+        out, hist = work / "suite_file.duckdb", work / "suite_file_history.duckdb"
+        _fresh(out)
+        return measure([*steps_py, "suite_file", "--data", d, "--out", str(out), "--history", str(hist), "--result", str(res)], res)
     if step == "review":
         out = work / "review"
         shutil.rmtree(out, ignore_errors=True)
@@ -407,8 +408,11 @@ def markdown(report: dict) -> str:
             note = ""
             if c.get("parts"):
                 note = ", ".join(f"{k} {v:.2f}" for k, v in c["parts"].items() if isinstance(v, (int, float)))
-            if step == "suite" and c.get("analyse_parts"):
+            if step in ("suite", "suite_file") and c.get("analyse_parts"):
                 note += "; analyse: " + ", ".join(f"{k} {v:.2f}" for k, v in c["analyse_parts"].items())
+            outside = [f"{label} {c[k]:.2f} s" for k, label in (("copy_in_s", "copy in"), ("picture_file_s", "picture file")) if c.get(k)]
+            if outside:
+                note += ("; " if note else "") + "not in work: " + ", ".join(outside)
             L.append(
                 f"| {LABELS[step]} | {fmt(m['wall_s'], nd=2)} | {fmt(c.get('seconds'), nd=2)} | {fmt(m.get('cpu_s'), nd=1)} | "
                 f"{m['peak_rss_mb']:,} | {m['tree_peak_mb']:,} | {note} |"

@@ -8,9 +8,16 @@ the steps are independent processes:
     crosswalk  OUT after load -> OUT           (id index, xref, linked_*, join quality, order picture)
     analyse    OUT after crosswalk -> OUT      (cutoffs, states, blockers, promise, order board, summary)
     snapshot   OUT after analyse -> history    (write_snapshot into a fresh history database)
-    suite      extracts -> OUT -> history      (all of the above in one process: the suite's own compute)
+    suite      extracts -> history, OUT        (all of the above in one process: the suite's own compute)
+    suite_file extracts -> OUT -> history      (the same, built straight into a DuckDB file: context)
     review     extracts -> review folder       (handoff_lib.runs.run_review: papermill + HTML + history)
     notes      100,000 demo notes -> reasons   (handoff_lib.notes, when it has a trained model)
+
+The picture is built in memory, as pipeline.build_picture and a review run build it. A stage step
+copies the previous stage's file into memory first and writes its picture back to OUT after (both
+outside its timed work, reported as `copy_in_s` / `picture_file_s`); the suite writes its picture file
+after the snapshot and reports that as `picture_file_s` too (a review run writes it in the background
+while the report renders).
 
 The child writes what it timed itself (seconds of work, without interpreter start and imports) to the
 result file as JSON; a step that cannot run writes {"status": "n/a", "why": ...}.
@@ -76,54 +83,88 @@ def _counts(con, tables: tuple[str, ...]) -> dict[str, int]:
     return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
 
 
+def _from_file(s, path: str):
+    """An in-memory picture holding the tables and views of the DuckDB file `path`."""
+    from handoff_lib.db import connect
+
+    con = connect(s)
+    con.execute("ATTACH ? AS f (READ_ONLY)", [path])
+    for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'f' AND NOT temporary").fetchall():
+        con.execute(f'CREATE TABLE "{t}" AS SELECT * FROM f."{t}"')
+    views = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = 'f' AND NOT internal AND NOT temporary").fetchall()
+    con.execute("DETACH f")
+    for (sql,) in views:
+        con.execute(sql)
+    return con
+
+
+def _save(con, path: str) -> float:
+    from handoff_lib.db import save_picture
+
+    t0 = T()
+    Path(path).unlink(missing_ok=True)
+    save_picture(con, path)
+    return round(T() - t0, 3)
+
+
 def step_load(a) -> dict:
     from handoff_lib.db import connect
     from handoff_lib.extracts import load_source
+    from handoff_lib.validate import reject_events_out_of_order
 
     s = _settings(a.data)
     t0 = T()
-    con = connect(s, a.out)
+    con = connect(s)
     parts = {}
     for entity in s.sources:
         t1 = T()
         load_source(con, s, entity)
         parts[entity] = round(T() - t1, 3)
-    con.execute("CHECKPOINT")
+    t1 = T()
+    reject_events_out_of_order(con, s)
+    parts["events_in_order"] = round(T() - t1, 3)
+    seconds = round(T() - t0, 3)
     rows = int(con.execute("SELECT sum(rows_read) FROM load_report").fetchone()[0])
     rejected = int(con.execute("SELECT count(*) FROM rejects").fetchone()[0])
-    con.close()
-    return {"seconds": round(T() - t0, 3), "parts": parts, "rows_read": rows, "rejected": rejected}
+    saved = _save(con, a.out)
+    return {"seconds": seconds, "parts": parts, "rows_read": rows, "rejected": rejected, "picture_file_s": saved}
 
 
 def step_crosswalk(a) -> dict:
-    from handoff_lib.db import connect
     from handoff_lib.identifiers import build_crosswalk, build_order_picture
 
     s = _settings(a.data)
+    t = T()
+    con = _from_file(s, a.out)
+    copy_in = round(T() - t, 3)
     t0 = T()
-    con = connect(s, a.out)
     build_crosswalk(con, s)
     t1 = T()
     build_order_picture(con)
     t2 = T()
-    con.execute("CHECKPOINT")
     status = dict(con.execute("SELECT status, count(*) FROM xref GROUP BY 1").fetchall())
-    con.close()
     parts = {"build_crosswalk": round(t1 - t0, 3), "build_order_picture": round(t2 - t1, 3)}
-    return {"seconds": round(T() - t0, 3), "parts": parts, "xref": {k: int(v) for k, v in status.items()}}
+    saved = _save(con, a.out)
+    return {
+        "seconds": round(t2 - t0, 3),
+        "parts": parts,
+        "xref": {k: int(v) for k, v in status.items()},
+        "copy_in_s": copy_in,
+        "picture_file_s": saved,
+    }
 
 
 def step_analyse(a) -> dict:
-    from handoff_lib.db import connect
-
     s = _settings(a.data)
+    t = T()
+    con = _from_file(s, a.out)
+    copy_in = round(T() - t, 3)
     t0 = T()
-    con = connect(s, a.out)
     parts = _timed_analyse(con, s, _now(s))
-    con.execute("CHECKPOINT")
+    seconds = round(T() - t0, 3)
     counts = _counts(con, ("order_states", "line_states", "blockers", "promise", "order_board"))
-    con.close()
-    return {"seconds": round(T() - t0, 3), "parts": parts, "rows": counts}
+    saved = _save(con, a.out)
+    return {"seconds": seconds, "parts": parts, "rows": counts, "copy_in_s": copy_in, "picture_file_s": saved}
 
 
 def _snapshot(con, s, history: Path) -> None:
@@ -136,28 +177,28 @@ def _snapshot(con, s, history: Path) -> None:
 
 
 def step_snapshot(a) -> dict:
-    from handoff_lib.db import connect
-
     s = _settings(a.data)
+    t = T()
+    con = _from_file(s, a.out)
+    copy_in = round(T() - t, 3)
     t0 = T()
-    con = connect(s, a.out)
     _snapshot(con, s, Path(a.history))
+    seconds = round(T() - t0, 3)
     con.close()
-    return {"seconds": round(T() - t0, 3), "history_bytes": Path(a.history).stat().st_size}
+    return {"seconds": seconds, "history_bytes": Path(a.history).stat().st_size, "copy_in_s": copy_in}
 
 
-def step_suite(a) -> dict:
-    """Load -> crosswalk -> order picture -> analyse -> snapshot in one process, into a picture file as a
-    review run keeps it (runs.py writes picture.duckdb)."""
-    from handoff_lib.db import connect
+def _suite(a, con) -> dict:
+    """Load (+ the events-in-order check) -> crosswalk -> order picture -> analyse -> snapshot in `con`."""
     from handoff_lib.extracts import load_extracts
     from handoff_lib.identifiers import build_crosswalk, build_order_picture
+    from handoff_lib.validate import reject_events_out_of_order
 
     s = _settings(a.data)
     parts = {}
     t0 = T()
-    con = connect(s, a.out)
     load_extracts(con, s)
+    reject_events_out_of_order(con, s)
     parts["load"] = round(T() - t0, 3)
     t1 = T()
     build_crosswalk(con, s)
@@ -167,11 +208,38 @@ def step_suite(a) -> dict:
     sub = _timed_analyse(con, s, _now(s))
     parts["analyse"] = round(T() - t1, 3)
     t1 = T()
-    con.execute("CHECKPOINT")
     _snapshot(con, s, Path(a.history))
     parts["snapshot"] = round(T() - t1, 3)
-    con.close()
     return {"seconds": round(T() - t0, 3), "parts": parts, "analyse_parts": sub}
+
+
+def step_suite(a) -> dict:
+    """The suite's own compute in one process, the picture in memory as pipeline.build_picture and a
+    review run keep it; then the picture file (not part of `seconds`: a review writes it in the
+    background while its report renders)."""
+    from handoff_lib.db import connect
+
+    s = _settings(a.data)
+    con = connect(s)
+    res = _suite(a, con)
+    res["picture_file_s"] = _save(con, a.out)
+    return res
+
+
+def step_suite_file(a) -> dict:
+    """The same compute built straight into a DuckDB file (how review runs kept the picture before): what
+    writing every intermediate table to disk costs."""
+    from handoff_lib.db import connect
+
+    s = _settings(a.data)
+    Path(a.out).unlink(missing_ok=True)
+    t0 = T()
+    con = connect(s, a.out)
+    res = _suite(a, con)
+    con.execute("CHECKPOINT")
+    res["seconds"] = round(T() - t0, 3)
+    con.close()
+    return res
 
 
 def step_review(a) -> dict:
@@ -261,6 +329,7 @@ STEPS = {
     "analyse": step_analyse,
     "snapshot": step_snapshot,
     "suite": step_suite,
+    "suite_file": step_suite_file,
     "review": step_review,
     "notes": step_notes,
 }

@@ -14,3 +14,69 @@ def connect(settings: Settings, path: str | Path = ":memory:", read_only: bool =
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = ?", [settings.timezone])
     return con
+
+
+def save_picture(con: duckdb.DuckDBPyConnection, path: str | Path) -> Path:
+    """Write every table and view of the picture in `con` to the DuckDB file `path`, replacing it.
+
+    The picture is built in memory (building it straight into a file costs about a quarter more: every
+    intermediate table is compressed and written); this writes the finished picture once, for the
+    analysts and the board. It goes to `<path>.part` first and is renamed at the end, so `path` is
+    either the complete picture or absent. Use a cursor of the picture's connection when another
+    thread keeps using the connection."""
+    path = Path(path)
+    part = path.with_name(path.name + ".part")
+    part.unlink(missing_ok=True)
+    home = con.execute("SELECT current_database()").fetchone()[0]
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = $db AND schema_name = 'main' AND NOT temporary ORDER BY 1",
+        {"db": home},
+    ).fetchall()]
+    views = con.execute(
+        """SELECT view_name, sql FROM duckdb_views()
+           WHERE database_name = $db AND schema_name = 'main' AND NOT internal AND NOT temporary ORDER BY 1""",
+        {"db": home},
+    ).fetchall()
+    con.execute("ATTACH ? AS _picture_file", [str(part)])
+    try:
+        for t in tables:
+            con.execute(f'CREATE TABLE _picture_file.main."{t}" AS SELECT * FROM "{home}".main."{t}"')
+        con.execute("USE _picture_file")
+        try:
+            for _, sql in views:  # unqualified names: they resolve inside the file when it is opened
+                con.execute(sql)
+        finally:
+            con.execute(f'USE "{home}"')
+    finally:
+        con.execute("DETACH _picture_file")
+    part.replace(path)
+    return path
+
+
+class PictureWriter:
+    """save_picture in a background thread, so a review renders its report while the picture is written
+    (DuckDB releases the GIL; the machine has a core to spare while Python renders). `wait()` returns
+    the path, or raises what the writer raised."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str | Path):
+        import threading
+
+        self.path = Path(path)
+        self._cursor = con.cursor()  # its own connection to the same in-memory database
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="handoff-picture-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            save_picture(self._cursor, self.path)
+        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+            self._error = exc
+        finally:
+            self._cursor.close()
+
+    def wait(self) -> Path:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.path

@@ -142,3 +142,46 @@ def test_join_quality_shares_add_up_per_source(con):
     for source, records, share in jq:
         assert abs(share - 100) < 0.05, source
     assert {s: r for s, r, _ in jq}["cases"] == 3
+
+
+def test_linked_sources_are_views_with_every_record_and_their_columns(con):
+    """After the crosswalk each linked source is a view over linked_<source>: same rows, same columns."""
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert {"pick_tasks", "pack_events", "shipments", "holds", "cases"} <= views
+    assert con.execute("SELECT count(*) FROM pick_tasks").fetchone()[0] == 4
+    cols = [r[0] for r in con.execute("DESCRIBE pick_tasks").fetchall()]
+    assert "order_id" not in cols and "link_status" not in cols and "task_id" in cols
+    assert con.execute("SELECT list(task_id ORDER BY _line) FROM pick_tasks").fetchone()[0] == ["T1", "T2", "T3", "T4"]
+
+
+def test_a_second_crosswalk_on_the_same_connection_gives_the_same_links(con):
+    settings = load_settings("parameters/demo.yaml")
+    before = con.execute("SELECT * FROM xref ORDER BY source, _line").fetchall()
+    build_crosswalk(con, settings)
+    assert con.execute("SELECT * FROM xref ORDER BY source, _line").fetchall() == before
+    assert con.execute("SELECT count(*) FROM linked_pick_tasks").fetchone()[0] == 4
+
+
+def test_records_sharing_a_reference_each_get_the_link():
+    """References are resolved once per distinct value; every record carrying it gets the result,
+    and a blank reference stays unmatched on its own."""
+    settings = load_settings("parameters/demo.yaml")
+    c = duckdb.connect()
+    make_tables(
+        c,
+        orders=[{"order_id": "SO-0000001", "customer_id": "C1", "customer_po": "PO-1", "release_status": "released"}],
+        pick_tasks=[
+            {"task_id": f"T{i}", "pick_ticket": f"PT0000001-0{i}", "order_ref": ref, "sku": "A", "qty_required": 1, "status": "open"}
+            for i, ref in enumerate(["1", "1", "SO-0000001", None, "1"], start=1)
+        ],
+        pack_events=[], shipments=[], holds=[], cases=[],
+    )  # fmt: skip
+    build_crosswalk(c, settings)
+    rows = c.execute("SELECT record_key, status, order_id, method FROM xref WHERE source = 'pick_tasks' ORDER BY record_key").fetchall()
+    assert rows == [
+        ("T1", "linked", "SO-0000001", "order_ref -> order (normalised)"),
+        ("T2", "linked", "SO-0000001", "order_ref -> order (normalised)"),
+        ("T3", "linked", "SO-0000001", "order_ref -> order (exact)"),
+        ("T4", "unmatched", None, None),
+        ("T5", "linked", "SO-0000001", "order_ref -> order (normalised)"),
+    ]

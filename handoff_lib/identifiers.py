@@ -163,7 +163,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         f"""CREATE OR REPLACE TEMP TABLE _rec_ref AS
             SELECT e._line, r._ref FROM {entity} e JOIN _refs r ON {same}"""
     )
-    # 1. one row per (reference, field, kind) with the normalised key (_refkeys, below)
+    # 1. one row per (reference, field, kind) with the normalised key
     parts, params = [], {}
     for fi, (field, kinds) in enumerate(fields):
         for ki, kind in enumerate(kinds):
@@ -180,11 +180,11 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
                            {e.sql} AS key, {seen.sql} AS prefix_seen
                     FROM _refs WHERE {field} IS NOT NULL AND trim({field}) <> ''"""
             )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _refkeys AS {' UNION ALL '.join(parts)}", params)
     # 2. candidates: every index entry the normalised keys hit
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE _cands AS
-        WITH _refkeys AS ({' UNION ALL '.join(parts)})
         SELECT r._ref, r.field, r.raw, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.source AS via_source,
                i.raw_key AS matched_key,
                (upper(trim(r.raw)) = i.raw_key) AS exact,
@@ -197,7 +197,6 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         FROM _refkeys r JOIN id_index i ON i.kind = r.kind AND i.key = r.key AND r.key <> ''
         """,
         {
-            **params,
             "c_exact": CONFIDENCE["exact"],
             "c_norm": CONFIDENCE["normalised"],
             "c_po": CONFIDENCE["customer_po"],
@@ -285,7 +284,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         """,
         {"entity": entity, "high": HIGH, "medium": MEDIUM},
     )
-    for t in ("_refs", "_rec_ref", "_cands", "_resolved"):
+    for t in ("_refs", "_rec_ref", "_refkeys", "_cands", "_resolved"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
@@ -343,9 +342,9 @@ def join_quality(con: duckdb.DuckDBPyConnection, examples: int = 3) -> pd.DataFr
         CREATE OR REPLACE TABLE join_quality AS
         WITH g AS (
             SELECT source, status, coalesce(method, '') AS method, count(*) AS records,
-                   list(record_key || ' [' || coalesce(reference, '') || ']' ||
-                        CASE WHEN status = 'ambiguous' THEN ' candidates: ' || coalesce(candidates, '') ELSE '' END
-                        ORDER BY _line)[1:$n] AS ex
+                   arg_min(record_key || ' [' || coalesce(reference, '') || ']' ||
+                           CASE WHEN status = 'ambiguous' THEN ' candidates: ' || coalesce(candidates, '') ELSE '' END,
+                           _line, $n) AS ex  -- the first n by line, without sorting every record
             FROM xref GROUP BY ALL
         )
         SELECT source, status, method, CAST(records AS BIGINT) AS records,
@@ -359,7 +358,7 @@ def join_quality(con: duckdb.DuckDBPyConnection, examples: int = 3) -> pd.DataFr
     return con.execute("SELECT * FROM join_quality").df()
 
 
-def build_order_picture(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def build_order_picture(con: duckdb.DuckDBPyConnection) -> None:
     """One row per OMS order with what every system holds for it (counts and key facts).
     Written as table `order_picture`."""
     con.execute(
@@ -380,7 +379,7 @@ def build_order_picture(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                      count(*) FILTER (WHERE label_created_at IS NOT NULL) AS labels,
                      count(*) FILTER (WHERE manifested_at IS NOT NULL) AS manifested,
                      count(*) FILTER (WHERE handed_off_at IS NOT NULL) AS handed_off,
-                     string_agg(DISTINCT tracking_no, ', ' ORDER BY tracking_no) AS tracking_numbers
+                     nullif(array_to_string(list_sort(list_distinct(list(tracking_no))), ', '), '') AS tracking_numbers
               FROM linked_shipments WHERE order_id IS NOT NULL GROUP BY 1),
         c AS (SELECT order_id, count(*) AS cases, count(*) FILTER (WHERE closed_at IS NULL) AS open_cases
               FROM linked_cases WHERE order_id IS NOT NULL GROUP BY 1)
@@ -402,4 +401,3 @@ def build_order_picture(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         ORDER BY o.order_id
         """
     )
-    return con.execute("SELECT * FROM order_picture").df()

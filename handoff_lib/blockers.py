@@ -66,21 +66,35 @@ def reason_from_note(con: duckdb.DuckDBPyConnection, settings: Settings, note: s
 
 ORDER_PRIORITY = """
 CREATE OR REPLACE TABLE order_priority AS
-WITH line_value AS (SELECT order_id, sum(qty * unit_price) AS value FROM order_lines GROUP BY order_id),
+WITH line_value AS (
+    -- only orders without an OMS order value need the sum of their lines
+    SELECT l.order_id, sum(l.qty * l.unit_price) AS value FROM order_lines l
+    SEMI JOIN (SELECT order_id FROM orders WHERE order_value IS NULL) o USING (order_id)
+    GROUP BY l.order_id
+),
+-- each band table as one sorted list, looked up per order below: the first band that fits is the band
+-- the old arg_min / arg_max over a join gave (a join of every order with every band, then a GROUP BY)
+bands AS (
+    SELECT (SELECT list({'lim': within_minutes, 'pts': points} ORDER BY within_minutes, band_no) FROM policy_cutoff_bands) AS cut,
+           (SELECT list({'lim': at_least, 'pts': points} ORDER BY at_least DESC, band_no) FROM policy_value_bands) AS val,
+           (SELECT list({'lim': at_least, 'pts': points} ORDER BY at_least DESC, band_no) FROM policy_line_bands) AS lin
+),
 base AS (
     SELECT f.order_id, f.tier, coalesce(f.order_value, v.value) AS value, s.n_open_lines, c.minutes_to_cutoff,
            greatest(c.minutes_to_cutoff, 0) AS m
     FROM order_facts f JOIN order_states s USING (order_id)
     LEFT JOIN order_cutoffs c USING (order_id) LEFT JOIN line_value v USING (order_id)
 ),
-cut AS (SELECT b.order_id, arg_min(p.points, p.within_minutes) AS pts FROM base b JOIN policy_cutoff_bands p ON b.m <= p.within_minutes GROUP BY 1),
-val AS (SELECT b.order_id, arg_max(p.points, p.at_least) AS pts FROM base b JOIN policy_value_bands p ON b.value >= p.at_least GROUP BY 1),
-lin AS (SELECT b.order_id, arg_max(p.points, p.at_least) AS pts FROM base b JOIN policy_line_bands p ON b.n_open_lines >= p.at_least GROUP BY 1),
+banded AS (
+    SELECT b.*, list_filter(bands.cut, lambda x: b.m <= x.lim)[1].pts AS cut_band,
+           list_filter(bands.val, lambda x: b.value >= x.lim)[1].pts AS val_band,
+           list_filter(bands.lin, lambda x: b.n_open_lines >= x.lim)[1].pts AS lin_band
+    FROM base b CROSS JOIN bands
+),
 pts AS (
-    SELECT b.*, coalesce(t.points, $tier_default) AS tier_pts, coalesce(cut.pts, 0) AS cut_pts,
-           coalesce(val.pts, 0) AS val_pts, coalesce(lin.pts, 0) AS lin_pts
-    FROM base b LEFT JOIN policy_tier_points t ON t.tier = b.tier
-    LEFT JOIN cut USING (order_id) LEFT JOIN val USING (order_id) LEFT JOIN lin USING (order_id)
+    SELECT b.* EXCLUDE (cut_band, val_band, lin_band), coalesce(t.points, $tier_default) AS tier_pts,
+           coalesce(b.cut_band, 0) AS cut_pts, coalesce(b.val_band, 0) AS val_pts, coalesce(b.lin_band, 0) AS lin_pts
+    FROM banded b LEFT JOIN policy_tier_points t ON t.tier = b.tier
 )
 SELECT order_id, tier_pts + cut_pts + val_pts + lin_pts AS priority,
        'tier ' || coalesce(CAST(tier AS VARCHAR), '?') || ' +' || tier_pts || ', '

@@ -28,7 +28,8 @@ from .settings import Settings
 ORDER_CUTOFFS = """
 CREATE OR REPLACE TABLE order_cutoffs AS
 WITH clock AS (SELECT * FROM run_clock),
-line_ship_by AS (SELECT order_id, min(ship_by) AS ship_by FROM order_lines GROUP BY order_id),
+-- lines without a ship-by add nothing to min(): leave them out before grouping (most lines have none)
+line_ship_by AS (SELECT order_id, min(ship_by) AS ship_by FROM order_lines WHERE ship_by IS NOT NULL GROUP BY order_id),
 o AS (
     SELECT o.order_id, upper(trim(o.carrier)) AS carrier, upper(trim(o.service)) AS service,
            coalesce(o.ship_by, l.ship_by) AS ship_by, greatest(coalesce(o.ordered_at, clock.day_start), clock.day_start) AS due_from

@@ -68,14 +68,18 @@ cartons AS (
            count(*) FILTER (WHERE status = 'exception') AS n_exceptions,
            max(event_at) FILTER (WHERE status = 'packed') AS last_packed_at,
            arg_max(carton_id, event_at) FILTER (WHERE status = 'packed') AS last_carton,
-           string_agg(carton_id, ', ' ORDER BY carton_id) FILTER (WHERE status = 'packed') AS packed_cartons
+           -- an ordered string_agg sorts per group and is slow at scale: sort each order's small list instead
+           -- (the NULL filter keeps string_agg's meaning: NULLs skipped, NULL when nothing is left)
+           array_to_string(list_sort(list(carton_id) FILTER (WHERE status = 'packed' AND carton_id IS NOT NULL)), ', ')
+               AS packed_cartons
     FROM linked_pack_events WHERE link_status = 'linked' AND status <> 'cancelled' GROUP BY order_id
 ),
 ships AS (
     SELECT order_id, count(*) AS n_ship, count(label_created_at) AS n_labelled, count(manifested_at) AS n_manifested,
            count(handed_off_at) AS n_handed, max(handed_off_at) AS last_handed_at,
-           string_agg(shipment_id, ', ' ORDER BY shipment_id) AS shipment_ids,
-           string_agg(tracking_no, ', ' ORDER BY tracking_no) AS tracking_nos
+           -- as packed_cartons above: sorted lists, not ordered string_aggs
+           array_to_string(list_sort(list(shipment_id) FILTER (WHERE shipment_id IS NOT NULL)), ', ') AS shipment_ids,
+           array_to_string(list_sort(list(tracking_no) FILTER (WHERE tracking_no IS NOT NULL)), ', ') AS tracking_nos
     FROM linked_shipments WHERE link_status = 'linked' GROUP BY order_id
 ),
 cases AS (
@@ -162,7 +166,13 @@ FROM assigned a LEFT JOIN ships s USING (shipment_id)
 LINE_STATES = """
 CREATE OR REPLACE TABLE line_states AS
 WITH clock AS (SELECT * FROM run_clock),
-line_by_sku AS (SELECT order_id, sku, min(line_no) AS line_no FROM order_lines GROUP BY ALL),
+-- a task without a line number belongs to its order's first line of that SKU; only those tasks' (order, SKU)
+-- pairs are looked up, rather than grouping every order line
+line_by_sku AS (
+    SELECT l.order_id, l.sku, min(l.line_no) AS line_no FROM order_lines l
+    SEMI JOIN (SELECT order_id, sku FROM linked_pick_tasks WHERE line_no IS NULL) t ON t.order_id = l.order_id AND t.sku = l.sku
+    GROUP BY ALL
+),
 tasks AS (
     SELECT t.*, coalesce(t.line_no, s.line_no) AS line_key,
            t.status = 'short' OR (t.status = 'picked' AND coalesce(t.qty_picked, 0) < t.qty_required) AS is_short,
@@ -172,12 +182,18 @@ tasks AS (
     LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
     WHERE t.link_status = 'linked' AND t.status <> 'cancelled'
 ),
-task_agg AS (
+task_totals AS (
     SELECT order_id, line_key AS line_no, count(*) AS n_tasks,
            count(*) FILTER (WHERE is_open) AS n_open, count(*) FILTER (WHERE is_short) AS n_short,
            sum(coalesce(qty_picked, 0))::BIGINT AS qty_picked, sum(qty_required)::BIGINT AS qty_required,
            -- sorting each line's small list beats an ordered string_agg; min(x) is arg_min(x, x)
-           array_to_string(list_sort(list(task_id) FILTER (WHERE task_id IS NOT NULL)), ', ') AS task_ids,
+           array_to_string(list_sort(list(task_id) FILTER (WHERE task_id IS NOT NULL)), ', ') AS task_ids
+    FROM tasks GROUP BY ALL
+),
+-- the short / open / substituting task of a line: aggregated over the few flagged tasks only (about one
+-- task in seven), since carrying these seven filtered aggregates through every line's group is slow
+task_flags AS (
+    SELECT order_id, line_key AS line_no,
            min(task_id) FILTER (WHERE is_short) AS short_task,
            arg_min(location, task_id) FILTER (WHERE is_short) AS short_location,
            min(task_id) FILTER (WHERE is_open) AS open_task,
@@ -185,8 +201,9 @@ task_agg AS (
            arg_min(location, task_id) FILTER (WHERE is_open) AS open_location,
            min(task_id) FILTER (WHERE is_sub) AS sub_task,
            arg_min(substituted_sku, task_id) FILTER (WHERE is_sub) AS sub_sku
-    FROM tasks GROUP BY ALL
+    FROM tasks WHERE is_short OR is_open OR is_sub GROUP BY ALL
 ),
+task_agg AS (SELECT t.*, f.* EXCLUDE (order_id, line_no) FROM task_totals t LEFT JOIN task_flags f USING (order_id, line_no)),
 inv AS (
     SELECT sku, sum(on_hand)::BIGINT AS on_hand,
            sum(on_hand - coalesce(on_hold, 0))::BIGINT AS pickable_qty,
@@ -302,62 +319,60 @@ SELECT order_id, line_no, sku, qty, allocated_qty, qty_picked, qty_required, n_t
 FROM reasoned CROSS JOIN clock
 """
 
+# One pass over line_states per order: the deciding (lowest) roll-up rank, the line counts, the count per
+# state for line_summary, and every line's (rank, line, reason) for the reason text. This replaces separate
+# GROUP BYs joined back to the lines (each a hash table over a million rows); line_summary's pieces are
+# written out per state in roll-up order, and concat_ws skips the states an order has no line in.
+_STATE_COUNTS = ",\n".join(f"           count(*) FILTER (WHERE l.state = '{s}') AS n_{s}" for s in STATE_NAMES)
+_SUMMARY_PIECES = ",\n".join(f"                  CASE WHEN n_{s} > 0 THEN n_{s} || ' {s}' END" for s in STATE_NAMES)
+
 ORDER_STATES = """
 CREATE OR REPLACE TABLE order_states AS
-WITH ranked AS (
-    SELECT l.*, r.rank + CASE WHEN l.backorder THEN 100 ELSE 0 END AS rollup_rank
-    FROM line_states l JOIN state_ranks r USING (state)
+WITH per_order AS (
+    SELECT l.order_id, min(r.rank + CASE WHEN l.backorder THEN 100 ELSE 0 END) AS rollup_rank, count(*) AS n_lines,
+           count(*) FILTER (WHERE l.state NOT IN ('handed_off', 'cancelled')) AS n_open_lines,
+           count(*) FILTER (WHERE l.is_picked) AS n_picked_lines,
+           count(*) FILTER (WHERE NOT l.allocation_short) AS n_allocated_lines,
+           count(*) FILTER (WHERE l.sku_known AND coalesce(l.pickable_qty, 0) >= l.qty - l.qty_picked) AS n_in_stock_lines,
+{state_counts},
+           list({'rank': r.rank + CASE WHEN l.backorder THEN 100 ELSE 0 END, 'line_no': l.line_no, 'reason': l.reason}) AS lines,
+           string_agg(l.reason, '; ' ORDER BY l.line_no) FILTER (WHERE l.backorder) AS backorder_text
+    FROM line_states l LEFT JOIN state_ranks r USING (state)
+    GROUP BY l.order_id
 ),
-decided AS (SELECT order_id, min(rollup_rank) AS rollup_rank FROM ranked GROUP BY order_id),
+-- the deciding lines' reasons ordered by line: sort (line, reason) pairs, keep each reason's first occurrence
+-- (at its lowest line), which orders the distinct reasons by (first line, reason)
 deciding AS (
-    SELECT r.order_id, r.reason, min(r.line_no) AS first_line
-    FROM ranked r JOIN decided d ON d.order_id = r.order_id AND d.rollup_rank = r.rollup_rank
-    GROUP BY ALL
+    SELECT * EXCLUDE (lines),
+           list_transform(list_sort(list_transform(list_filter(lines, lambda x: x.rank = rollup_rank),
+                                                   lambda x: {'line_no': x.line_no, 'reason': x.reason})),
+                          lambda x: x.reason) AS line_reasons
+    FROM per_order
 ),
--- ordered aggregates sort per group and are slow at scale: sort each order's small list instead
-texts AS (
-    SELECT order_id, list_transform(list_sort(list({'first_line': first_line, 'reason': reason})), lambda x: x.reason) AS reasons
-    FROM deciding GROUP BY order_id
-),
-backorders AS (
-    SELECT order_id, string_agg(reason, '; ' ORDER BY line_no) AS backorder_text
-    FROM ranked WHERE backorder GROUP BY order_id
-),
-counts AS (
-    SELECT order_id, count(*) AS n_lines,
-           count(*) FILTER (WHERE state NOT IN ('handed_off', 'cancelled')) AS n_open_lines,
-           count(*) FILTER (WHERE is_picked) AS n_picked_lines,
-           count(*) FILTER (WHERE NOT allocation_short) AS n_allocated_lines,
-           count(*) FILTER (WHERE sku_known AND coalesce(pickable_qty, 0) >= qty - qty_picked) AS n_in_stock_lines
-    FROM line_states GROUP BY order_id
-),
-summaries AS (
-    SELECT order_id, array_to_string(list_transform(list_sort(list({'rank': rank, 'text': n || ' ' || state})), lambda x: x.text), ', ')
-           AS line_summary
-    FROM (SELECT order_id, state, count(*) AS n FROM line_states GROUP BY ALL) JOIN state_ranks USING (state)
-    GROUP BY order_id
+decided AS (
+    SELECT * EXCLUDE (line_reasons),
+           list_filter(line_reasons, lambda x, i: list_position(line_reasons, x) = i) AS reasons,
+           nullif(concat_ws(', ',
+{summary_pieces}), '') AS line_summary
+    FROM deciding
 )
 SELECT f.order_id,
-       CASE WHEN d.order_id IS NULL THEN CASE WHEN f.cancelled THEN 'cancelled' WHEN f.release_status = 'not_released'
+       CASE WHEN d.rollup_rank IS NULL THEN CASE WHEN f.cancelled THEN 'cancelled' WHEN f.release_status = 'not_released'
                  THEN 'not_released' ELSE 'released' END
             ELSE s.state END AS state,
-       CASE WHEN d.order_id IS NULL THEN 'no order lines in the extract for this order (OMS)'
-            ELSE array_to_string(t.reasons[1:3], '; ')
-                 || CASE WHEN len(t.reasons) > 3 THEN '; and ' || (len(t.reasons) - 3) || ' more lines' ELSE '' END
-                 || CASE WHEN d.rollup_rank < 100 AND b.backorder_text IS NOT NULL THEN '; not in this shipment: ' || b.backorder_text
+       CASE WHEN d.rollup_rank IS NULL THEN 'no order lines in the extract for this order (OMS)'
+            ELSE array_to_string(d.reasons[1:3], '; ')
+                 || CASE WHEN len(d.reasons) > 3 THEN '; and ' || (len(d.reasons) - 3) || ' more lines' ELSE '' END
+                 || CASE WHEN d.rollup_rank < 100 AND d.backorder_text IS NOT NULL THEN '; not in this shipment: ' || d.backorder_text
                          ELSE '' END
        END AS reason,
-       coalesce(c.n_lines, 0) AS n_lines, coalesce(c.n_open_lines, 0) AS n_open_lines,
-       coalesce(c.n_picked_lines, 0) AS n_picked_lines, coalesce(c.n_allocated_lines, 0) AS n_allocated_lines,
-       coalesce(c.n_in_stock_lines, 0) AS n_in_stock_lines, m.line_summary
+       coalesce(d.n_lines, 0) AS n_lines, coalesce(d.n_open_lines, 0) AS n_open_lines,
+       coalesce(d.n_picked_lines, 0) AS n_picked_lines, coalesce(d.n_allocated_lines, 0) AS n_allocated_lines,
+       coalesce(d.n_in_stock_lines, 0) AS n_in_stock_lines, d.line_summary
 FROM order_facts f
 LEFT JOIN decided d USING (order_id)
 LEFT JOIN state_ranks s ON s.rank = d.rollup_rank % 100
-LEFT JOIN texts t USING (order_id)
-LEFT JOIN backorders b USING (order_id)
-LEFT JOIN counts c USING (order_id)
-LEFT JOIN summaries m USING (order_id)
-"""
+""".replace("{state_counts}", _STATE_COUNTS).replace("{summary_pieces}", _SUMMARY_PIECES)
 
 
 def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:

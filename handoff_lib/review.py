@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from IPython.display import HTML, Markdown
 
 from . import charts
-from .db import connect
+from .db import PictureWriter, connect
 from .drafts import build_drafts, since_last_cutoff, write_drafts
 from .errors import HandoffError
 from .exports import workbook_from_parquet, write_csv, write_parquet
@@ -57,8 +57,10 @@ def parse_review_at(value: str, settings: Settings) -> dt.datetime:
     return naive.astimezone(settings.tz) if naive.tzinfo else naive.replace(tzinfo=settings.tz)
 
 
-def html_table(df: pd.DataFrame, table_id: str, caption: str = "", max_rows: int = MAX_ROWS) -> HTML:
-    """An escaped HTML table with a stable id (links in *_link columns become anchors)."""
+def html_table(df: pd.DataFrame, table_id: str, caption: str = "", max_rows: int = MAX_ROWS, total: int | None = None) -> HTML:
+    """An escaped HTML table with a stable id (links in *_link columns become anchors). `total`: how many
+    rows the list has when `df` holds only its first ones (default: len(df))."""
+    n = len(df) if total is None else total
     shown = df.head(max_rows).copy()
     for col in shown.columns:
         if shown[col].dtype == object or pd.api.types.is_string_dtype(shown[col]):
@@ -66,10 +68,10 @@ def html_table(df: pd.DataFrame, table_id: str, caption: str = "", max_rows: int
     body = shown.to_html(index=False, escape=True, na_rep="", table_id=table_id, classes="handoff-table", border=0,
                          render_links=False)
     note = ""
-    if len(df) > max_rows:
-        note = f"<p><em>Showing the first {max_rows} of {len(df)} rows; the exports hold all of them.</em></p>"
-    cap = f"<h4>{html.escape(caption)} <small>({len(df)} rows)</small></h4>" if caption else ""
-    return HTML(f'<div class="handoff-block" data-table="{table_id}" data-rows="{len(df)}">{cap}{body}{note}</div>')
+    if n > len(shown):
+        note = f"<p><em>Showing the first {len(shown)} of {n} rows; the exports hold all of them.</em></p>"
+    cap = f"<h4>{html.escape(caption)} <small>({n} rows)</small></h4>" if caption else ""
+    return HTML(f'<div class="handoff-block" data-table="{table_id}" data-rows="{n}">{cap}{body}{note}</div>')
 
 
 def _clip(v: object) -> object:
@@ -100,11 +102,14 @@ class Review:
     out_dir: Path | None
     previous: ReviewKey | None
     note_model: object | None = None
+    picture_writer: PictureWriter | None = None
 
     @classmethod
     def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "") -> Review:
-        """Build the picture as of `review_at` (site local 'YYYY-MM-DD HH:MM'); keep it in
-        out_dir/picture.duckdb when out_dir is given; compare with the last review in history_db."""
+        """Build the picture as of `review_at` (site local 'YYYY-MM-DD HH:MM'); compare with the last
+        review in history_db. The picture is built in memory; with out_dir it is also written to
+        out_dir/picture.duckdb in the background while the review renders (export() and close() wait
+        for it)."""
         charts.use_offline_renderer()  # figures carry plotly.js inline: they render offline in the HTML report
         settings = load_settings(site_file, data_folder=data_folder or None)
         at = parse_review_at(review_at, settings)
@@ -112,14 +117,27 @@ class Review:
         out = Path(out_dir) if out_dir else None
         if out:
             out.mkdir(parents=True, exist_ok=True)
-        con = connect(settings, (out / "picture.duckdb") if out else ":memory:")
+        con = connect(settings)
         model = trained_note_model()
         build_picture(settings, now=at, con=con, note_model=model)
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
         review = cls(settings, at, con, hist, out, prev, model)
         review._build_drafts()
+        if out:
+            review.picture_writer = PictureWriter(con, out / "picture.duckdb")
         return review
+
+    def wait_for_picture(self) -> Path | None:
+        """out_dir/picture.duckdb once it is complete (None without out_dir); raises what writing it raised."""
+        return self.picture_writer.wait() if self.picture_writer else None
+
+    def close(self) -> None:
+        """Wait for the picture file, then close the picture."""
+        try:
+            self.wait_for_picture()
+        finally:
+            self.con.close()
 
     def next_check(self) -> str:
         """When the order will next be looked at: the site's next review time today, if any."""
@@ -190,16 +208,22 @@ class Review:
         return html_table(self.table("blockers", BLOCKER_COLUMNS), "blocker-queue", "Blocker queue, highest priority first")
 
     # ---- promise
+    def _board_rows(self, column: str, value: str, columns: list[str], limit: int) -> tuple[pd.DataFrame, int]:
+        """The first `limit` order_board rows (board order) whose `column` equals `value`, with the
+        given columns that the board has, and how many such rows there are."""
+        have = set(self.con.execute("SELECT * FROM order_board LIMIT 0").df().columns)
+        cols = ", ".join(f'"{c}"' for c in columns if c in have)
+        total = self.con.execute(f'SELECT count(*) FROM order_board WHERE "{column}" = ?', [value]).fetchone()[0]
+        df = self.con.execute(f'SELECT {cols} FROM order_board WHERE "{column}" = ? LIMIT ?', [value, limit]).df()
+        return df, int(total)
+
     def promise_view(self, status: str, max_rows: int = MAX_ROWS) -> HTML:
-        df = self.con.execute("SELECT * FROM order_board WHERE promise_status = ?", [status]).df()
-        df = df[[c for c in PROMISE_COLUMNS if c in df.columns]]
-        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}", max_rows)
+        df, total = self._board_rows("promise_status", status, PROMISE_COLUMNS, max_rows)
+        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}", max_rows, total)
 
     def orders_in_state(self, state: str) -> HTML:
-        df = self.con.execute("SELECT * FROM order_board WHERE state = ?", [state]).df()
-        return html_table(
-            df[[c for c in BOARD_COLUMNS if c in df.columns]], f"orders-{state}", f"Orders {state.replace('_', ' ')}", DRILL_ROWS
-        )
+        df, total = self._board_rows("state", state, BOARD_COLUMNS, DRILL_ROWS)
+        return html_table(df, f"orders-{state}", f"Orders {state.replace('_', ' ')}", DRILL_ROWS, total)
 
     def states_drilldown(self) -> HTML:
         """One table per state that has orders (the lists behind the state tiles)."""
@@ -268,15 +292,16 @@ class Review:
         df = self.con.execute(f"SELECT * FROM {name}").df()
         if columns:
             df = df[[c for c in columns if c in df.columns]]
-        for col in df.columns:
-            if df[col].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
+        for col in df.columns:  # lists (DuckDB LIST columns) as "a; b"; only object columns can hold them
+            if df[col].dtype == object and df[col].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
                 df[col] = df[col].map(lambda v: "; ".join(map(str, list(v))) if v is not None else "")
         return df
 
     def export(self, xlsx: bool = True) -> Markdown:
         """Write board, blocker queue, promise view, changes and drafts as CSV and Parquet, the XLSX
-        workbook (one sheet each; `xlsx=False` leaves it to the caller, as `handoff run` does, which
-        builds it beside the HTML report), and summary.json."""
+        workbook (one sheet each; `xlsx=False` leaves it to the caller: `handoff run` builds it in
+        its own process as soon as the Parquet views exist, while this goes on), and summary.json.
+        The Parquet views are written first, the Board sheet's last."""
         if self.out_dir is None:
             return Markdown("_No output folder: exports skipped._")
         board = self.table("order_board")
@@ -285,6 +310,10 @@ class Review:
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")
         drafts = self.table("drafts")
+        views = {"order_board": board, "blocker_queue": blockers, "promise_view": promise, "changes": changes, "drafts": drafts}
+        parquet = {f"{name}.parquet": write_parquet(df, self.out_dir / f"{name}.parquet") for name, df in views.items()}
+        # the workbook's Board sheet holds the columns people read; CSV and Parquet hold every column
+        write_parquet(board[[c for c in BOARD_COLUMNS if c in board.columns]], self.out_dir / "board_sheet.parquet")
         files = {
             **{p.name: p for p in write_drafts(drafts, self.out_dir, self.since_last_text()).values()},
             "order_board.csv": write_csv(board, self.out_dir / "order_board.csv"),
@@ -293,16 +322,14 @@ class Review:
             "changes.csv": write_csv(changes, self.out_dir / "changes.csv"),
             "rejects.csv": write_csv(self.table("rejects"), self.out_dir / "rejects.csv"),
             "join_quality.csv": write_csv(self.table("join_quality"), self.out_dir / "join_quality.csv"),
+            **parquet,
         }
-        views = {"order_board": board, "blocker_queue": blockers, "promise_view": promise, "changes": changes, "drafts": drafts}
-        for name, df in views.items():
-            files[f"{name}.parquet"] = write_parquet(df, self.out_dir / f"{name}.parquet")
-        # the workbook's Board sheet holds the columns people read; CSV and Parquet hold every column
-        write_parquet(board[[c for c in BOARD_COLUMNS if c in board.columns]], self.out_dir / "board_sheet.parquet")
         if xlsx:
             files["cutoff_review.xlsx"] = workbook_from_parquet(self.out_dir)
         counts = self.counts()
         counts.update({f"changes.{k}": int(n) for k, n in change_summary(self.con).itertuples(index=False)})
         (self.out_dir / "summary.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
-        self.con.execute("CHECKPOINT")
+        picture = self.wait_for_picture()
+        if picture:
+            files[picture.name] = picture
         return Markdown("Exports: " + ", ".join(f"`{n}`" for n in files))

@@ -44,7 +44,7 @@ def build_history(tmp: Path, demo_day: Path, times=("12:00", "16:00"), note: str
         try:
             write_snapshot(review.con, history, ReviewKey.of(settings.site, at), at, f"test-{hhmm}", outputs=str(out))
         finally:
-            review.con.close()
+            review.close()
     return site_file
 
 

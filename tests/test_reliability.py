@@ -82,7 +82,8 @@ def test_a_run_killed_by_sigkill_while_the_notebook_executes_changes_nothing(sit
     proc = handoff(site, "2026-11-24 16:00", wait=False)
     site_root = settings.outputs / "demo"
     deadline = time.monotonic() + 120
-    while not list(site_root.glob(".tmp-*/picture.duckdb")) and time.monotonic() < deadline:
+    # the picture file is begun (picture.duckdb.part) once the picture is built, in the middle of execute
+    while not list(site_root.glob(".tmp-*/picture.duckdb*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(site_root.glob(".tmp-*")), "the run never started executing"
     os.kill(proc.pid, signal.SIGKILL)

@@ -96,3 +96,21 @@ def test_untrusted_text_is_shown_as_text_and_runs_nothing(page):
     body = page.inner_text("body")
     assert "<script>alert(1)</script>" in body
     assert page.locator("script:text('alert(1)')").count() == 0
+
+
+def test_outputs_and_prose_can_be_reached_with_the_keyboard(page):
+    assert page.locator(".jp-OutputArea-output[tabindex='0']").count() >= 10
+    assert page.locator(".jp-Cell-inputWrapper[tabindex='0']").count() >= 5  # the markdown cells
+
+
+def test_a_capped_table_says_how_many_rows_it_shows_of_how_many():
+    import pandas as pd
+
+    from handoff_lib.review import html_table
+
+    first = pd.DataFrame({"order_id": ["A", "B"], "note": ["<b>x</b>", "y"]})
+    out = html_table(first, "t", "Orders", max_rows=2, total=5).data
+    assert 'data-rows="5"' in out and "(5 rows)" in out
+    assert "Showing the first 2 of 5 rows; the exports hold all of them." in out
+    assert "&lt;b&gt;x&lt;/b&gt;" in out and "<b>x</b>" not in out
+    assert "Showing" not in html_table(first, "t", "Orders").data

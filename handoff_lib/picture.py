@@ -29,7 +29,7 @@ CREATE OR REPLACE TABLE order_board AS
 WITH blk AS (
     SELECT order_id, count(*) AS n_blockers,
            string_agg(reason_label || ' (' || owner || ')', '; ' ORDER BY reason_label, source_key) AS blockers,
-           list(DISTINCT source_link) FILTER (WHERE source_link IS NOT NULL) AS source_links
+           list_sort(list_distinct(list(source_link))) AS source_links  -- sorted: the same list every run
     FROM blockers WHERE order_id IS NOT NULL GROUP BY order_id
 )
 SELECT s.order_id, f.customer_id, f.customer_name, f.tier, s.state, s.reason AS state_reason, s.line_summary, s.n_lines,

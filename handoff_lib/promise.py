@@ -94,8 +94,9 @@ lines AS (
 ),
 blk AS (
     SELECT order_id, count(*) AS n_blockers, bool_or(communicate) AS communicate,
-           string_agg(DISTINCT reason_label || ' (' || owner || ')', ', ') AS blocker_text,
-           string_agg(DISTINCT reason_label || ' (' || owner || ')', ', ') FILTER (WHERE communicate) AS communicate_text
+           nullif(array_to_string(list_sort(list_distinct(list(reason_label || ' (' || owner || ')'))), ', '), '') AS blocker_text,  -- sorted: the same text every run
+           nullif(array_to_string(list_sort(list_distinct(list(reason_label || ' (' || owner || ')') FILTER (WHERE communicate))), ', '), '')
+               AS communicate_text
     FROM blockers WHERE order_id IS NOT NULL GROUP BY order_id
 ),
 base AS (

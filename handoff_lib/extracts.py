@@ -26,6 +26,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ REPORT_DDL = """CREATE TABLE IF NOT EXISTS load_report (
     rows_rejected BIGINT, extra_columns VARCHAR, sha256 VARCHAR)"""
 
 WHITESPACE = " \t\r\n\u00a0"  # trimmed before a value is judged blank or parsed (ids and text keep it)
-EDGE_SPACE_RE = r"^[\s\x{00A0}]|[\s\x{00A0}]$"  # trim() with a set is slow: call it only where needed
+EDGE_CODES = "(9, 10, 12, 13, 32, 160)"  # tab, LF, FF, CR, space, NBSP (RE2's [\s\x{00A0}]): trim() is worth calling
 INT_RE = r"[+-]?[0-9]+(\.0*)?"  # 5, +5, 5.0, 5.
 NUM_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"  # plain decimal notation: no exponent, no separators
 ISO_DATE_RE = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
@@ -89,6 +90,7 @@ class _Source:
     structural: pd.DataFrame  # REJECT_COLUMNS
     native_bools: bool = False  # Parquet / XLSX hold real booleans: accept true / false as well
     delimiter: str = ","
+    first_line: int | None = None  # set when _hx_src is the view `_hx_csv` with _line = first_line + rowid
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,6 +121,8 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str)
     con.execute(REPORT_DDL)
     con.execute("DELETE FROM rejects WHERE source = $s", {"s": entity})
     con.execute("DELETE FROM load_report WHERE source = $s", {"s": entity})
+    if _scalar(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = $e AND NOT temporary AND NOT internal", {"e": entity}):
+        con.execute(f"DROP VIEW {entity}")  # after a crosswalk a linked source is a view over linked_<entity>
     path = settings.source_path(entity)
     where_file = settings.where("sources", entity, "file")
     if path is None or (not path.exists() and not ent.required_file):
@@ -139,21 +143,24 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str)
             f"{file}: file is empty (0 bytes), expected a header with columns {_required_names(ent, spec)} "
             f"(sources.{entity}.file, {where_file}); re-export it"
         )
-    with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
-        try:
-            src = _read(con, settings, ent, spec, path, Path(tmp))
-            _check_enums(con, ent, spec, settings, src)
-            _type_rows(con, ent, spec, settings, src)
-            _check_constants(con, ent, spec, settings)
-            n_dups = _find_duplicates(con, ent, spec)
-            accepted, rejected = _write(con, ent, file, src, n_dups)
-        finally:
-            _drop_temp(con)
-    if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
-        raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
-    used = set(src.cols.values())
-    extras = [n for i, n in enumerate(src.names) if i not in used]
-    return _report(con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, _sha256(path))
+    # The file's hash is computed beside DuckDB's work (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-sha256") as pool:
+        sha = pool.submit(_sha256, path)
+        with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
+            try:
+                src = _read(con, settings, ent, spec, path, Path(tmp))
+                _check_enums(con, ent, spec, settings, src)
+                _type_rows(con, ent, spec, settings, src)
+                _check_constants(con, ent, spec, settings)
+                n_dups = _find_duplicates(con, ent, spec)
+                accepted, rejected = _write(con, ent, file, src, n_dups)
+            finally:
+                _drop_temp(con)
+        if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
+            raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
+        used = set(src.cols.values())
+        extras = [n for i, n in enumerate(src.names) if i not in used]
+        return _report(con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, sha.result())
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,18 +195,21 @@ def _read_csv(
     cols = _match_columns(names, ent, spec, settings)  # before reading the rows: a wrong mapping fails fast
     n = len(names)
     columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n)) + "}"
-    try:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {TMP}csv AS
-                SELECT * FROM read_csv($path, columns = {columns}, auto_detect = false, header = true, skip = $skip,
-                                       delim = $delim, quote = '"', escape = '"', store_rejects = true,
-                                       rejects_table = '{TMP}reject_errors', rejects_scan = '{TMP}reject_scans')""",
-            {"path": str(read_path), "skip": skip, "delim": delim},
-        )
-    except duckdb.Error as exc:
-        raise ExtractError(
-            f"{file}: cannot be read as CSV ({_first_line(exc)}); check sources.{ent.name} ({settings.where('sources', ent.name)})"
-        ) from None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-lines") as pool:
+        scanning = pool.submit(_scan_lines, read_path)  # beside DuckDB's read (numpy releases the GIL)
+        try:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {TMP}csv AS
+                    SELECT * FROM read_csv($path, columns = {columns}, auto_detect = false, header = true, skip = $skip,
+                                           delim = $delim, quote = '"', escape = '"', store_rejects = true,
+                                           rejects_table = '{TMP}reject_errors', rejects_scan = '{TMP}reject_scans')""",
+                {"path": str(read_path), "skip": skip, "delim": delim},
+            )
+        except duckdb.Error as exc:
+            raise ExtractError(
+                f"{file}: cannot be read as CSV ({_first_line(exc)}); check sources.{ent.name} ({settings.where('sources', ent.name)})"
+            ) from None
+        scan = scanning.result()
     n_rows = _scalar(con, f"SELECT count(*) FROM {TMP}csv")
     errors = con.execute(  # one record can fail several ways: keep its first error
         f"""SELECT line, line_byte_position, column_name, error_type, csv_line, error_message
@@ -207,11 +217,14 @@ def _read_csv(
             WHERE k = 1 ORDER BY line"""
     ).df()
     first = header_lines + 1  # the first physical line after the header
-    multi = con.execute(_multiline_sql(n)).fetchnumpy()
     rej_spans = np.array([_span(s) for s in errors["csv_line"]], dtype=np.int64)
-    rej_lines, row_lines = _physical_lines(
-        read_path, first, n_rows, multi["rid"], multi["span"], errors["line_byte_position"].to_numpy(np.int64), rej_spans
-    )
+    rej_pos = errors["line_byte_position"].to_numpy(np.int64)
+    blank = scan.blank[scan.blank >= first]
+    if len(errors) == 0 and len(blank) == 0 and scan.one_line_per_row(header_lines, n_rows):
+        rej_lines, row_lines = np.searchsorted(scan.newlines, rej_pos, side="left") + 1, None
+    else:
+        multi = con.execute(_multiline_sql(n)).fetchnumpy()
+        rej_lines, row_lines = _physical_lines(scan, first, n_rows, multi["rid"], multi["span"], rej_pos, rej_spans, blank)
     # Most files need no line map: then _hx_src is a view, and the rows are not copied again.
     if row_lines is None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {TMP}src AS SELECT *, {int(first)} + rowid AS _line FROM {TMP}csv")
@@ -221,7 +234,9 @@ def _read_csv(
         con.unregister(f"{TMP}lines_df")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}src AS SELECT * FROM {TMP}csv POSITIONAL JOIN {TMP}lines")
     structural = _structural_rejects(errors, rej_lines, rej_spans, names, read_path, settings, ent.name)
-    return _Source(names, cols, n_rows + len(structural), structural, delimiter=delim)
+    return _Source(
+        names, cols, n_rows + len(structural), structural, delimiter=delim, first_line=int(first) if row_lines is None else None
+    )
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path) -> _Source:
@@ -401,24 +416,62 @@ def _span(csv_line: Any) -> int:
     return 1 + str(csv_line or "").strip("\r\n").count("\n")
 
 
+@dataclass
+class _Lines:
+    """Where the physical lines of a CSV file are, from one pass over its bytes."""
+
+    newlines: np.ndarray  # byte offset of every \n
+    blank: np.ndarray  # 1-based numbers of the empty lines ('' or a lone \r), which DuckDB skips
+    bare_cr: bool  # a \r not followed by \n somewhere (a line end of old Macs, or a \r inside a value)
+    ends_with_newline: bool
+
+    def one_line_per_row(self, header_lines: int, n_rows: int) -> bool:
+        """True when no row read can hold a line break: every \n of the file is then the end of
+        the header or of one row. With no reject and no blank line between the rows, each \n is in
+        the header, inside a quoted value, or ends a row (each row but an unterminated last one);
+        so when the count of \n leaves none over for quoted values, there is none. A bare \r could
+        end a row without a \n and upset the count: then the rows are checked one by one."""
+        if n_rows == 0:
+            return True
+        ended = n_rows if self.ends_with_newline else n_rows - 1
+        return not self.bare_cr and len(self.newlines) == header_lines + ended
+
+
+def _scan_lines(path: Path) -> _Lines:
+    if path.stat().st_size == 0:
+        return _Lines(np.zeros(0, np.int64), np.zeros(0, np.int64), False, False)
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    try:
+        nl = np.flatnonzero(buf == 10)
+        starts = np.concatenate(([0], nl[:-1] + 1)) if len(nl) else np.zeros(0, np.int64)
+        empty = nl - starts == 0
+        cr_only = (nl - starts == 1) & (buf[np.minimum(starts, len(buf) - 1)] == 13) if len(nl) else empty
+        blank = np.flatnonzero(empty | cr_only) + 1
+        crlf = int(np.count_nonzero(buf[nl[nl > 0] - 1] == 13))
+        bare_cr = int(np.count_nonzero(buf == 13)) != crlf
+        return _Lines(nl, blank, bare_cr, bool(buf[-1] == 10))
+    finally:
+        del buf
+
+
 def _physical_lines(
-    path: Path, first: int, n_rows: int, multi_rid: np.ndarray, multi_span: np.ndarray, rej_pos: np.ndarray, rej_span: np.ndarray
+    lines: _Lines,
+    first: int,
+    n_rows: int,
+    multi_rid: np.ndarray,
+    multi_span: np.ndarray,
+    rej_pos: np.ndarray,
+    rej_span: np.ndarray,
+    blank: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Physical line numbers of the structural rejects and of the rows read (in file order).
 
     DuckDB places a reject by byte position; rows come in file order. Each row starts where the
     one before it ended (its quoted line breaks counted) unless a rejected record or a blank line
-    (which DuckDB skips) lies between. Returns (reject lines, row lines; None when row k is simply
-    on line `first + k`). Vectorised but for one step per reject or blank line."""
-    buf = np.memmap(path, dtype=np.uint8, mode="r")
-    nl = np.flatnonzero(buf == 10)
-    rej_lines = np.searchsorted(nl, rej_pos, side="left") + 1  # newlines before the record, + 1
-    starts = np.concatenate(([0], nl[:-1] + 1)) if len(nl) else np.zeros(0, np.int64)
-    empty = nl - starts == 0
-    cr_only = (nl - starts == 1) & (buf[np.minimum(starts, len(buf) - 1)] == 13) if len(nl) else empty
-    blank = np.flatnonzero(empty | cr_only) + 1
-    blank = blank[blank >= first]
-    del buf
+    (which DuckDB skips; `blank`: those from line `first` on) lies between. Returns (reject lines,
+    row lines; None when row k is simply on line `first + k`). Vectorised but for one step per
+    reject or blank line."""
+    rej_lines = np.searchsorted(lines.newlines, rej_pos, side="left") + 1  # newlines before the record, + 1
     events = sorted([(int(a), int(b)) for a, b in zip(rej_lines, rej_span)] + [(int(b), 1) for b in blank])
     if not events and len(multi_rid) == 0:
         return rej_lines, None
@@ -522,12 +575,14 @@ def _check_enums(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, 
             continue
         mapping = spec.values.get(f.name, {})
         c = f"c{src.cols[f.name]}"
-        rows = con.execute(
-            f"""SELECT upper(t) AS code, any_value(t) AS example, count(*) AS n, min(_line) AS first_line
-                FROM (SELECT {_trimmed(c)} AS t, _line FROM {TMP}src)
-                WHERE t IS NOT NULL AND NOT list_contains($keys, upper(t))
+        rows = con.execute(  # the few distinct codes as read first, then trimmed: one cheap pass over the rows
+            f"""WITH d AS (SELECT {c} AS raw, count(*) AS n, min(_line) AS first_line FROM {TMP}src GROUP BY raw),
+                     t AS (SELECT {_trimmed("raw")} AS t, n, first_line FROM d)
+                SELECT upper(t) AS code, arg_min(t, first_line) AS example, CAST(sum(n) AS BIGINT) AS n,
+                       min(first_line) AS first_line
+                FROM t WHERE t IS NOT NULL AND NOT list_contains($keys, upper(t))
                 GROUP BY code ORDER BY first_line""",
-            {"ws": WHITESPACE, "edge_space": EDGE_SPACE_RE, "keys": list(mapping)},
+            {"ws": WHITESPACE, "keys": list(mapping)},
         ).fetchall()
         if not rows:
             continue
@@ -562,10 +617,14 @@ def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
 
 
 def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source) -> None:
-    """`_hx_typed(_line, <fields typed>, _reason, _rcol, _rval)`; _reason is NULL on a good row."""
+    """`_hx_typed(_line, <fields typed>, _reason, _rcol, _rval)`; _reason is NULL on a good row.
+
+    Levels: l0 the value as read (v_) and its typed value where `_fast_sql` is sure of it (q_); l1
+    the trimmed text (t_, NULL when blank; only where q_ is NULL, else the value as read); l2 the
+    typed value (p_); l3 each field's problem (e_); l4 the first problem of the row. An id or text
+    is kept verbatim, so it only needs to know whether it is blank: it gets its p_ in l1."""
     params: dict[str, Any] = {
         "ws": WHITESPACE,
-        "edge_space": EDGE_SPACE_RE,
         "re_int": INT_RE,
         "re_num": NUM_RE,
         "re_iso": ISO_DATE_RE,
@@ -579,21 +638,39 @@ def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, se
     params["fmt_naive"], params["fmt_zoned"] = naive, zoned
     params["fmt_date"] = sorted({_date_part(f) for f in naive + zoned})
 
-    l1, l2, l3, reasons, rcols, rvals = ["_line"], ["_line"], ["_line"], [], [], []
+    l0, l1, l2, l3, reasons, rcols, rvals = ["_line"], ["_line"], ["_line"], ["_line"], [], [], []
     for f in ent.fields:
         n = f.name
         params[f"name_{n}"] = n
         params[f"col_{n}"] = spec.columns[n]
         if n in spec.constants:
             params[f"const_{n}"] = spec.constants[n]
-            l1.append(f"CAST($const_{n} AS VARCHAR) AS v_{n}, {_trimmed(f'CAST($const_{n} AS VARCHAR)')} AS t_{n}")
+            raw = f"CAST($const_{n} AS VARCHAR)"
         elif n in src.cols:
-            c = f"c{src.cols[n]}"
-            l1.append(f"{c} AS v_{n}, {_trimmed(c)} AS t_{n}")
+            raw = f"c{src.cols[n]}"
         else:
-            l1.append(f"NULL::VARCHAR AS v_{n}, NULL::VARCHAR AS t_{n}")
-        l2.append(f"v_{n}, t_{n}, {_parse_sql(f, spec, params, naive, zoned)} AS p_{n}")
-        l3.append(f"v_{n}, p_{n}, {_error_sql(f, params)} AS e_{n}")
+            raw = "NULL::VARCHAR"
+        v, t, q = f"v_{n}", f"t_{n}", f"q_{n}"
+        l0.append(f"{raw} AS {v}")
+        fast = _fast_sql(f, spec, params, raw, bool(naive or zoned))
+        if f.type in ("id", "text"):  # verbatim, but blank is NULL
+            l1.append(f"{v}, {_verbatim(v)} AS p_{n}")
+            l2.append(f"{v}, p_{n}")
+            if f.required:
+                l3.append(f"{v}, p_{n}, CASE WHEN p_{n} IS NULL THEN 'blank ' || $name_{n} END AS e_{n}")
+            else:
+                l3.append(f"{v}, p_{n}")
+                continue  # never rejects its row
+        elif fast:  # the value read is typed straight away where that is sure; the others go the whole way
+            l0.append(f"{fast} AS {q}")
+            l1.append(f"{v}, {q}, CASE WHEN {q} IS NOT NULL THEN {v} ELSE {_trimmed(v)} END AS {t}")
+            slow = _parse_sql(f, spec, params, naive, zoned)
+            l2.append(f"{v}, {t}, CASE WHEN {q} IS NOT NULL THEN {q} ELSE {slow} END AS p_{n}")
+            l3.append(f"{v}, p_{n}, {_error_sql(f, params)} AS e_{n}")
+        else:
+            l1.append(f"{v}, {_trimmed(v)} AS {t}")
+            l2.append(f"{v}, {t}, {_parse_sql(f, spec, params, naive, zoned)} AS p_{n}")
+            l3.append(f"{v}, p_{n}, {_error_sql(f, params)} AS e_{n}")
         reasons.append(f"e_{n}")
         rcols.append(f"WHEN e_{n} IS NOT NULL THEN $col_{n}")
         rvals.append(f"WHEN e_{n} IS NOT NULL THEN v_{n}")
@@ -609,22 +686,41 @@ def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, se
         reasons.append("r_any")
         rcols.append("WHEN r_any IS NOT NULL THEN $any_of_cols")
     typed = ", ".join(f'p_{f.name} AS "{f.name}"' for f in ent.fields)
+    reason = f"coalesce({', '.join(reasons)})" if reasons else "NULL::VARCHAR"
+    where = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rcols)} END" if rcols else "NULL::VARCHAR"
+    what = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rvals)} END" if rvals else "NULL::VARCHAR"
     sql = f"""
         CREATE OR REPLACE TEMP TABLE {TMP}typed AS
-        WITH l1 AS (SELECT {", ".join(l1)} FROM {TMP}src),
+        WITH l0 AS (SELECT {", ".join(l0)} FROM {TMP}src),
+             l1 AS (SELECT {", ".join(l1)} FROM l0),
              l2 AS (SELECT {", ".join(l2)} FROM l1),
-             l3 AS (SELECT {", ".join(l3)} FROM l2)
-        SELECT _line, {typed},
-               coalesce({", ".join(reasons)}) AS _reason,
-               CASE {" ".join(rcols)} END AS _rcol,
-               CASE {" ".join(rvals)} END AS _rval
-        FROM l3"""
+             l3 AS (SELECT {", ".join(l3)} FROM l2),
+             l4 AS (SELECT *, {reason} AS _reason FROM l3)
+        SELECT _line, {typed}, _reason, {where} AS _rcol, {what} AS _rval
+        FROM l4"""
     _run(con, sql, params)
 
 
 def _trimmed(c: str) -> str:
-    """SQL: column `c` without surrounding whitespace, NULL when blank."""
-    return f"CASE WHEN regexp_matches({c}, $edge_space) THEN nullif(trim({c}, $ws), '') ELSE nullif({c}, '') END"
+    """SQL: column `c` without surrounding whitespace, NULL when blank.
+
+    trim() with a set of characters is slow: it runs only for a value whose first or last character
+    is white space (the code points of RE2's `[\\s\\x{00A0}]`). Each test is a WHEN of its own: a CASE
+    looks at a row only while no WHEN before has taken it, where AND / OR would compute both sides."""
+    trim = f"nullif(trim({c}, $ws), '')"
+    return (
+        f"CASE WHEN {c} = '' THEN NULL WHEN ord({c}) IN {EDGE_CODES} THEN {trim} "
+        f"WHEN ord(right({c}, 1)) IN {EDGE_CODES} THEN {trim} ELSE {c} END"
+    )
+
+
+def _verbatim(c: str) -> str:
+    """SQL: `c` as it is, NULL when blank (`_trimmed(c)` IS NULL): an id or a text. Only a value
+    starting with white space can trim to nothing, so trim() runs for those alone."""
+    return (
+        f"CASE WHEN {c} = '' THEN NULL WHEN ord({c}) NOT IN {EDGE_CODES} THEN {c} "
+        f"WHEN trim({c}, $ws) = '' THEN NULL ELSE {c} END"
+    )
 
 
 def _timestamp_formats(fmt: Any) -> tuple[list[str], list[str]]:
@@ -672,6 +768,24 @@ def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[s
     raise ValueError(f"unknown field type {f.type}")
 
 
+def _fast_sql(f: Field, spec: SourceSpec, params: dict[str, Any], raw: str, formats: bool) -> str | None:
+    """SQL for the typed value of `f` straight from the text as read (`raw`), where that is surely
+    what `_parse_sql` makes of the trimmed text, else NULL; None for a type without such a shortcut.
+    Most values have no white space to trim, and trimming costs more than parsing:
+    * a number matching its pattern has no white space in it;
+    * a timestamp starting with a digit (no format set): DuckDB skips trailing spaces itself, and
+      fails on the other white space, which then goes the whole way.
+    (A MAP lookup of bool and enum spellings here changed how DuckDB lays out the rows of the
+    tables it writes, which the picture's tie-breaks notice: left out.)"""
+    if f.type == "int":
+        return f"CASE WHEN regexp_full_match({raw}, $re_int) THEN TRY_CAST({raw} AS BIGINT) END"
+    if f.type == "decimal":
+        return f"CASE WHEN regexp_full_match({raw}, $re_num) THEN TRY_CAST({raw} AS DOUBLE) END"
+    if f.type == "timestamp" and not formats:
+        return f"CASE WHEN ord({raw}) BETWEEN 48 AND 57 THEN TRY_CAST({raw} AS TIMESTAMPTZ) END"
+    return None
+
+
 def _error_sql(f: Field, params: dict[str, Any]) -> str:
     """SQL for why field `f` rejects its row, or NULL."""
     n, t, v, p = f.name, f"t_{f.name}", f"v_{f.name}", f"p_{f.name}"
@@ -709,7 +823,9 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
     repeating its key with other values (the first row of a key is kept). Returns how many.
 
     Hashes find the candidate groups cheaply; the windows then compare the values themselves, so
-    a hash collision cannot make a false duplicate."""
+    a hash collision cannot make a false duplicate. When every key field is required (a good row
+    always has its key), two equal rows share their key: the key hash alone finds every candidate,
+    and the whole row is hashed only for the entities without such a key."""
     every = ", ".join(f'"{f.name}"' for f in ent.fields)
     params: dict[str, Any] = {}
     key_hash, key_window, key_reason, key_col, key_val = "NULL::UBIGINT", "NULL::BIGINT", "", "", ""
@@ -726,15 +842,16 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
         )
         key_col = "WHEN _line > _key_first THEN $key_cols"
         key_val = "WHEN _line > _key_first THEN " + " || ', ' || ".join(f'"{k}"::VARCHAR' for k in ent.key)
+    required_key = bool(ent.key) and all(ent.field(k).required for k in ent.key)
+    row_hash = "NULL::UBIGINT" if required_key else f"hash({every})"
     sql = f"""
         CREATE OR REPLACE TEMP TABLE {TMP}dups AS
-        WITH ok AS (SELECT * FROM {TMP}typed WHERE _reason IS NULL),
-        h AS (SELECT _line, hash({every}) AS _hr, {key_hash} AS _hk FROM ok),
+        WITH h AS (SELECT _line, {row_hash} AS _hr, {key_hash} AS _hk FROM {TMP}typed WHERE _reason IS NULL),
         cand AS (SELECT _line FROM h
-                 WHERE _hr IN (SELECT _hr FROM h GROUP BY _hr HAVING count(*) > 1)
+                 WHERE _hr IN (SELECT _hr FROM h WHERE _hr IS NOT NULL GROUP BY _hr HAVING count(*) > 1)
                     OR _hk IN (SELECT _hk FROM h WHERE _hk IS NOT NULL GROUP BY _hk HAVING count(*) > 1)),
-        w AS (SELECT *, min(_line) OVER (PARTITION BY {every}) AS _same_first, {key_window} AS _key_first
-              FROM ok WHERE _line IN (SELECT _line FROM cand))
+        w AS (SELECT _line, {every}, min(_line) OVER (PARTITION BY {every}) AS _same_first, {key_window} AS _key_first
+              FROM {TMP}typed WHERE _reason IS NULL AND _line IN (SELECT _line FROM cand))
         SELECT _line,
                CASE WHEN _line > _same_first THEN 'exact duplicate of line ' || _same_first {key_reason} END AS reason,
                CASE WHEN _line > _same_first THEN NULL {key_col} END AS "column",
@@ -765,7 +882,7 @@ def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source,
         f"""INSERT INTO rejects
             SELECT $source, $file, r._line, r._rcol, r._rval, r._reason, {_raw_sql(len(src.names))}
             FROM (SELECT _line, _rcol, _rval, _reason FROM {TMP}typed WHERE _reason IS NOT NULL) r
-            JOIN {TMP}src s ON s._line = r._line
+            JOIN {_rejected_src(src)} s ON s._line = r._line
             ORDER BY r._line""",
         {"source": ent.name, "file": file, "delim": src.delimiter},
     )
@@ -780,6 +897,18 @@ def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source,
     accepted = _scalar(con, f"SELECT count(*) FROM {ent.name}")
     rejected = _scalar(con, "SELECT count(*) FROM rejects WHERE source = $s", {"s": ent.name})
     return int(accepted), int(rejected)
+
+
+def _rejected_src(src: _Source) -> str:
+    """SQL: the rows of `_hx_src` that are rejected. When the line is the row id plus an offset, they
+    are fetched by row id, which DuckDB does without reading every row."""
+    if src.first_line is None:
+        return f"{TMP}src"
+    off = int(src.first_line)
+    return (
+        f"(SELECT *, {off} + rowid AS _line FROM {TMP}csv "
+        f"WHERE rowid IN (SELECT _line - {off} FROM {TMP}typed WHERE _reason IS NOT NULL))"
+    )
 
 
 def _raw_sql(n: int) -> str:

@@ -214,35 +214,40 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
         -- only references with several candidates go through the per-field and per-reference resolution below.
         single AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n = 1),
         multi AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n > 1),
+        -- Counting distinct orders is only ever compared with 1, so min = max does it (order_id is never
+        -- NULL in the index) without DuckDB's costly DISTINCT aggregates.
         per_field AS (      -- one reference field read as several kinds
-            SELECT _ref, field,
-                   count(DISTINCT order_id) AS n_all,
-                   count(DISTINCT order_id) FILTER (WHERE prefix_seen) AS n_seen
+            SELECT _ref, field, count(*) AS n_rows,
+                   min(order_id) = max(order_id) AS one_order,
+                   coalesce(min(order_id) FILTER (WHERE prefix_seen) = max(order_id) FILTER (WHERE prefix_seen), false)
+                       AS one_seen_order
             FROM multi GROUP BY _ref, field
         ),
         field_pick AS (          -- a field names one order, or its prefix settles which kind it is
-            SELECT c.*, pf.n_all,
+            SELECT c.*, NOT pf.one_order AS several,
+                   -- a field with one candidate picks it; otherwise the best by exactness, confidence, kind, key
+                   CASE WHEN pf.n_rows = 1 THEN 1 ELSE
                    row_number() OVER (PARTITION BY c._ref, c.field
-                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank, c.matched_key) AS rk
+                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank, c.matched_key) END AS rk
             FROM multi c JOIN per_field pf USING (_ref, field)
-            WHERE pf.n_all = 1 OR (pf.n_seen = 1 AND c.prefix_seen)
+            WHERE pf.one_order OR (pf.one_seen_order AND c.prefix_seen)
         ),
         per_ref AS (
             SELECT c._ref,
-                   string_agg(DISTINCT c.order_id, ', ' ORDER BY c.order_id) AS candidates,
-                   count(DISTINCT c.field) AS n_fields
+                   array_to_string(list_sort(list_distinct(list(c.order_id))), ', ') AS candidates,
+                   len(list_distinct(list(c.field))) AS n_fields
             FROM multi c GROUP BY c._ref
             UNION ALL
             SELECT _ref, order_id, 1 FROM single
         ),
         ref_pick AS (            -- every field that matched must agree on the order
-            SELECT _ref, n_orders, n_fields, best.order_id, best.field, best.kind, best.exact, best.confidence,
-                   best.n_all, best.matched_key
-            FROM (SELECT fp._ref, count(DISTINCT fp.order_id) AS n_orders, count(DISTINCT fp.field) AS n_fields,
-                         arg_max(fp, fp.confidence) AS best
+            SELECT _ref, one_order, n_picked, best.order_id, best.field, best.kind, best.exact, best.confidence,
+                   best.several, best.matched_key
+            FROM (SELECT fp._ref, min(fp.order_id) = max(fp.order_id) AS one_order, count(*) AS n_picked,
+                         arg_min(fp, {c: -fp.confidence, f: list_position($fields, fp.field)}) AS best  -- ties: the first field
                   FROM field_pick fp WHERE fp.rk = 1 GROUP BY fp._ref)
             UNION ALL
-            SELECT _ref, 1, 1, order_id, field, kind, exact, confidence, 1, matched_key FROM single
+            SELECT _ref, true, 1, order_id, field, kind, exact, confidence, false, matched_key FROM single
         )
         SELECT _ref,
                CASE WHEN ok THEN 'linked' ELSE 'ambiguous' END AS status,
@@ -251,14 +256,15 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
                     CASE WHEN kind = 'order' AND exact THEN ' (exact)'
                          WHEN kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
                -- other kinds matched too and a prefix settled it: one step down in confidence
-               CASE WHEN ok THEN confidence * CASE WHEN n_all > 1 THEN 0.8 ELSE 1.0 END END AS confidence,
+               CASE WHEN ok THEN confidence * CASE WHEN several THEN 0.8 ELSE 1.0 END END AS confidence,
                candidates,
                CASE WHEN ok THEN kind END AS link_kind,
                CASE WHEN ok THEN matched_key END AS link_key
-        FROM (SELECT pr._ref, pr.candidates, rp.order_id, rp.field, rp.kind, rp.exact, rp.confidence, rp.n_all,
-                     rp.matched_key, coalesce(rp.n_orders = 1 AND rp.n_fields = pr.n_fields, false) AS ok
+        FROM (SELECT pr._ref, pr.candidates, rp.order_id, rp.field, rp.kind, rp.exact, rp.confidence, rp.several,
+                     rp.matched_key, coalesce(rp.one_order AND rp.n_picked = pr.n_fields, false) AS ok
               FROM per_ref pr LEFT JOIN ref_pick rp USING (_ref))
-        """
+        """,
+        {"fields": names},
     )
     # 4. each record takes its reference's result: linked_<entity> (in file order), then its xref rows
     con.execute(

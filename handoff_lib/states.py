@@ -67,7 +67,7 @@ cartons AS (
            count(*) FILTER (WHERE status = 'open') AS n_open_cartons,
            count(*) FILTER (WHERE status = 'exception') AS n_exceptions,
            max(event_at) FILTER (WHERE status = 'packed') AS last_packed_at,
-           arg_max(carton_id, event_at) FILTER (WHERE status = 'packed') AS last_carton,
+           arg_max(carton_id, {t: event_at, c: carton_id}) FILTER (WHERE status = 'packed') AS last_carton,  -- ties: the higher id
            -- an ordered string_agg sorts per group and is slow at scale: sort each order's small list instead
            -- (the NULL filter keeps string_agg's meaning: NULLs skipped, NULL when nothing is left)
            array_to_string(list_sort(list(carton_id) FILTER (WHERE status = 'packed' AND carton_id IS NOT NULL)), ', ')
@@ -208,7 +208,7 @@ inv AS (
     SELECT sku, sum(on_hand)::BIGINT AS on_hand,
            sum(on_hand - coalesce(on_hold, 0))::BIGINT AS pickable_qty,
            sum(on_hand - coalesce(allocated, 0) - coalesce(on_hold, 0))::BIGINT AS free_qty,
-           arg_max(location, on_hand - coalesce(on_hold, 0)) AS best_location
+           arg_max(location, {q: on_hand - coalesce(on_hold, 0), l: location}) AS best_location  -- ties: the higher location
     FROM inventory GROUP BY sku
 ),
 facts AS (

@@ -98,6 +98,14 @@ def _from_file(s, path: str):
     return con
 
 
+def _stage_input(a):
+    """(settings, in-memory picture of the previous stage's file, seconds the copy took)."""
+    s = _settings(a.data)
+    t = T()
+    con = _from_file(s, a.out)
+    return s, con, round(T() - t, 3)
+
+
 def _save(con, path: str) -> float:
     from handoff_lib.db import save_picture
 
@@ -133,10 +141,7 @@ def step_load(a) -> dict:
 def step_crosswalk(a) -> dict:
     from handoff_lib.identifiers import build_crosswalk, build_order_picture
 
-    s = _settings(a.data)
-    t = T()
-    con = _from_file(s, a.out)
-    copy_in = round(T() - t, 3)
+    s, con, copy_in = _stage_input(a)
     t0 = T()
     build_crosswalk(con, s)
     t1 = T()
@@ -155,10 +160,7 @@ def step_crosswalk(a) -> dict:
 
 
 def step_analyse(a) -> dict:
-    s = _settings(a.data)
-    t = T()
-    con = _from_file(s, a.out)
-    copy_in = round(T() - t, 3)
+    s, con, copy_in = _stage_input(a)
     t0 = T()
     parts = _timed_analyse(con, s, _now(s))
     seconds = round(T() - t0, 3)
@@ -177,10 +179,7 @@ def _snapshot(con, s, history: Path) -> None:
 
 
 def step_snapshot(a) -> dict:
-    s = _settings(a.data)
-    t = T()
-    con = _from_file(s, a.out)
-    copy_in = round(T() - t, 3)
+    s, con, copy_in = _stage_input(a)
     t0 = T()
     _snapshot(con, s, Path(a.history))
     seconds = round(T() - t0, 3)

@@ -306,7 +306,7 @@ class Review:
             return Markdown("_No output folder: exports skipped._")
         board = self.table("order_board")
         blockers = self.table("blockers")
-        promise = self.table("order_board", PROMISE_COLUMNS)
+        promise = board[[c for c in PROMISE_COLUMNS if c in board.columns]]  # = self.table("order_board", PROMISE_COLUMNS)
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")
         drafts = self.table("drafts")

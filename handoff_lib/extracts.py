@@ -76,6 +76,10 @@ STRUCTURAL_REASONS = {
 }
 
 TMP = "_hx_"  # prefix of the temporary tables and views of one load (dropped afterwards)
+# The typed rows, good and rejected, in file order: not a temporary table, because once the
+# rejected rows are moved out and the check columns dropped it is renamed to the entity table
+# (no second copy of the rows).
+TYPED = f"{TMP}typed"
 REJECT_COLUMNS = ["line", "column", "value", "reason", "raw"]
 
 
@@ -150,12 +154,13 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str)
             try:
                 src = _read(con, settings, ent, spec, path, Path(tmp))
                 _check_enums(con, ent, spec, settings, src)
-                _type_rows(con, ent, spec, settings, src)
+                _type_rows(con, ent, spec, settings, src, file)
                 _check_constants(con, ent, spec, settings)
                 n_dups = _find_duplicates(con, ent, spec)
                 accepted, rejected = _write(con, ent, file, src, n_dups)
             finally:
                 _drop_temp(con)
+                con.execute(f"DROP TABLE IF EXISTS {TYPED}")  # left over only when the load failed
         if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
             raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
         used = set(src.cols.values())
@@ -603,7 +608,7 @@ def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
     field: it would reject every row."""
     for name, value in spec.constants.items():
         row = con.execute(
-            f"SELECT _reason FROM {TMP}typed WHERE _rcol = $col LIMIT 1", {"col": spec.columns[name]}
+            f"SELECT _reason FROM {TYPED} WHERE _rcol = $col LIMIT 1", {"col": spec.columns[name]}
         ).fetchall()
         if row:
             raise ExtractError(
@@ -616,8 +621,10 @@ def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
 # typing: l1 raw and trimmed -> l2 parsed -> l3 the first problem of each row
 
 
-def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source) -> None:
-    """`_hx_typed(_line, <fields typed>, _reason, _rcol, _rval)`; _reason is NULL on a good row.
+def _type_rows(
+    con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source, file: str
+) -> None:
+    """`_hx_typed(<fields typed>, _file, _line, _reason, _rcol, _rval)`; _reason is NULL on a good row.
 
     Levels: l0 the value as read (v_) and its typed value where `_fast_sql` is sure of it (q_); l1
     the trimmed text (t_, NULL when blank; only where q_ is NULL, else the value as read); l2 the
@@ -628,6 +635,7 @@ def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, se
         "re_int": INT_RE,
         "re_num": NUM_RE,
         "re_iso": ISO_DATE_RE,
+        "file": file,
     }
     true_set, false_set = (set(s) for s in settings.booleans)
     if src.native_bools:
@@ -690,13 +698,13 @@ def _type_rows(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, se
     where = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rcols)} END" if rcols else "NULL::VARCHAR"
     what = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rvals)} END" if rvals else "NULL::VARCHAR"
     sql = f"""
-        CREATE OR REPLACE TEMP TABLE {TMP}typed AS
+        CREATE OR REPLACE TABLE {TYPED} AS
         WITH l0 AS (SELECT {", ".join(l0)} FROM {TMP}src),
              l1 AS (SELECT {", ".join(l1)} FROM l0),
              l2 AS (SELECT {", ".join(l2)} FROM l1),
              l3 AS (SELECT {", ".join(l3)} FROM l2),
              l4 AS (SELECT *, {reason} AS _reason FROM l3)
-        SELECT _line, {typed}, _reason, {where} AS _rcol, {what} AS _rval
+        SELECT {typed}, $file AS _file, _line, _reason, {where} AS _rcol, {what} AS _rval
         FROM l4"""
     _run(con, sql, params)
 
@@ -846,12 +854,12 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
     row_hash = "NULL::UBIGINT" if required_key else f"hash({every})"
     sql = f"""
         CREATE OR REPLACE TEMP TABLE {TMP}dups AS
-        WITH h AS (SELECT _line, {row_hash} AS _hr, {key_hash} AS _hk FROM {TMP}typed WHERE _reason IS NULL),
+        WITH h AS (SELECT _line, {row_hash} AS _hr, {key_hash} AS _hk FROM {TYPED} WHERE _reason IS NULL),
         cand AS (SELECT _line FROM h
                  WHERE _hr IN (SELECT _hr FROM h WHERE _hr IS NOT NULL GROUP BY _hr HAVING count(*) > 1)
                     OR _hk IN (SELECT _hk FROM h WHERE _hk IS NOT NULL GROUP BY _hk HAVING count(*) > 1)),
         w AS (SELECT _line, {every}, min(_line) OVER (PARTITION BY {every}) AS _same_first, {key_window} AS _key_first
-              FROM {TMP}typed WHERE _reason IS NULL AND _line IN (SELECT _line FROM cand))
+              FROM {TYPED} WHERE _reason IS NULL AND _line IN (SELECT _line FROM cand))
         SELECT _line,
                CASE WHEN _line > _same_first THEN 'exact duplicate of line ' || _same_first {key_reason} END AS reason,
                CASE WHEN _line > _same_first THEN NULL {key_col} END AS "column",
@@ -866,22 +874,18 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
 
 
 def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source, n_dups: int) -> tuple[int, int]:
-    """Write the entity table (in file order) and its rejects; returns (accepted, rejected) records."""
+    """Write the rejects, and make `_hx_typed` the entity table (in file order); returns (accepted,
+    rejected) records."""
     if n_dups:  # mark the few duplicates in place: the good rows stay a plain filter, in file order
         con.execute(
-            f"""UPDATE {TMP}typed SET _reason = d.reason, _rcol = d."column", _rval = d.value
-                FROM {TMP}dups d WHERE {TMP}typed._line = d._line"""
+            f"""UPDATE {TYPED} SET _reason = d.reason, _rcol = d."column", _rval = d.value
+                FROM {TMP}dups d WHERE {TYPED}._line = d._line"""
         )
-    fields = ", ".join(f'"{f.name}"' for f in ent.fields)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {ent.name} AS SELECT {fields}, $file AS _file, _line FROM {TMP}typed WHERE _reason IS NULL",
-        {"file": file},
-    )
     _run(
         con,
         f"""INSERT INTO rejects
             SELECT $source, $file, r._line, r._rcol, r._rval, r._reason, {_raw_sql(len(src.names))}
-            FROM (SELECT _line, _rcol, _rval, _reason FROM {TMP}typed WHERE _reason IS NOT NULL) r
+            FROM (SELECT _line, _rcol, _rval, _reason FROM {TYPED} WHERE _reason IS NOT NULL) r
             JOIN {_rejected_src(src)} s ON s._line = r._line
             ORDER BY r._line""",
         {"source": ent.name, "file": file, "delim": src.delimiter},
@@ -894,6 +898,13 @@ def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source,
                 FROM {TMP}structural ORDER BY line"""
         )
         con.unregister(f"{TMP}structural")
+    # The good rows stay where they are, in file order: the few rejected ones are deleted and the
+    # check columns dropped (DuckDB drops a column without copying the others).
+    con.execute(f"DELETE FROM {TYPED} WHERE _reason IS NOT NULL")
+    for col in ("_reason", "_rcol", "_rval"):
+        con.execute(f"ALTER TABLE {TYPED} DROP COLUMN {col}")
+    con.execute(f"DROP TABLE IF EXISTS {ent.name}")
+    con.execute(f"ALTER TABLE {TYPED} RENAME TO {ent.name}")
     accepted = _scalar(con, f"SELECT count(*) FROM {ent.name}")
     rejected = _scalar(con, "SELECT count(*) FROM rejects WHERE source = $s", {"s": ent.name})
     return int(accepted), int(rejected)
@@ -907,7 +918,7 @@ def _rejected_src(src: _Source) -> str:
     off = int(src.first_line)
     return (
         f"(SELECT *, {off} + rowid AS _line FROM {TMP}csv "
-        f"WHERE rowid IN (SELECT _line - {off} FROM {TMP}typed WHERE _reason IS NOT NULL))"
+        f"WHERE rowid IN (SELECT _line - {off} FROM {TYPED} WHERE _reason IS NOT NULL))"
     )
 
 

@@ -609,3 +609,30 @@ def test_a_load_that_stops_keeps_the_table_of_the_last_good_load_and_leaves_no_w
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_hx_')").fetchone()[0] == 0
     cols = [r[0] for r in con.execute("DESCRIBE order_lines").fetchall()]
     assert cols[-2:] == ["_file", "_line"] and not any(c.startswith("_r") for c in cols)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"a,b\n1,2\n\n3,4\n",
+        b"a,b\r\n1,2\r\n\r\n3,4",
+        b"\na,b\n1,2\r3,4\n\r\n",
+        b'a,b\n"x\ny",2\n\n\n5,6\r\n',
+        b"a,b",
+        b"\r\n\n\r\r\n",
+    ],
+)
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 1 << 24])
+def test_line_scan_finds_line_ends_blank_lines_and_bare_carriage_returns(tmp_path, text, chunk_size):
+    # The scan reads the file in chunks and looks at the bytes before each \n only when the file
+    # holds a \r: checked here, across chunk borders, against a plain reading of the same bytes.
+    from handoff_lib.extracts import _scan_lines
+
+    path = tmp_path / "x.csv"
+    path.write_bytes(text)
+    lines = text.split(b"\n")[:-1]  # the lines ended by a \n
+    scan = _scan_lines(path, chunk_size=chunk_size)
+    assert scan.newlines.tolist() == [i for i, c in enumerate(text) if c == 10]
+    assert scan.blank.tolist() == [k + 1 for k, line in enumerate(lines) if line in (b"", b"\r")]
+    assert scan.bare_cr == (text.count(b"\r") != text.count(b"\r\n"))
+    assert scan.ends_with_newline == text.endswith(b"\n")

@@ -592,3 +592,47 @@ def test_one_file_feeds_two_entities_and_one_column_two_fields(tmp_path):
     n_orders = con.execute("SELECT count(*) FROM orders").fetchone()[0]
     same = con.execute("SELECT count(*) FROM shipments WHERE shipment_id = reference").fetchone()[0]
     assert n_orders > 0 and same == n_orders
+
+
+def test_a_load_that_stops_keeps_the_table_of_the_last_good_load_and_leaves_no_work_table(tmp_path):
+    # The typed rows become the entity table only at the end of a load (no second copy of them):
+    # a load stopped before then must leave the last good table as it was.
+    settings = make_site(tmp_path)
+    con = connect(settings)
+    load_source(con, settings, "order_lines")
+    before = con.execute("SELECT * FROM order_lines ORDER BY _line").fetchall()
+    bad = make_site(tmp_path / "bad", sources={"order_lines": {"columns": {
+        "order_id": "OrderNo", "line_no": "LineNo", "sku": "Item", "qty": {"value": "one"}}}})
+    with pytest.raises(ExtractError, match="constant order_lines.qty"):
+        load_source(con, bad, "order_lines")
+    assert con.execute("SELECT * FROM order_lines ORDER BY _line").fetchall() == before
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_hx_')").fetchone()[0] == 0
+    cols = [r[0] for r in con.execute("DESCRIBE order_lines").fetchall()]
+    assert cols[-2:] == ["_file", "_line"] and not any(c.startswith("_r") for c in cols)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"a,b\n1,2\n\n3,4\n",
+        b"a,b\r\n1,2\r\n\r\n3,4",
+        b"\na,b\n1,2\r3,4\n\r\n",
+        b'a,b\n"x\ny",2\n\n\n5,6\r\n',
+        b"a,b",
+        b"\r\n\n\r\r\n",
+    ],
+)
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 1 << 24])
+def test_line_scan_finds_line_ends_blank_lines_and_bare_carriage_returns(tmp_path, text, chunk_size):
+    # The scan reads the file in chunks and looks at the bytes before each \n only when the file
+    # holds a \r: checked here, across chunk borders, against a plain reading of the same bytes.
+    from handoff_lib.extracts import _scan_lines
+
+    path = tmp_path / "x.csv"
+    path.write_bytes(text)
+    lines = text.split(b"\n")[:-1]  # the lines ended by a \n
+    scan = _scan_lines(path, chunk_size=chunk_size)
+    assert scan.newlines.tolist() == [i for i, c in enumerate(text) if c == 10]
+    assert scan.blank.tolist() == [k + 1 for k, line in enumerate(lines) if line in (b"", b"\r")]
+    assert scan.bare_cr == (text.count(b"\r") != text.count(b"\r\n"))
+    assert scan.ends_with_newline == text.endswith(b"\n")

@@ -173,7 +173,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
             params[f"{tag}_kind"] = kind
             params[f"{tag}_field"] = field
             parts.append(
-                f"""SELECT _ref, ${tag}_field AS field, {field} AS raw, ${tag}_kind AS kind, {ki} AS kind_rank,
+                f"""SELECT _ref, ${tag}_field AS field, upper(trim({field})) AS raw_key, ${tag}_kind AS kind, {ki} AS kind_rank,
                            {e.sql} AS key, {seen.sql} AS prefix_seen
                     FROM _refs WHERE {field} IS NOT NULL AND trim({field}) <> ''"""
             )
@@ -182,11 +182,10 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _cands AS
-        SELECT r._ref, r.field, r.raw, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.source AS via_source,
-               i.raw_key AS matched_key,
-               (upper(trim(r.raw)) = i.raw_key) AS exact,
+        SELECT r._ref, r.field, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.raw_key AS matched_key,
+               (r.raw_key = i.raw_key) AS exact,
                CASE
-                 WHEN r.kind = 'order' AND upper(trim(r.raw)) = i.raw_key THEN $c_exact
+                 WHEN r.kind = 'order' AND r.raw_key = i.raw_key THEN $c_exact
                  WHEN r.kind = 'order' THEN $c_norm
                  WHEN r.kind = 'customer_po' THEN $c_po
                  ELSE $c_chain * i.confidence

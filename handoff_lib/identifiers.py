@@ -370,17 +370,22 @@ def join_quality(con: duckdb.DuckDBPyConnection, examples: int = 3) -> pd.DataFr
     con.execute(
         """
         CREATE OR REPLACE TABLE join_quality AS
-        WITH g AS (
+        WITH g AS (   -- the first n lines of each group with a record key, without sorting every record
             SELECT source, status, coalesce(method, '') AS method, count(*) AS records,
-                   arg_min(record_key || ' [' || coalesce(reference, '') || ']' ||
-                           CASE WHEN status = 'ambiguous' THEN ' candidates: ' || coalesce(candidates, '') ELSE '' END,
-                           _line, $n) AS ex  -- the first n by line, without sorting every record
+                   min(_line, $n) FILTER (WHERE record_key IS NOT NULL) AS first_lines
             FROM xref GROUP BY ALL
+        ),
+        ex AS (       -- the example texts, built for those lines only (a line names one record of a source)
+            SELECT x.source, x.status, coalesce(x.method, '') AS method,
+                   array_to_string(list(x.record_key || ' [' || coalesce(x.reference, '') || ']' ||
+                       CASE WHEN x.status = 'ambiguous' THEN ' candidates: ' || coalesce(x.candidates, '') ELSE '' END
+                       ORDER BY x._line), '; ') AS examples
+            FROM xref x SEMI JOIN (SELECT source, unnest(first_lines) AS _line FROM g) f ON f.source = x.source AND f._line = x._line
+            GROUP BY ALL
         )
         SELECT source, status, method, CAST(records AS BIGINT) AS records,
-               round(100.0 * records / sum(records) OVER (PARTITION BY source), 2) AS share_pct,
-               array_to_string(ex, '; ') AS examples
-        FROM g
+               round(100.0 * records / sum(records) OVER (PARTITION BY source), 2) AS share_pct, examples
+        FROM g LEFT JOIN ex USING (source, status, method)
         ORDER BY source, CASE status WHEN 'linked' THEN 0 WHEN 'ambiguous' THEN 1 ELSE 2 END, records DESC
         """,
         {"n": examples},

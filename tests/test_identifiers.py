@@ -247,3 +247,13 @@ def test_linked_records_keep_file_order_whatever_order_the_source_is_stored_in(m
     assert ("linked_pick_tasks", False) in seen
     assert in_order == reversed_
     assert [r[0] for r in in_order] == ["T1", "T2", "T4"]
+
+
+def test_join_quality_examples_are_the_first_records_by_line_with_their_reference(con):
+    rows = dict(
+        con.execute(
+            "SELECT method, examples FROM join_quality WHERE source IN ('pick_tasks', 'pack_events') AND status <> 'unmatched'"
+        ).fetchall()
+    )
+    assert rows["order_ref -> order (normalised)"] == "T1 [12345]; T2 [ so12346 ]"
+    assert rows[""] == "CTN09000002 [12345 | PT0012346-01] candidates: SO-0012345, SO-0012346"

@@ -238,7 +238,12 @@ def test_linked_records_keep_file_order_whatever_order_the_source_is_stored_in(m
 
     seen = []
     check = ident._in_line_order
-    monkeypatch.setattr(ident, "_in_line_order", lambda con, table: seen.append((table, check(con, table))) or seen[-1][1])
+
+    def spy(con, table):
+        seen.append((table, check(con, table)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(ident, "_in_line_order", spy)
     stored = "SELECT * EXCLUDE (_file) FROM linked_pick_tasks"  # a single table's rows in stored order
     in_order = _ticket_lines_con().execute(stored).fetchall()
     assert ("linked_pick_tasks", True) in seen

@@ -21,6 +21,8 @@ See docs/crosswalk.md for the rules and the confidence scale.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -146,22 +148,17 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
 
     A record's link depends only on the values of its reference fields, and many records share them
     (every pick task of an order carries the same order reference). So the references are resolved
-    once per distinct combination of values (`_refs`), and the records take the result through an
-    integer join (`_rec_ref`)."""
+    once per distinct combination of values (`_refs`), and the records take the result by joining on
+    those values."""
     key_col = ENTITIES[entity].key[0] if ENTITIES[entity].key else "_line"
     fields = REFERENCE_FIELDS[entity]
     names = [f for f, _ in fields]
     present = " OR ".join(f"({f} IS NOT NULL AND trim({f}) <> '')" for f in names)
-    # 0. the distinct reference values, numbered; and which number each record has
+    # 0. the distinct reference values, numbered
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _refs AS
             SELECT row_number() OVER () AS _ref, {", ".join(names)}
             FROM (SELECT DISTINCT {", ".join(names)} FROM {entity} WHERE {present})"""
-    )
-    same = " AND ".join(f"e.{f} IS NOT DISTINCT FROM r.{f}" for f in names)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _rec_ref AS
-            SELECT e._line, r._ref FROM {entity} e JOIN _refs r ON {same}"""
     )
     # 1. one row per (reference, field, kind) with the normalised key
     parts, params = [], {}
@@ -176,7 +173,7 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
             params[f"{tag}_kind"] = kind
             params[f"{tag}_field"] = field
             parts.append(
-                f"""SELECT _ref, ${tag}_field AS field, {field} AS raw, ${tag}_kind AS kind, {ki} AS kind_rank,
+                f"""SELECT _ref, ${tag}_field AS field, upper(trim({field})) AS raw_key, ${tag}_kind AS kind, {ki} AS kind_rank,
                            {e.sql} AS key, {seen.sql} AS prefix_seen
                     FROM _refs WHERE {field} IS NOT NULL AND trim({field}) <> ''"""
             )
@@ -185,11 +182,10 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _cands AS
-        SELECT r._ref, r.field, r.raw, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.source AS via_source,
-               i.raw_key AS matched_key,
-               (upper(trim(r.raw)) = i.raw_key) AS exact,
+        SELECT r._ref, r.field, r.kind, r.kind_rank, r.prefix_seen, i.order_id, i.raw_key AS matched_key,
+               (r.raw_key = i.raw_key) AS exact,
                CASE
-                 WHEN r.kind = 'order' AND upper(trim(r.raw)) = i.raw_key THEN $c_exact
+                 WHEN r.kind = 'order' AND r.raw_key = i.raw_key THEN $c_exact
                  WHEN r.kind = 'order' THEN $c_norm
                  WHEN r.kind = 'customer_po' THEN $c_po
                  ELSE $c_chain * i.confidence
@@ -206,76 +202,22 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
     # 3. resolve per reference. Candidates through a kind whose prefix the raw value carries are
     #    preferred; if they name one order, that is the link. Otherwise all candidates must agree.
     #    A reference with candidates that is not linked is ambiguous; one without is unmatched.
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _resolved AS
-        WITH n_cands AS (SELECT _ref, count(*) AS n FROM _cands GROUP BY _ref),
-        -- Most references have exactly one candidate: that candidate is the link (n_all = 1, one field), so
-        -- only references with several candidates go through the per-field and per-reference resolution below.
-        single AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n = 1),
-        multi AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n > 1),
-        -- Counting distinct orders is only ever compared with 1, so min = max does it (order_id is never
-        -- NULL in the index) without DuckDB's costly DISTINCT aggregates.
-        per_field AS (      -- one reference field read as several kinds
-            SELECT _ref, field, count(*) AS n_rows,
-                   min(order_id) = max(order_id) AS one_order,
-                   coalesce(min(order_id) FILTER (WHERE prefix_seen) = max(order_id) FILTER (WHERE prefix_seen), false)
-                       AS one_seen_order
-            FROM multi GROUP BY _ref, field
-        ),
-        field_pick AS (          -- a field names one order, or its prefix settles which kind it is
-            SELECT c.*, NOT pf.one_order AS several,
-                   -- a field with one candidate picks it; otherwise the best by exactness, confidence, kind, key
-                   CASE WHEN pf.n_rows = 1 THEN 1 ELSE
-                   row_number() OVER (PARTITION BY c._ref, c.field
-                                      ORDER BY c.exact DESC, c.confidence DESC, c.kind_rank, c.matched_key) END AS rk
-            FROM multi c JOIN per_field pf USING (_ref, field)
-            WHERE pf.one_order OR (pf.one_seen_order AND c.prefix_seen)
-        ),
-        per_ref AS (
-            SELECT c._ref,
-                   array_to_string(list_sort(list_distinct(list(c.order_id))), ', ') AS candidates,
-                   len(list_distinct(list(c.field))) AS n_fields
-            FROM multi c GROUP BY c._ref
-            UNION ALL
-            SELECT _ref, order_id, 1 FROM single
-        ),
-        ref_pick AS (            -- every field that matched must agree on the order
-            SELECT _ref, one_order, n_picked, best.order_id, best.field, best.kind, best.exact, best.confidence,
-                   best.several, best.matched_key
-            FROM (SELECT fp._ref, min(fp.order_id) = max(fp.order_id) AS one_order, count(*) AS n_picked,
-                         arg_min(fp, {c: -fp.confidence, f: list_position($fields, fp.field)}) AS best  -- ties: the first field
-                  FROM field_pick fp WHERE fp.rk = 1 GROUP BY fp._ref)
-            UNION ALL
-            SELECT _ref, true, 1, order_id, field, kind, exact, confidence, false, matched_key FROM single
-        )
-        SELECT _ref,
-               CASE WHEN ok THEN 'linked' ELSE 'ambiguous' END AS status,
-               CASE WHEN ok THEN order_id END AS order_id,
-               CASE WHEN ok THEN field || ' -> ' || kind ||
-                    CASE WHEN kind = 'order' AND exact THEN ' (exact)'
-                         WHEN kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
-               -- other kinds matched too and a prefix settled it: one step down in confidence
-               CASE WHEN ok THEN confidence * CASE WHEN several THEN 0.8 ELSE 1.0 END END AS confidence,
-               candidates,
-               CASE WHEN ok THEN kind END AS link_kind,
-               CASE WHEN ok THEN matched_key END AS link_key
-        FROM (SELECT pr._ref, pr.candidates, rp.order_id, rp.field, rp.kind, rp.exact, rp.confidence, rp.several,
-                     rp.matched_key, coalesce(rp.one_order AND rp.n_picked = pr.n_fields, false) AS ok
-              FROM per_ref pr LEFT JOIN ref_pick rp USING (_ref))
-        """,
-        {"fields": names},
-    )
-    # 4. each record takes its reference's result: linked_<entity> (in file order), then its xref rows
-    con.execute(
-        f"""
+    con.execute(_RESOLVE, {"fields": names})
+    # 4. each record takes its reference's result by its reference values: linked_<entity> (in file
+    #    order), then its xref row. `_candidates` rides along for xref (no second join) and is dropped.
+    same = " AND ".join(f"e.{f} IS NOT DISTINCT FROM r.{f}" for f in names)
+    linked = f"""
         CREATE OR REPLACE TABLE linked_{entity} AS
         SELECT e.*, r.order_id, r.method AS link_method, r.confidence AS link_confidence,
-               coalesce(r.status, 'unmatched') AS link_status, r.link_kind, r.link_key
-        FROM {entity} e LEFT JOIN (SELECT m._line, r.* FROM _rec_ref m JOIN _resolved r USING (_ref)) r USING (_line)
-        ORDER BY e._line
-        """
-    )
+               coalesce(r.status, 'unmatched') AS link_status, r.link_kind, r.link_key, r.candidates AS _candidates
+        FROM {entity} e LEFT JOIN (SELECT f.*, r.* EXCLUDE (_ref) FROM _refs f JOIN _resolved r USING (_ref)) r ON {same}"""
+    # Sorting the wide records by _line was half the cost of this step. On one thread the join hands
+    # the records on in the order it reads them, which is file order; that is checked (a cheap pass
+    # over _line), and the records are sorted only when it does not hold.
+    with _one_thread(con):
+        con.execute(linked)
+    if not _in_line_order(con, f"linked_{entity}"):
+        con.execute(f"{linked} ORDER BY e._line")
     ref_cols = " || ' | ' || ".join(f"coalesce(e.{f}, '')" for f in names)
     con.execute(
         f"""
@@ -284,14 +226,96 @@ def _link_entity(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str
                e.order_id, e.link_method, e.link_confidence,
                CASE WHEN e.link_confidence >= $high THEN 'high' WHEN e.link_confidence >= $medium THEN 'medium'
                     WHEN e.link_confidence IS NOT NULL THEN 'low' END AS level,
-               e.link_status, c.candidates
+               e.link_status, e._candidates
         FROM linked_{entity} e
-        LEFT JOIN (SELECT m._line, r.candidates FROM _rec_ref m JOIN _resolved r USING (_ref)) c USING (_line)
         """,
         {"entity": entity, "high": HIGH, "medium": MEDIUM},
     )
-    for t in ("_refs", "_rec_ref", "_refkeys", "_cands", "_resolved"):
+    con.execute(f"ALTER TABLE linked_{entity} DROP COLUMN _candidates")
+    for t in ("_refs", "_refkeys", "_cands", "_resolved"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block with DuckDB on one thread, then restore the connection's thread count."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
+def _in_line_order(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """True when `table` stores its rows in increasing `_line` (file) order: lag() over an empty
+    window sees the rows in their stored order (DuckDB's order-preservation rules)."""
+    sql = f"SELECT count(*) FROM (SELECT _line <= lag(_line) OVER () AS back FROM {table}) WHERE back"
+    return con.execute(sql).fetchone()[0] == 0
+
+
+# Resolution of every reference (`_ref`) from its candidates (`_cands`), written as `_resolved`.
+# Most references have exactly one candidate: that candidate is the link (`single`). The others go
+# through one aggregation per reference field: the field names one order (o_lo = o_hi), or its prefix
+# settles which kind it is (s_lo = s_hi); its pick is then the best candidate by exactness,
+# confidence, kind and key, taken as the candidate's rowid with arg_min (candidates tied on that whole
+# key carry the same order, kind, exactness, confidence and key, so which one is taken never shows).
+# Then per reference: every field that matched must pick the same order; the best pick by confidence
+# names the method (ties: the first field). Counting distinct orders is only ever compared with 1,
+# so min = max does it (order_id is never NULL in the index) without DuckDB's costly DISTINCT
+# aggregates; the sorted candidate list is built only for the few references that name several orders.
+_RESOLVE = """
+CREATE OR REPLACE TEMP TABLE _resolved AS
+WITH n_cands AS (SELECT _ref, count(*) AS n FROM _cands GROUP BY _ref),
+single AS (SELECT c.* FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n = 1),
+multi AS NOT MATERIALIZED (
+    SELECT c.rowid AS _id, c._ref, c.field, c.order_id, c.prefix_seen, c.exact, c.confidence, c.kind_rank, c.matched_key
+    FROM _cands c JOIN n_cands k USING (_ref) WHERE k.n > 1
+),
+per_field AS (      -- one reference field read as several kinds: its orders and its pick (a rowid of _cands)
+    SELECT _ref, field, o_lo, o_hi, CASE WHEN o_lo = o_hi THEN best_all WHEN s_lo = s_hi THEN best_seen END AS pick
+    FROM (SELECT _ref, field, min(order_id) AS o_lo, max(order_id) AS o_hi,
+                 min(order_id) FILTER (WHERE prefix_seen) AS s_lo, max(order_id) FILTER (WHERE prefix_seen) AS s_hi,
+                 arg_min(_id, {x: NOT exact, c: -confidence, k: kind_rank, m: matched_key}) AS best_all,
+                 arg_min(_id, {x: NOT exact, c: -confidence, k: kind_rank, m: matched_key}) FILTER (WHERE prefix_seen)
+                     AS best_seen
+          FROM multi GROUP BY _ref, field)
+),
+per_ref AS (        -- every field that matched must pick the same order
+    SELECT pf._ref, min(pf.o_lo) AS o_lo, max(pf.o_hi) AS o_hi, count(*) AS n_fields, count(pf.pick) AS n_picked,
+           min(c.order_id) = max(c.order_id) AS one_order,
+           arg_min(pf.pick, {c: -c.confidence, f: list_position($fields, pf.field)}) AS best
+    FROM per_field pf LEFT JOIN _cands c ON c.rowid = pf.pick GROUP BY pf._ref
+),
+many AS (           -- the candidate list of references that name several orders
+    SELECT _ref, array_to_string(list_sort(list_distinct(list(order_id))), ', ') AS candidates
+    FROM multi WHERE _ref IN (SELECT _ref FROM per_ref WHERE o_lo <> o_hi) GROUP BY _ref
+),
+picked AS (
+    SELECT pr._ref, CASE WHEN pr.o_lo = pr.o_hi THEN pr.o_lo ELSE m.candidates END AS candidates,
+           coalesce(pr.one_order AND pr.n_picked = pr.n_fields, false) AS ok,
+           c.order_id, c.field, c.kind, c.exact, c.confidence,
+           pf.o_lo <> pf.o_hi AS several,  -- other orders matched too and a prefix settled it
+           c.matched_key
+    FROM per_ref pr LEFT JOIN many m USING (_ref)
+    LEFT JOIN _cands c ON c.rowid = pr.best
+    LEFT JOIN per_field pf ON pf._ref = pr._ref AND pf.pick = pr.best
+    UNION ALL
+    SELECT _ref, order_id, true, order_id, field, kind, exact, confidence, false, matched_key FROM single
+)
+SELECT _ref,
+       CASE WHEN ok THEN 'linked' ELSE 'ambiguous' END AS status,
+       CASE WHEN ok THEN order_id END AS order_id,
+       CASE WHEN ok THEN field || ' -> ' || kind ||
+            CASE WHEN kind = 'order' AND exact THEN ' (exact)'
+                 WHEN kind = 'order' THEN ' (normalised)' ELSE '' END END AS method,
+       -- a prefix settled a conflicting reading: one step down in confidence
+       CASE WHEN ok THEN confidence * CASE WHEN several THEN 0.8 ELSE 1.0 END END AS confidence,
+       candidates,
+       CASE WHEN ok THEN kind END AS link_kind,
+       CASE WHEN ok THEN matched_key END AS link_key
+FROM picked
+"""
 
 
 def build_crosswalk(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
@@ -346,17 +370,22 @@ def join_quality(con: duckdb.DuckDBPyConnection, examples: int = 3) -> pd.DataFr
     con.execute(
         """
         CREATE OR REPLACE TABLE join_quality AS
-        WITH g AS (
+        WITH g AS (   -- the first n lines of each group with a record key, without sorting every record
             SELECT source, status, coalesce(method, '') AS method, count(*) AS records,
-                   arg_min(record_key || ' [' || coalesce(reference, '') || ']' ||
-                           CASE WHEN status = 'ambiguous' THEN ' candidates: ' || coalesce(candidates, '') ELSE '' END,
-                           _line, $n) AS ex  -- the first n by line, without sorting every record
+                   min(_line, $n) FILTER (WHERE record_key IS NOT NULL) AS first_lines
             FROM xref GROUP BY ALL
+        ),
+        ex AS (       -- the example texts, built for those lines only (a line names one record of a source)
+            SELECT x.source, x.status, coalesce(x.method, '') AS method,
+                   array_to_string(list(x.record_key || ' [' || coalesce(x.reference, '') || ']' ||
+                       CASE WHEN x.status = 'ambiguous' THEN ' candidates: ' || coalesce(x.candidates, '') ELSE '' END
+                       ORDER BY x._line), '; ') AS examples
+            FROM xref x SEMI JOIN (SELECT source, unnest(first_lines) AS _line FROM g) f ON f.source = x.source AND f._line = x._line
+            GROUP BY ALL
         )
         SELECT source, status, method, CAST(records AS BIGINT) AS records,
-               round(100.0 * records / sum(records) OVER (PARTITION BY source), 2) AS share_pct,
-               array_to_string(ex, '; ') AS examples
-        FROM g
+               round(100.0 * records / sum(records) OVER (PARTITION BY source), 2) AS share_pct, examples
+        FROM g LEFT JOIN ex USING (source, status, method)
         ORDER BY source, CASE status WHEN 'linked' THEN 0 WHEN 'ambiguous' THEN 1 ELSE 2 END, records DESC
         """,
         {"n": examples},

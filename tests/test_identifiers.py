@@ -185,3 +185,80 @@ def test_records_sharing_a_reference_each_get_the_link():
         ("T4", "unmatched", None, None),
         ("T5", "linked", "SO-0000001", "order_ref -> order (normalised)"),
     ]
+
+
+def _ticket_lines_con(pick_tasks_reversed: bool = False) -> duckdb.DuckDBPyConnection:
+    """One order with two pick-ticket lines (T1 normalised, T4 exact) and pack events that cite them."""
+    settings = load_settings("parameters/demo.yaml")
+    c = duckdb.connect()
+    make_tables(
+        c,
+        orders=[{"order_id": "SO-0012345", "customer_id": "C1", "customer_po": "PO-1", "release_status": "released"}],
+        pick_tasks=[
+            {"task_id": "T1", "pick_ticket": "PT0012345-01", "order_ref": "12345", "sku": "A", "qty_required": 1, "status": "open"},
+            {"task_id": "T2", "pick_ticket": "PT0099999-01", "order_ref": "99999", "sku": "A", "qty_required": 1, "status": "open"},
+            {"task_id": "T4", "pick_ticket": "PT0012345-02", "order_ref": "SO-0012345", "sku": "B", "qty_required": 1, "status": "open"},
+        ],
+        pack_events=[
+            {"carton_id": "C3", "order_ref": "SO-0012345", "pick_ticket": "PT0012345-02", "status": "packed"},
+            {"carton_id": "C4", "pick_ticket": "PT0012345-01", "status": "packed"},
+            {"carton_id": "C5", "pick_ticket": "PT0012345", "status": "packed"},
+            {"carton_id": "C6", "order_ref": "12345", "status": "packed"},
+        ],
+        shipments=[], holds=[], cases=[],
+    )  # fmt: skip
+    if pick_tasks_reversed:  # the same records, stored against file order
+        c.execute("CREATE OR REPLACE TABLE pick_tasks AS SELECT * FROM pick_tasks ORDER BY _line DESC")
+    build_crosswalk(c, settings)
+    return c
+
+
+def test_a_ticket_hitting_several_lines_takes_the_exact_line_then_the_most_confident():
+    """References with several candidates (the per-field path) against one with a single candidate."""
+    c = _ticket_lines_con()
+    rows = c.execute(
+        """SELECT carton_id, link_status, order_id, link_method, round(link_confidence, 4), link_key
+           FROM linked_pack_events ORDER BY _line"""
+    ).fetchall()
+    assert rows == [
+        # both fields name the order: the more confident one (the exact order id) names the method
+        ("C3", "linked", "SO-0012345", "order_ref -> order (exact)", 1.0, "SO-0012345"),
+        # the exact ticket line wins over the more confident other line
+        ("C4", "linked", "SO-0012345", "pick_ticket -> pick_ticket", round(0.95 * 0.97, 4), "PT0012345-01"),
+        # no exact line: the most confident one
+        ("C5", "linked", "SO-0012345", "pick_ticket -> pick_ticket", 0.95, "PT0012345-02"),
+        # a single candidate
+        ("C6", "linked", "SO-0012345", "order_ref -> order (normalised)", 0.97, "SO-0012345"),
+    ]
+
+
+def test_linked_records_keep_file_order_whatever_order_the_source_is_stored_in(monkeypatch):
+    """The join keeps file order on one thread (checked); a source stored out of order is sorted instead."""
+    import handoff_lib.identifiers as ident
+
+    seen = []
+    check = ident._in_line_order
+
+    def spy(con, table):
+        seen.append((table, check(con, table)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(ident, "_in_line_order", spy)
+    stored = "SELECT * EXCLUDE (_file) FROM linked_pick_tasks"  # a single table's rows in stored order
+    in_order = _ticket_lines_con().execute(stored).fetchall()
+    assert ("linked_pick_tasks", True) in seen
+    seen.clear()
+    reversed_ = _ticket_lines_con(pick_tasks_reversed=True).execute(stored).fetchall()
+    assert ("linked_pick_tasks", False) in seen
+    assert in_order == reversed_
+    assert [r[0] for r in in_order] == ["T1", "T2", "T4"]
+
+
+def test_join_quality_examples_are_the_first_records_by_line_with_their_reference(con):
+    rows = dict(
+        con.execute(
+            "SELECT method, examples FROM join_quality WHERE source IN ('pick_tasks', 'pack_events') AND status <> 'unmatched'"
+        ).fetchall()
+    )
+    assert rows["order_ref -> order (normalised)"] == "T1 [12345]; T2 [ so12346 ]"
+    assert rows[""] == "CTN09000002 [12345 | PT0012346-01] candidates: SO-0012345, SO-0012346"

@@ -109,11 +109,13 @@ pts AS (
     FROM banded b LEFT JOIN policy_tier_points t ON t.tier = b.tier
 )
 SELECT order_id, tier_pts + cut_pts + val_pts + lin_pts AS priority,
-       'tier ' || coalesce(CAST(tier AS VARCHAR), '?') || ' +' || tier_pts || ', '
-       || CASE WHEN minutes_to_cutoff IS NULL THEN 'no cutoff' WHEN minutes_to_cutoff < 0 THEN 'past cutoff'
-               ELSE CAST(round(minutes_to_cutoff) AS BIGINT) || ' min to cutoff' END || ' +' || cut_pts || ', '
-       || 'value ' || coalesce(CAST(CAST(round(value) AS BIGINT) AS VARCHAR), '?') || ' +' || val_pts || ', '
-       || n_open_lines || ' open lines +' || lin_pts || ' = ' || (tier_pts + cut_pts + val_pts + lin_pts) AS priority_rule
+       -- concat, not a chain of ||: one string built per order instead of one per piece. Every piece is
+       -- non-NULL (coalesced points and texts, the open-line count), so it is the same text
+       concat('tier ', coalesce(CAST(tier AS VARCHAR), '?'), ' +', tier_pts, ', ',
+              CASE WHEN minutes_to_cutoff IS NULL THEN 'no cutoff' WHEN minutes_to_cutoff < 0 THEN 'past cutoff'
+                   ELSE concat(CAST(round(minutes_to_cutoff) AS BIGINT), ' min to cutoff') END, ' +', cut_pts, ', ',
+              'value ', coalesce(CAST(CAST(round(value) AS BIGINT) AS VARCHAR), '?'), ' +', val_pts, ', ',
+              n_open_lines, ' open lines +', lin_pts, ' = ', tier_pts + cut_pts + val_pts + lin_pts) AS priority_rule
 FROM pts
 """
 

@@ -35,21 +35,30 @@ o AS (
            coalesce(o.ship_by, l.ship_by) AS ship_by, greatest(coalesce(o.ordered_at, clock.day_start), clock.day_start) AS due_from
     FROM orders o CROSS JOIN clock LEFT JOIN line_ship_by l USING (order_id)
 ),
-pickup AS (
-    SELECT o.order_id,
-           coalesce(min(c.pickup_at) FILTER (WHERE c.service <> '*'), min(c.pickup_at) FILTER (WHERE c.service = '*')) AS pickup_at
-    FROM o JOIN pickup_calendar c ON c.carrier = o.carrier AND (c.service = o.service OR c.service = '*') AND c.pickup_at >= o.due_from
-    GROUP BY o.order_id
+-- each pickup's time in words, once per calendar entry rather than once per order
+calendar AS (
+    SELECT c.carrier, c.service, c.pickup_at, strftime(timezone(clock.tz, c.pickup_at), '%a %d %b %H:%M') AS pickup_text
+    FROM pickup_calendar c CROSS JOIN clock
+),
+exact AS (SELECT * FROM calendar WHERE service <> '*'),
+any_service AS (SELECT * FROM calendar WHERE service = '*'),
+-- the first pickup at or after due_from, of the exact service if it has one, else of '*': an as-of join per
+-- kind finds the least pickup_at of that kind, as a join with every later pickup and a min() would
+p AS (
+    SELECT o.*, coalesce(e.pickup_at, a.pickup_at) AS pickup_at,
+           CASE WHEN e.pickup_at IS NOT NULL THEN e.pickup_text ELSE a.pickup_text END AS pickup_text
+    FROM o
+    ASOF LEFT JOIN exact e ON e.carrier = o.carrier AND e.service = o.service AND e.pickup_at >= o.due_from
+    ASOF LEFT JOIN any_service a ON a.carrier = o.carrier AND a.pickup_at >= o.due_from
 )
-SELECT o.order_id, o.carrier, o.service,
-       coalesce(o.ship_by, p.pickup_at) AS cutoff_at,
-       CASE WHEN o.ship_by IS NOT NULL THEN 'ship_by' WHEN p.pickup_at IS NOT NULL THEN 'pickup' END AS cutoff_source,
-       CASE WHEN o.ship_by IS NOT NULL THEN 'ship-by ' || strftime(timezone(clock.tz, o.ship_by), '%a %d %b %H:%M') || ' (OMS)'
-            WHEN p.pickup_at IS NOT NULL THEN coalesce(o.carrier, '') || ' ' || coalesce(o.service, '') || ' pickup '
-                 || strftime(timezone(clock.tz, p.pickup_at), '%a %d %b %H:%M')
+SELECT p.order_id, p.carrier, p.service,
+       coalesce(p.ship_by, p.pickup_at) AS cutoff_at,
+       CASE WHEN p.ship_by IS NOT NULL THEN 'ship_by' WHEN p.pickup_at IS NOT NULL THEN 'pickup' END AS cutoff_source,
+       CASE WHEN p.ship_by IS NOT NULL THEN 'ship-by ' || strftime(timezone(clock.tz, p.ship_by), '%a %d %b %H:%M') || ' (OMS)'
+            WHEN p.pickup_at IS NOT NULL THEN coalesce(p.carrier, '') || ' ' || coalesce(p.service, '') || ' pickup ' || p.pickup_text
        END AS cutoff_label,
-       round((epoch(coalesce(o.ship_by, p.pickup_at)) - epoch(clock.now)) / 60.0, 1) AS minutes_to_cutoff
-FROM o CROSS JOIN clock LEFT JOIN pickup p USING (order_id)
+       round((epoch(coalesce(p.ship_by, p.pickup_at)) - epoch(clock.now)) / 60.0, 1) AS minutes_to_cutoff
+FROM p CROSS JOIN clock
 """
 
 

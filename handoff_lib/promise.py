@@ -140,19 +140,23 @@ next_pickup AS (
     WHERE NOT t.can_make
     GROUP BY t.order_id
 ),
+-- transit days depend on the carrier and service only: worked out once per pair, not once per order
 transit AS (
-    SELECT t.order_id,
+    SELECT k.carrier, k.service,
            coalesce(min(tr.days) FILTER (WHERE tr.service <> '*'), min(tr.days) FILTER (WHERE tr.service = '*'), $transit_default) AS transit_days
-    FROM timed t LEFT JOIN policy_transit tr ON tr.carrier = t.carrier AND (tr.service = t.service OR tr.service = '*')
-    GROUP BY t.order_id
+    FROM (SELECT DISTINCT carrier, service FROM order_cutoffs) k
+    LEFT JOIN policy_transit tr ON tr.carrier = k.carrier AND (tr.service = k.service OR tr.service = '*')
+    GROUP BY ALL
 ),
 judged AS (
     SELECT t.*, n.next_pickup_at, tr.transit_days,
            CAST(timezone(clock.tz, n.next_pickup_at) AS DATE) + tr.transit_days AS next_arrival,
            strftime(timezone(clock.tz, n.next_pickup_at), '%a %d %b %H:%M') AS next_label,
-           CASE WHEN t.minutes_to_cutoff < 0 THEN 'missed ' ELSE 'cannot make ' END || coalesce(t.cutoff_label, '') AS miss_text,
-           round(t.minutes_to_cutoff)::BIGINT || ' min to ' || coalesce(t.cutoff_label, '') AS left_text
-    FROM timed t CROSS JOIN clock LEFT JOIN next_pickup n USING (order_id) LEFT JOIN transit tr USING (order_id)
+           concat(CASE WHEN t.minutes_to_cutoff < 0 THEN 'missed ' ELSE 'cannot make ' END, coalesce(t.cutoff_label, '')) AS miss_text,
+           CASE WHEN t.minutes_to_cutoff IS NOT NULL THEN concat(round(t.minutes_to_cutoff)::BIGINT, ' min to ', coalesce(t.cutoff_label, ''))
+           END AS left_text
+    FROM timed t CROSS JOIN clock LEFT JOIN next_pickup n USING (order_id)
+    LEFT JOIN transit tr ON tr.carrier IS NOT DISTINCT FROM t.carrier AND tr.service IS NOT DISTINCT FROM t.service
 )
 SELECT order_id, state, cutoff_at, cutoff_source, cutoff_label, minutes_to_cutoff, work_minutes, buffer_minutes,
        next_pickup_at, transit_days, next_arrival, promised_delivery, n_blockers,
@@ -171,28 +175,33 @@ SELECT order_id, state, cutoff_at, cutoff_source, cutoff_label, minutes_to_cutof
          WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN 'at_risk'
          ELSE 'safe'
        END AS promise_status,
+       -- concat() builds a text in one go where a chain of || builds a string per piece. It skips a NULL
+       -- piece where || gives NULL, so it is used where no piece can be NULL: past the cutoff_at IS NULL
+       -- branch the cutoff's minutes and label are set (order_cutoffs sets the three together), the work,
+       -- buffer and transit figures are coalesced, and below the next_pickup_at / promised_delivery IS NULL
+       -- branches an order that cannot make its cutoff has both. The blocker texts keep ||.
        CASE
          WHEN state = 'cancelled' THEN state_reason
          WHEN state = 'handed_off' THEN state_reason
-         WHEN cutoff_at IS NULL THEN 'no pickup configured for carrier ' || coalesce(carrier, '(blank)') || ' service '
-              || coalesce(service, '(blank)') || ' and no ship-by date: add it to cutoffs: in the site file'
+         WHEN cutoff_at IS NULL THEN concat('no pickup configured for carrier ', coalesce(carrier, '(blank)'), ' service ',
+              coalesce(service, '(blank)'), ' and no ship-by date: add it to cutoffs: in the site file')
          WHEN communicate THEN 'customer must be told: ' || communicate_text
-         WHEN NOT can_make AND cutoff_source = 'ship_by' THEN miss_text || ' with ' || work_minutes || ' min of work left'
-         WHEN NOT can_make AND next_pickup_at IS NULL THEN miss_text || '; no later pickup in the next ' || $lookahead || ' days'
-         WHEN NOT can_make AND promised_delivery IS NULL THEN miss_text || '; next pickup ' || next_label
-              || ', no promised delivery date to check it against'
-         WHEN NOT can_make AND next_arrival > promised_delivery THEN miss_text || '; next pickup ' || next_label || ' + '
-              || transit_days || ' transit day(s) arrives ' || strftime(next_arrival, '%a %d %b') || ', after the promised '
-              || strftime(promised_delivery, '%a %d %b')
-         WHEN n_blockers > 0 AND NOT can_make THEN miss_text || '; next pickup ' || next_label || ' still meets the promised '
-              || strftime(promised_delivery, '%a %d %b') || ', but blocked by ' || blocker_text
+         WHEN NOT can_make AND cutoff_source = 'ship_by' THEN concat(miss_text, ' with ', work_minutes, ' min of work left')
+         WHEN NOT can_make AND next_pickup_at IS NULL THEN concat(miss_text, '; no later pickup in the next ', $lookahead, ' days')
+         WHEN NOT can_make AND promised_delivery IS NULL THEN concat(miss_text, '; next pickup ', next_label,
+              ', no promised delivery date to check it against')
+         WHEN NOT can_make AND next_arrival > promised_delivery THEN concat(miss_text, '; next pickup ', next_label, ' + ',
+              transit_days, ' transit day(s) arrives ', strftime(next_arrival, '%a %d %b'), ', after the promised ',
+              strftime(promised_delivery, '%a %d %b'))
+         WHEN n_blockers > 0 AND NOT can_make THEN concat(miss_text, '; next pickup ', next_label, ' still meets the promised ',
+              strftime(promised_delivery, '%a %d %b'), ', but blocked by ') || blocker_text
          WHEN n_blockers > 0 THEN 'blocked by ' || blocker_text || '; ' || left_text
-         WHEN NOT can_make THEN miss_text || '; next pickup ' || next_label || ' + ' || transit_days
-              || ' transit day(s) arrives ' || strftime(next_arrival, '%a %d %b') || ', by the promised ' || strftime(promised_delivery, '%a %d %b')
-         WHEN work_minutes = 0 THEN 'no work left; waits for ' || cutoff_label || ' (' || round(minutes_to_cutoff)::BIGINT || ' min)'
-         WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN work_minutes || ' min work + ' || buffer_minutes
-              || ' min buffer > ' || left_text
-         ELSE work_minutes || ' min work + ' || buffer_minutes || ' min buffer fits ' || left_text
+         WHEN NOT can_make THEN concat(miss_text, '; next pickup ', next_label, ' + ', transit_days, ' transit day(s) arrives ',
+              strftime(next_arrival, '%a %d %b'), ', by the promised ', strftime(promised_delivery, '%a %d %b'))
+         WHEN work_minutes = 0 THEN concat('no work left; waits for ', cutoff_label, ' (', round(minutes_to_cutoff)::BIGINT, ' min)')
+         WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN concat(work_minutes, ' min work + ', buffer_minutes,
+              ' min buffer > ', left_text)
+         ELSE concat(work_minutes, ' min work + ', buffer_minutes, ' min buffer fits ', left_text)
        END AS promise_reason
 FROM judged
 """

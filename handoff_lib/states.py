@@ -243,7 +243,8 @@ order_side AS (
            CASE WHEN f.cancelled THEN 'order cancelled in the OMS'
                 || coalesce(' at ' || strftime(timezone(clock.tz, f.cancelled_at), '%a %d %b %H:%M'), '') END AS cancelled_reason,
            CASE WHEN f.n_open_holds > 0 THEN 'on hold: ' || f.hold_text || ' (WMS)'
-                ELSE 'ship-complete order (' || f.ship_complete_source || ') waits for ' || a.short_alloc_lines END AS held_reason,
+                WHEN a.order_id IS NOT NULL THEN 'ship-complete order (' || f.ship_complete_source || ') waits for ' || a.short_alloc_lines
+           END AS held_reason,
            CASE WHEN f.release_status = 'not_released' THEN 'order not released in the OMS (status not_released, ordered '
                 || coalesce(strftime(timezone(clock.tz, f.ordered_at), '%a %d %b %H:%M'), 'at an unknown time') || ')' END
                AS not_released_reason,
@@ -256,7 +257,7 @@ order_side AS (
                 WHEN f.packed THEN 'packed in carton ' || f.packed_cartons || ' (WMS)'
                      || CASE WHEN f.n_labelled = 0 THEN ', no label yet' ELSE ', labelled, not manifested (carrier)' END
            END AS packed_reason,
-           'missed ' || f.cutoff_label || '; ' AS missed_cutoff
+           CASE WHEN f.past_cutoff THEN 'missed ' || f.cutoff_label || '; ' END AS missed_cutoff  -- only a delayed line uses it
     FROM order_facts f CROSS JOIN clock LEFT JOIN alloc_short_lines a USING (order_id)
 ),
 facts AS (

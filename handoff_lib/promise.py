@@ -18,7 +18,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from .policy import Policy, operating_day, prepare
+from .policy import Policy, insert_rows, operating_day, prepare
 from .settings import Settings
 
 # Every order: its due cutoff. An explicit ship-by (the order's, else its earliest line's) wins;
@@ -86,7 +86,7 @@ def assign_cutoffs(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.d
     )
     today = operating_day(policy, settings, now)
     rows = pickup_calendar(settings, now, policy.pickup_lookahead_days, today).itertuples(index=False)
-    con.executemany("INSERT INTO pickup_calendar VALUES (?, ?, ?, ?)", [tuple(r) for r in rows])
+    insert_rows(con, "pickup_calendar", [tuple(r) for r in rows])
     con.execute(ORDER_CUTOFFS)
     return con.table("order_cutoffs")
 

@@ -18,7 +18,7 @@ import datetime as dt
 
 import duckdb
 
-from .policy import prepare
+from .policy import insert_rows, prepare
 from .settings import Settings
 
 # Roll-up order: an order takes the state of its lowest-ranked line. Exceptions first, then the
@@ -409,9 +409,9 @@ def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.dat
     order_id, state, reason, n_lines, n_open_lines, n_picked_lines, n_allocated_lines, n_in_stock_lines, line_summary."""
     policy = prepare(con, settings, now)
     con.execute("CREATE OR REPLACE TEMP TABLE state_ranks (state VARCHAR, rank INTEGER, meaning VARCHAR)")
-    con.executemany("INSERT INTO state_ranks VALUES (?, ?, ?)", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
+    insert_rows(con, "state_ranks", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
     con.execute("CREATE OR REPLACE TEMP TABLE policy_consolidated (carrier VARCHAR)")
-    con.executemany("INSERT INTO policy_consolidated VALUES (?)", [(c,) for c in policy.consolidated_carriers])
+    insert_rows(con, "policy_consolidated", [(c,) for c in policy.consolidated_carriers])
     con.execute(CARTON_STATUS)
     con.execute(ORDER_FACTS, {"ship_complete_default": policy.ship_complete_default})
     con.execute(LINE_STATES)

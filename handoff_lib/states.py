@@ -218,9 +218,12 @@ alloc_candidates AS (
     FROM order_lines l JOIN order_facts f USING (order_id)
     WHERE f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
 ),
+-- (read from linked_pick_tasks, not from `tasks`: a third reader would make DuckDB buffer all of `tasks`)
 alloc_candidate_tasks AS (
     SELECT c.order_id, c.line_no, sum(coalesce(t.qty_picked, 0))::BIGINT AS qty_picked, sum(t.qty_required)::BIGINT AS qty_required
-    FROM alloc_candidates c JOIN tasks t ON t.order_id = c.order_id AND t.line_key = c.line_no
+    FROM alloc_candidates c JOIN linked_pick_tasks t ON t.order_id = c.order_id
+    LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
+    WHERE t.link_status = 'linked' AND t.status <> 'cancelled' AND coalesce(t.line_no, s.line_no) = c.line_no  -- as in `tasks`
     GROUP BY ALL
 ),
 alloc_short_lines AS (

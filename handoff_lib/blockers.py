@@ -37,30 +37,42 @@ FROM linked_pack_events p LEFT JOIN policy_pack_codes c ON c.code = upper(trim(p
 WHERE p.status = 'exception' AND c.code IS NULL AND nullif(trim(p.note), '') IS NOT NULL
 """
 
-# The keyword rules: the first rule (by rule_no) whose pattern matches the note wins.
+# The keyword rules: the first rule (by rule_no) whose pattern matches the note wins. One WHEN per rule,
+# tried in rule order, with the pattern as a parameter: a pattern read from a column is compiled again
+# for every note, a parameter once (0.25 -> 0.02 s at 1M lines). DISTINCT: one row per note, as before.
 APPLY_NOTE_RULES = """
-SELECT n.entity, n.record_key, n.note, arg_min(r.reason, r.rule_no) AS reason,
-       'note rule ' || min(r.rule_no) AS classified_by
-FROM ({notes}) n JOIN policy_note_rules r ON regexp_matches(n.note, r.pattern, 'i')
-GROUP BY ALL
+WITH n AS ({notes}),
+matched AS (SELECT n.*, CASE {rules} END AS rule_no FROM n)
+SELECT DISTINCT m.entity, m.record_key, m.note, r.reason, 'note rule ' || m.rule_no AS classified_by
+FROM matched m JOIN policy_note_rules r USING (rule_no)
 """
+
+
+def _note_rules_sql(con: duckdb.DuckDBPyConnection, notes: str) -> tuple[str, dict[str, str]]:
+    """APPLY_NOTE_RULES over the query `notes` (entity, record_key, note) with the rules now in
+    `policy_note_rules`, and the patterns as parameters."""
+    rules = con.execute("SELECT rule_no, pattern FROM policy_note_rules ORDER BY rule_no").fetchall()
+    whens = " ".join(f"WHEN regexp_matches(n.note, $rule_{no}, 'i') THEN {no}" for no, _ in rules)
+    return (
+        APPLY_NOTE_RULES.format(notes=notes, rules=whens or "WHEN FALSE THEN 0"),
+        {f"rule_{no}": pattern for no, pattern in rules},
+    )
 
 
 def build_note_reasons(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """Create `note_reasons` (entity, record_key, note, reason, classified_by) for every hold and pack
     exception whose code gives no reason but whose note matches a rule; returns it. Replace this
     function (same table, same columns) to classify notes another way."""
-    con.execute("CREATE OR REPLACE TABLE note_reasons AS " + APPLY_NOTE_RULES.format(notes=NOTES_TO_CLASSIFY))
+    sql, params = _note_rules_sql(con, NOTES_TO_CLASSIFY)
+    con.execute("CREATE OR REPLACE TABLE note_reasons AS " + sql, params)
     return con.table("note_reasons")
 
 
 def reason_from_note(con: duckdb.DuckDBPyConnection, settings: Settings, note: str) -> str | None:
     """The reason code the note rules give one free-text note, or None when no rule matches."""
     policy_tables(con, load_policy(settings))
-    row = con.execute(
-        APPLY_NOTE_RULES.format(notes="SELECT 'note' AS entity, 'note' AS record_key, CAST($note AS VARCHAR) AS note"),
-        {"note": note},
-    ).fetchone()
+    sql, params = _note_rules_sql(con, "SELECT 'note' AS entity, 'note' AS record_key, CAST($note AS VARCHAR) AS note")
+    row = con.execute(sql, {**params, "note": note}).fetchone()
     return row[3] if row else None
 
 
@@ -97,11 +109,13 @@ pts AS (
     FROM banded b LEFT JOIN policy_tier_points t ON t.tier = b.tier
 )
 SELECT order_id, tier_pts + cut_pts + val_pts + lin_pts AS priority,
-       'tier ' || coalesce(CAST(tier AS VARCHAR), '?') || ' +' || tier_pts || ', '
-       || CASE WHEN minutes_to_cutoff IS NULL THEN 'no cutoff' WHEN minutes_to_cutoff < 0 THEN 'past cutoff'
-               ELSE CAST(round(minutes_to_cutoff) AS BIGINT) || ' min to cutoff' END || ' +' || cut_pts || ', '
-       || 'value ' || coalesce(CAST(CAST(round(value) AS BIGINT) AS VARCHAR), '?') || ' +' || val_pts || ', '
-       || n_open_lines || ' open lines +' || lin_pts || ' = ' || (tier_pts + cut_pts + val_pts + lin_pts) AS priority_rule
+       -- concat, not a chain of ||: one string built per order instead of one per piece. Every piece is
+       -- non-NULL (coalesced points and texts, the open-line count), so it is the same text
+       concat('tier ', coalesce(CAST(tier AS VARCHAR), '?'), ' +', tier_pts, ', ',
+              CASE WHEN minutes_to_cutoff IS NULL THEN 'no cutoff' WHEN minutes_to_cutoff < 0 THEN 'past cutoff'
+                   ELSE concat(CAST(round(minutes_to_cutoff) AS BIGINT), ' min to cutoff') END, ' +', cut_pts, ', ',
+              'value ', coalesce(CAST(CAST(round(value) AS BIGINT) AS VARCHAR), '?'), ' +', val_pts, ', ',
+              n_open_lines, ' open lines +', lin_pts, ' = ', tier_pts + cut_pts + val_pts + lin_pts) AS priority_rule
 FROM pts
 """
 

@@ -18,7 +18,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from .policy import Policy, operating_day, prepare
+from .policy import Policy, insert_rows, operating_day, prepare
 from .settings import Settings
 
 # Every order: its due cutoff. An explicit ship-by (the order's, else its earliest line's) wins;
@@ -35,21 +35,30 @@ o AS (
            coalesce(o.ship_by, l.ship_by) AS ship_by, greatest(coalesce(o.ordered_at, clock.day_start), clock.day_start) AS due_from
     FROM orders o CROSS JOIN clock LEFT JOIN line_ship_by l USING (order_id)
 ),
-pickup AS (
-    SELECT o.order_id,
-           coalesce(min(c.pickup_at) FILTER (WHERE c.service <> '*'), min(c.pickup_at) FILTER (WHERE c.service = '*')) AS pickup_at
-    FROM o JOIN pickup_calendar c ON c.carrier = o.carrier AND (c.service = o.service OR c.service = '*') AND c.pickup_at >= o.due_from
-    GROUP BY o.order_id
+-- each pickup's time in words, once per calendar entry rather than once per order
+calendar AS (
+    SELECT c.carrier, c.service, c.pickup_at, strftime(timezone(clock.tz, c.pickup_at), '%a %d %b %H:%M') AS pickup_text
+    FROM pickup_calendar c CROSS JOIN clock
+),
+exact AS (SELECT * FROM calendar WHERE service <> '*'),
+any_service AS (SELECT * FROM calendar WHERE service = '*'),
+-- the first pickup at or after due_from, of the exact service if it has one, else of '*': an as-of join per
+-- kind finds the least pickup_at of that kind, as a join with every later pickup and a min() would
+p AS (
+    SELECT o.*, coalesce(e.pickup_at, a.pickup_at) AS pickup_at,
+           CASE WHEN e.pickup_at IS NOT NULL THEN e.pickup_text ELSE a.pickup_text END AS pickup_text
+    FROM o
+    ASOF LEFT JOIN exact e ON e.carrier = o.carrier AND e.service = o.service AND e.pickup_at >= o.due_from
+    ASOF LEFT JOIN any_service a ON a.carrier = o.carrier AND a.pickup_at >= o.due_from
 )
-SELECT o.order_id, o.carrier, o.service,
-       coalesce(o.ship_by, p.pickup_at) AS cutoff_at,
-       CASE WHEN o.ship_by IS NOT NULL THEN 'ship_by' WHEN p.pickup_at IS NOT NULL THEN 'pickup' END AS cutoff_source,
-       CASE WHEN o.ship_by IS NOT NULL THEN 'ship-by ' || strftime(timezone(clock.tz, o.ship_by), '%a %d %b %H:%M') || ' (OMS)'
-            WHEN p.pickup_at IS NOT NULL THEN coalesce(o.carrier, '') || ' ' || coalesce(o.service, '') || ' pickup '
-                 || strftime(timezone(clock.tz, p.pickup_at), '%a %d %b %H:%M')
+SELECT p.order_id, p.carrier, p.service,
+       coalesce(p.ship_by, p.pickup_at) AS cutoff_at,
+       CASE WHEN p.ship_by IS NOT NULL THEN 'ship_by' WHEN p.pickup_at IS NOT NULL THEN 'pickup' END AS cutoff_source,
+       CASE WHEN p.ship_by IS NOT NULL THEN 'ship-by ' || strftime(timezone(clock.tz, p.ship_by), '%a %d %b %H:%M') || ' (OMS)'
+            WHEN p.pickup_at IS NOT NULL THEN coalesce(p.carrier, '') || ' ' || coalesce(p.service, '') || ' pickup ' || p.pickup_text
        END AS cutoff_label,
-       round((epoch(coalesce(o.ship_by, p.pickup_at)) - epoch(clock.now)) / 60.0, 1) AS minutes_to_cutoff
-FROM o CROSS JOIN clock LEFT JOIN pickup p USING (order_id)
+       round((epoch(coalesce(p.ship_by, p.pickup_at)) - epoch(clock.now)) / 60.0, 1) AS minutes_to_cutoff
+FROM p CROSS JOIN clock
 """
 
 
@@ -77,7 +86,7 @@ def assign_cutoffs(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.d
     )
     today = operating_day(policy, settings, now)
     rows = pickup_calendar(settings, now, policy.pickup_lookahead_days, today).itertuples(index=False)
-    con.executemany("INSERT INTO pickup_calendar VALUES (?, ?, ?, ?)", [tuple(r) for r in rows])
+    insert_rows(con, "pickup_calendar", [tuple(r) for r in rows])
     con.execute(ORDER_CUTOFFS)
     return con.table("order_cutoffs")
 
@@ -131,19 +140,23 @@ next_pickup AS (
     WHERE NOT t.can_make
     GROUP BY t.order_id
 ),
+-- transit days depend on the carrier and service only: worked out once per pair, not once per order
 transit AS (
-    SELECT t.order_id,
+    SELECT k.carrier, k.service,
            coalesce(min(tr.days) FILTER (WHERE tr.service <> '*'), min(tr.days) FILTER (WHERE tr.service = '*'), $transit_default) AS transit_days
-    FROM timed t LEFT JOIN policy_transit tr ON tr.carrier = t.carrier AND (tr.service = t.service OR tr.service = '*')
-    GROUP BY t.order_id
+    FROM (SELECT DISTINCT carrier, service FROM order_cutoffs) k
+    LEFT JOIN policy_transit tr ON tr.carrier = k.carrier AND (tr.service = k.service OR tr.service = '*')
+    GROUP BY ALL
 ),
 judged AS (
     SELECT t.*, n.next_pickup_at, tr.transit_days,
            CAST(timezone(clock.tz, n.next_pickup_at) AS DATE) + tr.transit_days AS next_arrival,
            strftime(timezone(clock.tz, n.next_pickup_at), '%a %d %b %H:%M') AS next_label,
-           CASE WHEN t.minutes_to_cutoff < 0 THEN 'missed ' ELSE 'cannot make ' END || coalesce(t.cutoff_label, '') AS miss_text,
-           round(t.minutes_to_cutoff)::BIGINT || ' min to ' || coalesce(t.cutoff_label, '') AS left_text
-    FROM timed t CROSS JOIN clock LEFT JOIN next_pickup n USING (order_id) LEFT JOIN transit tr USING (order_id)
+           concat(CASE WHEN t.minutes_to_cutoff < 0 THEN 'missed ' ELSE 'cannot make ' END, coalesce(t.cutoff_label, '')) AS miss_text,
+           CASE WHEN t.minutes_to_cutoff IS NOT NULL THEN concat(round(t.minutes_to_cutoff)::BIGINT, ' min to ', coalesce(t.cutoff_label, ''))
+           END AS left_text
+    FROM timed t CROSS JOIN clock LEFT JOIN next_pickup n USING (order_id)
+    LEFT JOIN transit tr ON tr.carrier IS NOT DISTINCT FROM t.carrier AND tr.service IS NOT DISTINCT FROM t.service
 )
 SELECT order_id, state, cutoff_at, cutoff_source, cutoff_label, minutes_to_cutoff, work_minutes, buffer_minutes,
        next_pickup_at, transit_days, next_arrival, promised_delivery, n_blockers,
@@ -162,28 +175,33 @@ SELECT order_id, state, cutoff_at, cutoff_source, cutoff_label, minutes_to_cutof
          WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN 'at_risk'
          ELSE 'safe'
        END AS promise_status,
+       -- concat() builds a text in one go where a chain of || builds a string per piece. It skips a NULL
+       -- piece where || gives NULL, so it is used where no piece can be NULL: past the cutoff_at IS NULL
+       -- branch the cutoff's minutes and label are set (order_cutoffs sets the three together), the work,
+       -- buffer and transit figures are coalesced, and below the next_pickup_at / promised_delivery IS NULL
+       -- branches an order that cannot make its cutoff has both. The blocker texts keep ||.
        CASE
          WHEN state = 'cancelled' THEN state_reason
          WHEN state = 'handed_off' THEN state_reason
-         WHEN cutoff_at IS NULL THEN 'no pickup configured for carrier ' || coalesce(carrier, '(blank)') || ' service '
-              || coalesce(service, '(blank)') || ' and no ship-by date: add it to cutoffs: in the site file'
+         WHEN cutoff_at IS NULL THEN concat('no pickup configured for carrier ', coalesce(carrier, '(blank)'), ' service ',
+              coalesce(service, '(blank)'), ' and no ship-by date: add it to cutoffs: in the site file')
          WHEN communicate THEN 'customer must be told: ' || communicate_text
-         WHEN NOT can_make AND cutoff_source = 'ship_by' THEN miss_text || ' with ' || work_minutes || ' min of work left'
-         WHEN NOT can_make AND next_pickup_at IS NULL THEN miss_text || '; no later pickup in the next ' || $lookahead || ' days'
-         WHEN NOT can_make AND promised_delivery IS NULL THEN miss_text || '; next pickup ' || next_label
-              || ', no promised delivery date to check it against'
-         WHEN NOT can_make AND next_arrival > promised_delivery THEN miss_text || '; next pickup ' || next_label || ' + '
-              || transit_days || ' transit day(s) arrives ' || strftime(next_arrival, '%a %d %b') || ', after the promised '
-              || strftime(promised_delivery, '%a %d %b')
-         WHEN n_blockers > 0 AND NOT can_make THEN miss_text || '; next pickup ' || next_label || ' still meets the promised '
-              || strftime(promised_delivery, '%a %d %b') || ', but blocked by ' || blocker_text
+         WHEN NOT can_make AND cutoff_source = 'ship_by' THEN concat(miss_text, ' with ', work_minutes, ' min of work left')
+         WHEN NOT can_make AND next_pickup_at IS NULL THEN concat(miss_text, '; no later pickup in the next ', $lookahead, ' days')
+         WHEN NOT can_make AND promised_delivery IS NULL THEN concat(miss_text, '; next pickup ', next_label,
+              ', no promised delivery date to check it against')
+         WHEN NOT can_make AND next_arrival > promised_delivery THEN concat(miss_text, '; next pickup ', next_label, ' + ',
+              transit_days, ' transit day(s) arrives ', strftime(next_arrival, '%a %d %b'), ', after the promised ',
+              strftime(promised_delivery, '%a %d %b'))
+         WHEN n_blockers > 0 AND NOT can_make THEN concat(miss_text, '; next pickup ', next_label, ' still meets the promised ',
+              strftime(promised_delivery, '%a %d %b'), ', but blocked by ') || blocker_text
          WHEN n_blockers > 0 THEN 'blocked by ' || blocker_text || '; ' || left_text
-         WHEN NOT can_make THEN miss_text || '; next pickup ' || next_label || ' + ' || transit_days
-              || ' transit day(s) arrives ' || strftime(next_arrival, '%a %d %b') || ', by the promised ' || strftime(promised_delivery, '%a %d %b')
-         WHEN work_minutes = 0 THEN 'no work left; waits for ' || cutoff_label || ' (' || round(minutes_to_cutoff)::BIGINT || ' min)'
-         WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN work_minutes || ' min work + ' || buffer_minutes
-              || ' min buffer > ' || left_text
-         ELSE work_minutes || ' min work + ' || buffer_minutes || ' min buffer fits ' || left_text
+         WHEN NOT can_make THEN concat(miss_text, '; next pickup ', next_label, ' + ', transit_days, ' transit day(s) arrives ',
+              strftime(next_arrival, '%a %d %b'), ', by the promised ', strftime(promised_delivery, '%a %d %b'))
+         WHEN work_minutes = 0 THEN concat('no work left; waits for ', cutoff_label, ' (', round(minutes_to_cutoff)::BIGINT, ' min)')
+         WHEN work_minutes + buffer_minutes > minutes_to_cutoff THEN concat(work_minutes, ' min work + ', buffer_minutes,
+              ' min buffer > ', left_text)
+         ELSE concat(work_minutes, ' min work + ', buffer_minutes, ' min buffer fits ', left_text)
        END AS promise_reason
 FROM judged
 """

@@ -18,7 +18,7 @@ import datetime as dt
 
 import duckdb
 
-from .policy import prepare
+from .policy import insert_rows, prepare
 from .settings import Settings
 
 # Roll-up order: an order takes the state of its lowest-ranked line. Exceptions first, then the
@@ -211,12 +211,60 @@ inv AS (
            arg_max(location, {q: on_hand - coalesce(on_hold, 0), l: location}) AS best_location  -- ties: the higher location
     FROM inventory GROUP BY sku
 ),
+-- per order: its unallocated lines. Only a line allocated below its quantity in a released order can be
+-- one, so only those few lines are matched to their tasks here (rather than re-reading every line's facts)
+alloc_candidates AS (
+    SELECT l.order_id, l.line_no, l.sku, l.qty, l.allocated_qty, l._file, l._line
+    FROM order_lines l JOIN order_facts f USING (order_id)
+    WHERE f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
+),
+-- (read from linked_pick_tasks, not from `tasks`: a third reader would make DuckDB buffer all of `tasks`)
+alloc_candidate_tasks AS (
+    SELECT c.order_id, c.line_no, sum(coalesce(t.qty_picked, 0))::BIGINT AS qty_picked, sum(t.qty_required)::BIGINT AS qty_required
+    FROM alloc_candidates c JOIN linked_pick_tasks t ON t.order_id = c.order_id
+    LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
+    WHERE t.link_status = 'linked' AND t.status <> 'cancelled' AND coalesce(t.line_no, s.line_no) = c.line_no  -- as in `tasks`
+    GROUP BY ALL
+),
+alloc_short_lines AS (
+    SELECT c.order_id,
+           string_agg('line ' || c.line_no || ' ' || c.sku || ' allocated ' || coalesce(c.allocated_qty, 0) || ' of ' || c.qty
+                      || ' (' || c._file || ' line ' || c._line || ')', '; ' ORDER BY c.line_no, c._line) AS short_alloc_lines
+    FROM alloc_candidates c LEFT JOIN alloc_candidate_tasks t USING (order_id, line_no)
+    WHERE coalesce(t.qty_required, 0) < c.qty AND coalesce(t.qty_picked, 0) < c.qty  -- as allocation_short below
+    GROUP BY c.order_id
+),
+-- per order, once: the flags the line states need and the reasons that are the same for every line of the
+-- order (cancelled, held, not released, and handed off / ready / packed for a picked line). Building these
+-- texts per order rather than per line, and carrying one text instead of the facts behind it, is the same
+-- result for less work: the texts read order facts only.
+order_side AS (
+    SELECT f.order_id, f.cancelled, f.release_status, f.ship_complete, f.no_substitutes, f.n_open_holds,
+           f.handed_off AS order_handed_off, f.packed AS order_packed, f.ready AS order_ready,
+           coalesce(f.past_cutoff, FALSE) AS past_cutoff,
+           f.ship_complete AND a.order_id IS NOT NULL AS complete_waits,
+           CASE WHEN f.cancelled THEN 'order cancelled in the OMS'
+                || coalesce(' at ' || strftime(timezone(clock.tz, f.cancelled_at), '%a %d %b %H:%M'), '') END AS cancelled_reason,
+           CASE WHEN f.n_open_holds > 0 THEN 'on hold: ' || f.hold_text || ' (WMS)'
+                WHEN a.order_id IS NOT NULL THEN 'ship-complete order (' || f.ship_complete_source || ') waits for ' || a.short_alloc_lines
+           END AS held_reason,
+           CASE WHEN f.release_status = 'not_released' THEN 'order not released in the OMS (status not_released, ordered '
+                || coalesce(strftime(timezone(clock.tz, f.ordered_at), '%a %d %b %H:%M'), 'at an unknown time') || ')' END
+               AS not_released_reason,
+           -- a picked line's progress past picking is the order's: handed off, else ready, else packed
+           CASE WHEN f.handed_off THEN 'handed to ' || coalesce(f.carrier, 'the carrier') || ' at '
+                     || coalesce(strftime(timezone(clock.tz, f.last_handed_at), '%a %d %b %H:%M'), '?') || ', shipment ' || f.shipment_ids
+                     || ' (carrier)'
+                WHEN f.ready THEN 'packed, labelled and manifested, shipment ' || f.shipment_ids
+                     || coalesce(', tracking ' || f.tracking_nos, '') || ' (carrier); waits for ' || coalesce(f.cutoff_label, 'the carrier')
+                WHEN f.packed THEN 'packed in carton ' || f.packed_cartons || ' (WMS)'
+                     || CASE WHEN f.n_labelled = 0 THEN ', no label yet' ELSE ', labelled, not manifested (carrier)' END
+           END AS packed_reason,
+           CASE WHEN f.past_cutoff THEN 'missed ' || f.cutoff_label || '; ' END AS missed_cutoff  -- only a delayed line uses it
+    FROM order_facts f CROSS JOIN clock LEFT JOIN alloc_short_lines a USING (order_id)
+),
 facts AS (
-    SELECT l.order_id, l.line_no, l.sku, l.qty, l.allocated_qty, l.substitution_allowed, l._file, l._line,
-           f.cancelled, f.cancelled_at, f.release_status, f.ordered_at, f.ship_complete, f.ship_complete_source,
-           f.no_substitutes, f.substitutes_allowed, f.n_open_holds, f.hold_text, f.handed_off AS order_handed_off,
-           f.packed AS order_packed, f.ready AS order_ready, f.packed_cartons, f.n_labelled, f.n_ship, f.shipment_ids,
-           f.tracking_nos, f.last_handed_at, f.carrier, f.cutoff_label, coalesce(f.past_cutoff, FALSE) AS past_cutoff,
+    SELECT l.order_id, l.line_no, l.sku, l.qty, l.allocated_qty, l.substitution_allowed, l._file, l._line, f.* EXCLUDE (order_id),
            coalesce(t.n_tasks, 0) AS n_tasks, coalesce(t.n_open, 0) AS n_open, coalesce(t.n_short, 0) AS n_short,
            coalesce(t.qty_picked, 0) AS qty_picked, coalesce(t.qty_required, 0) AS qty_required, t.task_ids,
            t.short_task, t.short_location, t.open_task, t.open_status, t.open_location, t.sub_task, t.sub_sku,
@@ -224,26 +272,17 @@ facts AS (
            f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
                AND coalesce(t.qty_required, 0) < l.qty AND coalesce(t.qty_picked, 0) < l.qty AS allocation_short
     FROM order_lines l
-    JOIN order_facts f USING (order_id)
+    JOIN order_side f USING (order_id)
     LEFT JOIN task_agg t USING (order_id, line_no)
     LEFT JOIN inv i USING (sku)
-),
--- per order: its unallocated lines (a GROUP BY joined back: a window partitioned by order is far slower at scale)
-alloc_short_lines AS (
-    SELECT order_id,
-           string_agg('line ' || line_no || ' ' || sku || ' allocated ' || coalesce(allocated_qty, 0)
-                      || ' of ' || qty || ' (' || _file || ' line ' || _line || ')', '; ' ORDER BY line_no, _line) AS short_alloc_lines
-    FROM facts WHERE allocation_short GROUP BY order_id
 ),
 flags AS (
     SELECT facts.*,
            n_tasks > 0 AND n_open = 0 AND qty_picked >= qty AS is_picked,
            n_short > 0 AND n_open = 0 AND qty_picked < qty AS is_short,
            -- the line's own flag is the most specific instruction; the account's 'no substitutes' applies to every line
-           sub_sku IS NOT NULL AND (no_substitutes OR substitution_allowed = FALSE) AS sub_blocked,
-           ship_complete AND a.order_id IS NOT NULL AS complete_waits,
-           a.short_alloc_lines
-    FROM facts LEFT JOIN alloc_short_lines a USING (order_id)
+           sub_sku IS NOT NULL AND (no_substitutes OR substitution_allowed = FALSE) AS sub_blocked
+    FROM facts
 ),
 progress AS (
     SELECT flags.*,
@@ -270,53 +309,46 @@ stated AS (
              WHEN sub_blocked THEN 'substituted'
              WHEN past_cutoff THEN 'delayed'
              ELSE progress_state
-           END AS state,
-           'line ' || line_no || ' ' AS ln,
-           ' (' || _file || ' line ' || _line || ')' AS cite
+           END AS state
     FROM progress
 ),
 reasoned AS (
     SELECT stated.*,
            CASE progress_state
-             WHEN 'not_released' THEN 'order not released in the OMS (status not_released, ordered '
-                  || coalesce(strftime(timezone(clock.tz, ordered_at), '%a %d %b %H:%M'), 'at an unknown time') || ')'
-             WHEN 'handed_off' THEN 'handed to ' || coalesce(carrier, 'the carrier') || ' at '
-                  || coalesce(strftime(timezone(clock.tz, last_handed_at), '%a %d %b %H:%M'), '?') || ', shipment ' || shipment_ids || ' (carrier)'
-             WHEN 'ready_for_handoff' THEN 'packed, labelled and manifested, shipment ' || shipment_ids
-                  || coalesce(', tracking ' || tracking_nos, '') || ' (carrier); waits for ' || coalesce(cutoff_label, 'the carrier')
-             WHEN 'packed' THEN 'packed in carton ' || packed_cartons || ' (WMS)'
-                  || CASE WHEN n_labelled = 0 THEN ', no label yet' ELSE ', labelled, not manifested (carrier)' END
-             WHEN 'picked' THEN ln || 'picked ' || qty_picked || ' of ' || qty || ', pick task ' || task_ids || ' (WMS)'
-             WHEN 'pickable' THEN ln || coalesce('pick task ' || open_task || ' ' || open_status || ', ' || qty_picked || ' of ' || qty
-                  || ' picked' || coalesce(' at ' || open_location, '') || ' (WMS)',
+             WHEN 'not_released' THEN not_released_reason
+             WHEN 'handed_off' THEN packed_reason
+             WHEN 'ready_for_handoff' THEN packed_reason
+             WHEN 'packed' THEN packed_reason
+             WHEN 'picked' THEN 'line ' || line_no || ' picked ' || qty_picked || ' of ' || qty || ', pick task ' || task_ids || ' (WMS)'
+             WHEN 'pickable' THEN 'line ' || line_no || ' ' || coalesce('pick task ' || open_task || ' ' || open_status || ', ' || qty_picked
+                  || ' of ' || qty || ' picked' || coalesce(' at ' || open_location, '') || ' (WMS)',
                   'allocated, ' || pickable_qty || ' pickable at ' || best_location || ' and more, no pick task yet (WMS)')
-             WHEN 'released' THEN ln || CASE
-                  WHEN allocation_short THEN sku || ' allocated ' || coalesce(allocated_qty, 0) || ' of ' || qty || cite
+             WHEN 'released' THEN 'line ' || line_no || ' ' || CASE
+                  WHEN allocation_short THEN sku || ' allocated ' || coalesce(allocated_qty, 0) || ' of ' || qty
+                       || ' (' || _file || ' line ' || _line || ')'
                        || CASE WHEN ship_complete THEN '' ELSE ', partial shipment allowed: the rest can ship' END
-                  WHEN NOT sku_known THEN 'SKU ' || sku || ' is not in the WMS inventory (unknown SKU)' || cite
+                  WHEN NOT sku_known THEN 'SKU ' || sku || ' is not in the WMS inventory (unknown SKU)' || ' (' || _file || ' line ' || _line || ')'
                   ELSE sku || ' released, no pick task and ' || coalesce(pickable_qty, 0) || ' of ' || qty || ' pickable (WMS)' END
            END AS progress_reason
-    FROM stated CROSS JOIN clock
+    FROM stated
 )
 SELECT order_id, line_no, sku, qty, allocated_qty, qty_picked, qty_required, n_tasks, n_open, task_ids,
        on_hand, pickable_qty, free_qty, best_location, sku_known, allocation_short, is_picked, ship_complete,
        state, progress_state,
        CASE state
-         WHEN 'cancelled' THEN 'order cancelled in the OMS'
-              || coalesce(' at ' || strftime(timezone(clock.tz, cancelled_at), '%a %d %b %H:%M'), '')
-         WHEN 'held' THEN CASE WHEN n_open_holds > 0 THEN 'on hold: ' || hold_text || ' (WMS)'
-              ELSE 'ship-complete order (' || ship_complete_source || ') waits for ' || short_alloc_lines END
-         WHEN 'short' THEN ln || 'short ' || qty_picked || ' of ' || qty || coalesce(' at ' || short_location, '')
+         WHEN 'cancelled' THEN cancelled_reason
+         WHEN 'held' THEN held_reason
+         WHEN 'short' THEN 'line ' || line_no || ' short ' || qty_picked || ' of ' || qty || coalesce(' at ' || short_location, '')
               || ', pick task ' || short_task || ' (WMS)'
-         WHEN 'substituted' THEN ln || 'picked ' || sub_sku || ' instead of ' || sku || ', pick task ' || sub_task || ' (WMS); '
+         WHEN 'substituted' THEN 'line ' || line_no || ' picked ' || sub_sku || ' instead of ' || sku || ', pick task ' || sub_task || ' (WMS); '
               || CASE WHEN no_substitutes THEN 'the account instruction says no substitutes (CRM)'
                       ELSE 'the order line does not allow substitutes (OMS)' END
-         WHEN 'delayed' THEN 'missed ' || cutoff_label || '; ' || progress_reason
+         WHEN 'delayed' THEN missed_cutoff || progress_reason
          ELSE progress_reason
        END AS reason,
        allocation_short AND NOT ship_complete AND state NOT IN ('cancelled', 'handed_off') AS backorder,
        sub_sku, sub_task, short_task, short_location, is_short, sub_blocked, _file, _line
-FROM reasoned CROSS JOIN clock
+FROM reasoned
 """
 
 # One pass over line_states per order: the deciding (lowest) roll-up rank, the line counts, the count per
@@ -380,9 +412,9 @@ def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.dat
     order_id, state, reason, n_lines, n_open_lines, n_picked_lines, n_allocated_lines, n_in_stock_lines, line_summary."""
     policy = prepare(con, settings, now)
     con.execute("CREATE OR REPLACE TEMP TABLE state_ranks (state VARCHAR, rank INTEGER, meaning VARCHAR)")
-    con.executemany("INSERT INTO state_ranks VALUES (?, ?, ?)", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
+    insert_rows(con, "state_ranks", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
     con.execute("CREATE OR REPLACE TEMP TABLE policy_consolidated (carrier VARCHAR)")
-    con.executemany("INSERT INTO policy_consolidated VALUES (?)", [(c,) for c in policy.consolidated_carriers])
+    insert_rows(con, "policy_consolidated", [(c,) for c in policy.consolidated_carriers])
     con.execute(CARTON_STATUS)
     con.execute(ORDER_FACTS, {"ship_complete_default": policy.ship_complete_default})
     con.execute(LINE_STATES)

@@ -1,7 +1,7 @@
 """The blocker queue: reasons from codes first, then note rules; owners, links, priority, cutoff, age."""
 
 import pytest
-from scenario_tables import DAY, Story, at
+from scenario_tables import DAY, Story, at, demo_settings
 
 from handoff_lib.blockers import reason_from_note
 from handoff_lib.picture import drill_down, drill_downs, summary, summary_with_drill_down
@@ -117,6 +117,17 @@ def test_reason_from_note_applies_the_first_matching_rule():
     assert reason_from_note(s.con, s.settings, "bin empty at A-12-03") == "short_pick"
     assert reason_from_note(s.con, s.settings, "nothing to see") is None
 
+
+
+def test_a_hold_note_matching_two_rules_takes_the_first_rule_and_a_site_without_note_rules_leaves_it_unclassified():
+    for settings, expected in ((None, ("credit_hold", "note rule 1 on the note")),
+                               (demo_settings(note_rules=[]), ("hold_other", "no code and no note rule matched"))):
+        s = Story(settings)
+        s.order("SO-N")
+        s.hold("H-N", "SO-N", note="credit hold, and the address is wrong", placed_at="08:30")
+        s.analyse("10:00")
+        [b] = s.blockers_of("SO-N")
+        assert (b["reason"], b["basis"]) == expected
 
 def test_an_order_line_sku_missing_from_inventory_is_an_unknown_sku_blocker_for_master_data():
     s = Story()

@@ -94,6 +94,25 @@ def test_an_exact_service_entry_beats_the_carrier_wildcard():
     assert s.one("SELECT cutoff_label FROM order_cutoffs")[0] == "UPS GND pickup Tue 10 Jun 16:00"
 
 
+
+def test_an_exact_service_entry_beats_an_earlier_wildcard_and_a_late_order_takes_the_next_exact_pickup():
+    from dataclasses import replace
+
+    from handoff_lib.settings import Cutoff
+
+    s = Story()
+    s.settings = replace(s.settings, cutoffs=s.settings.cutoffs + (Cutoff("UPS", "*", dt.time(12, 0), frozenset(range(7))),))
+    s.order("SO-1")
+    s.order("SO-2", ordered_at=at("16:30"))  # after today's 16:00 GND pickup
+    s.order("SO-3", service="NEW")  # a service with no entry of its own: the wildcard
+    s.analyse("17:00")
+    labels = dict(s.con.execute("SELECT order_id, cutoff_label FROM order_cutoffs").fetchall())
+    assert labels == {
+        "SO-1": "UPS GND pickup Tue 10 Jun 16:00",
+        "SO-2": "UPS GND pickup Wed 11 Jun 16:00",
+        "SO-3": "UPS NEW pickup Tue 10 Jun 12:00",
+    }
+
 def test_an_order_whose_carrier_has_no_pickup_is_at_risk_and_says_what_to_configure():
     s = Story()
     s.order("SO-Z", carrier="ZZZ", service="X")

@@ -42,6 +42,33 @@ def test_scenario_3_partial_allowed_order_with_2_of_3_lines_allocated_is_pickabl
     assert "partial shipment allowed" in blocker["detail"]
 
 
+
+def test_a_ship_complete_line_allocated_short_but_with_a_pick_task_for_all_of_it_does_not_hold_the_order():
+    # the WMS already tasked the whole line: the OMS allocation lags, nothing waits for stock
+    s = Story()
+    s.instruction("C-SC", "ship_complete")
+    s.order("SO-1005", customer_id="C-SC", lines=[("SKU-1", 4), ("SKU-2", 4)])
+    s.con.execute("UPDATE order_lines SET allocated_qty = 0 WHERE order_id = 'SO-1005'")
+    s.task("T-2005", "SO-1005", 2, required=4, picked=0, status="open", location="B-01-01")
+    s.analyse("10:00")
+    lines = dict(s.con.execute("SELECT line_no, allocation_short FROM line_states WHERE order_id = 'SO-1005'").fetchall())
+    assert lines == {1: True, 2: False}
+    state, reason = s.order_state("SO-1005")
+    assert state == "held"
+    assert "waits for line 1 SKU-1 allocated 0 of 4" in reason
+    assert "line 2 SKU-2" not in reason
+
+
+def test_a_task_without_a_line_number_covers_its_skus_first_line_so_that_line_is_not_allocation_short():
+    s = Story()
+    s.instruction("C-SC", "ship_complete")
+    s.order("SO-1006", customer_id="C-SC", lines=[("SKU-1", 4)])
+    s.con.execute("UPDATE order_lines SET allocated_qty = 0 WHERE order_id = 'SO-1006'")
+    s.task("T-2006", "SO-1006", None, sku="SKU-1", required=4, picked=0, status="open")
+    s.analyse("10:00")
+    assert s.one("SELECT allocation_short FROM line_states WHERE order_id = 'SO-1006'")[0] is False
+    assert s.order_state("SO-1006")[0] == "pickable"
+
 def test_an_order_is_only_as_far_as_its_least_advanced_line():
     s = Story()
     s.order("SO-1", lines=2)

@@ -169,6 +169,13 @@ def load_policy(settings: Settings) -> Policy:
             re.compile(pattern)
         except re.error as exc:
             raise SettingsError(f"{where('note_rules', i, 'pattern')}: not a valid regular expression ({exc})") from None
+        try:  # the rules run in DuckDB, whose RE2 engine refuses some Python forms (lookarounds, backreferences)
+            duckdb.execute("SELECT regexp_matches('', $p, 'i')", {"p": pattern})
+        except duckdb.Error as exc:
+            raise SettingsError(
+                f"{where('note_rules', i, 'pattern')}: policy.note_rules[{i}].pattern is a regular expression DuckDB's RE2 engine cannot run "
+                f"(no lookarounds or backreferences): {exc}"
+            ) from None
         rules.append(NoteRule(reason, pattern))
 
     prio = need(raw, "priority")

@@ -24,6 +24,12 @@ def test_a_bad_note_rule_pattern_is_refused():
         load_policy(demo_settings(note_rules=[{"reason": "address", "pattern": "(unclosed"}]))
 
 
+def test_a_note_rule_pattern_duckdb_cannot_run_is_refused_at_load():
+    # valid for Python's re, refused by DuckDB's RE2 engine, which runs the rules
+    with pytest.raises(SettingsError, match=r"demo.yaml line \d+: policy.note_rules\[0\].pattern is a regular expression DuckDB.s RE2 engine cannot run"):
+        load_policy(demo_settings(note_rules=[{"reason": "address", "pattern": "po box(?! ok)"}]))
+
+
 def test_a_missing_built_in_reason_is_refused():
     settings = demo_settings()
     reasons = dict(settings.raw["policy"]["reasons"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from .db import insert_rows
 from .errors import HandoffError, SettingsError
 from .settings import Settings
 
@@ -272,14 +273,6 @@ def policy_tables(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     for name, (columns, rows) in tables.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
         insert_rows(con, name, rows)
-
-
-def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
-    """Insert `rows` (tuples in the table's column order) into `table` with one statement: executemany
-    runs one statement per row, which is most of the time `prepare` takes (it runs four times per analysis)."""
-    if rows:
-        row = "(" + ", ".join("?" for _ in rows[0]) + ")"
-        con.execute(f"INSERT INTO {table} VALUES " + ", ".join(row for _ in rows), [v for r in rows for v in r])
 
 
 def _day_start(value: Any, settings: Settings) -> dt.time:

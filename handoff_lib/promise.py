@@ -18,7 +18,8 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from .policy import Policy, insert_rows, operating_day, prepare
+from .db import insert_rows
+from .policy import Policy, operating_day, prepare
 from .settings import Settings
 
 # Every order: its due cutoff. An explicit ship-by (the order's, else its earliest line's) wins;

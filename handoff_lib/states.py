@@ -18,7 +18,8 @@ import datetime as dt
 
 import duckdb
 
-from .policy import insert_rows, prepare
+from .db import insert_rows
+from .policy import prepare
 from .settings import Settings
 
 # Roll-up order: an order takes the state of its lowest-ranked line. Exceptions first, then the

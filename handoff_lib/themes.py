@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from .db import insert_rows
 from .errors import HandoffError
 from .exports import write_csv, write_xlsx
 from .taxonomy import Taxonomy, load_taxonomy
@@ -192,7 +193,7 @@ def open_themes(
     con.execute(
         "CREATE TEMP TABLE taxonomy_rollup (policy_reason VARCHAR, theme VARCHAR, theme_label VARCHAR, root_owner VARCHAR)"
     )
-    con.executemany("INSERT INTO taxonomy_rollup VALUES (?, ?, ?, ?)", taxonomy.rollup_rows())
+    insert_rows(con, "taxonomy_rollup", taxonomy.rollup_rows())
     cols = {
         r[0]
         for r in con.execute(

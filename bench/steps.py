@@ -118,7 +118,7 @@ def _save(con, path: str) -> float:
 def step_load(a) -> dict:
     from handoff_lib.db import connect
     from handoff_lib.extracts import load_source
-    from handoff_lib.validate import reject_events_out_of_order
+    from handoff_lib.validate import flag_events_out_of_order
 
     s = _settings(a.data)
     t0 = T()
@@ -129,7 +129,7 @@ def step_load(a) -> dict:
         load_source(con, s, entity)
         parts[entity] = round(T() - t1, 3)
     t1 = T()
-    reject_events_out_of_order(con, s)
+    flag_events_out_of_order(con, s)
     parts["events_in_order"] = round(T() - t1, 3)
     seconds = round(T() - t0, 3)
     rows = int(con.execute("SELECT sum(rows_read) FROM load_report").fetchone()[0])
@@ -191,13 +191,13 @@ def _suite(a, con) -> dict:
     """Load (+ the events-in-order check) -> crosswalk -> order picture -> analyse -> snapshot in `con`."""
     from handoff_lib.extracts import load_extracts
     from handoff_lib.identifiers import build_crosswalk, build_order_picture
-    from handoff_lib.validate import reject_events_out_of_order
+    from handoff_lib.validate import flag_events_out_of_order
 
     s = _settings(a.data)
     parts = {}
     t0 = T()
     load_extracts(con, s)
-    reject_events_out_of_order(con, s)
+    flag_events_out_of_order(con, s)
     parts["load"] = round(T() - t0, 3)
     t1 = T()
     build_crosswalk(con, s)

@@ -236,6 +236,30 @@ SELECT CAST(NULL AS VARCHAR), 'unlinked_record', 'crosswalk ' || r.link_status, 
 FROM linked_{entity} r
 WHERE r.link_status IS DISTINCT FROM 'linked'
 """
+# Events out of order beyond the site's tolerance (validate.flag_events_out_of_order): the record is kept and
+# its most advanced milestone counts, but one of the two systems' clocks or records is wrong: a data-quality
+# blocker for the data team, one per record (the largest inversion cited). It is raised even for an order
+# that is handed off (the data is still wrong) and never holds a promise (policy.DATA_REASONS).
+DATA_QUALITY = {  # entity -> (table the record is in, its key, its order_id)
+    "orders": ("orders", "r.order_id", "r.order_id"),
+    "shipments": ("linked_shipments", "r.shipment_id", "r.order_id"),
+    "holds": ("linked_holds", "coalesce(r.hold_id, r._file || ':' || r._line)", "r.order_id"),
+    "cases": ("linked_cases", "r.case_id", "r.order_id"),
+}
+DATA_QUALITY_BRANCH = """
+SELECT {order_id}, 'data_quality', 'events out of order beyond data_quality.event_tolerance_minutes', '{system}', '{entity}',
+       r._file, r._line, {key}, {link}, i.later_at,
+       '{entity} ' || {key} || ': ' || i.later || ' ' || strftime(timezone(clock.tz, i.later_at), '%a %d %b %H:%M') || ' is '
+       || CAST(round(i.minutes) AS BIGINT) || ' min before ' || i.earlier || ' '
+       || strftime(timezone(clock.tz, i.earlier_at), '%a %d %b %H:%M') || ' (' || r._file || ' line ' || r._line || ')'
+       || CASE WHEN i.n > 1 THEN '; and ' || (i.n - 1) || ' more inversion(s)' ELSE '' END
+FROM (SELECT file, line, arg_max(earlier, minutes) AS earlier, arg_max(later, minutes) AS later,
+             arg_max(earlier_at, minutes) AS earlier_at, arg_max(later_at, minutes) AS later_at, max(minutes) AS minutes,
+             count(*) AS n
+      FROM event_issues WHERE source = '{entity}' AND beyond_tolerance GROUP BY file, line) i
+CROSS JOIN clock JOIN {table} r ON r._file = i.file AND r._line = i.line
+"""
+
 ORPHAN_LINES = """
 SELECT CAST(NULL AS VARCHAR), 'unlinked_record', 'order line without an order', 'oms', 'order_lines', ol._file, ol._line,
        ol.order_id || '/' || ol.line_no, {link}, CAST(NULL AS TIMESTAMPTZ),
@@ -250,7 +274,7 @@ found AS (
 {branches}
 )
 SELECT substr(md5(r.reason || '|' || r.source_entity || '|' || r.source_key || '|' || coalesce(r.order_id, '')), 1, 16) AS blocker_id,
-       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate, r.basis,
+       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate, pr.blocks_work, r.basis,
        coalesce(p.priority, 0) AS priority, coalesce(p.priority_rule, 'no order linked: data gap +0 = 0') AS priority_rule,
        c.cutoff_at, c.cutoff_label, c.minutes_to_cutoff,
        r.event_at, CAST(round((epoch(clock.now) - epoch(r.event_at)) / 60) AS BIGINT) AS age_minutes,
@@ -262,7 +286,7 @@ LEFT JOIN policy_reasons pr ON pr.reason = r.reason
 LEFT JOIN order_priority p USING (order_id)
 LEFT JOIN order_cutoffs c USING (order_id)
 LEFT JOIN orders o USING (order_id)
-WHERE r.order_id IS NULL OR s.state IS NULL OR s.state NOT IN ('cancelled', 'handed_off')
+WHERE r.order_id IS NULL OR s.state IS NULL OR s.state NOT IN ('cancelled', 'handed_off') OR r.reason = 'data_quality'
 ORDER BY priority DESC, c.cutoff_at NULLS LAST, r.order_id, r.reason, r.source_key
 """
 
@@ -289,8 +313,10 @@ def _link(settings: Settings, entity: str, alias: str, name: str) -> tuple[str, 
     return link_sql(settings.links.get(spec.system), columns, name)
 
 
-def blocker_sql(settings: Settings) -> tuple[str, dict[str, object]]:
-    """The CREATE TABLE blockers statement and its link parameters."""
+def blocker_sql(settings: Settings, con_tables: set[str] | None = None) -> tuple[str, dict[str, object]]:
+    """The CREATE TABLE blockers statement and its link parameters (`con_tables`: the tables the connection
+    has; the data-quality branch runs when `event_issues` is among them)."""
+    con_tables = con_tables or set()
     parts: list[str] = []
     params: dict[str, object] = {}
     for branch, sql in BRANCHES.items():
@@ -313,6 +339,18 @@ def blocker_sql(settings: Settings) -> tuple[str, dict[str, object]]:
             .replace("{link}", expr)
         )
         params.update(p)
+    if "event_issues" in con_tables:
+        for entity, (table, key, order_id) in DATA_QUALITY.items():
+            expr, p = _link(settings, entity, "r", f"link_dq_{entity}")
+            parts.append(
+                DATA_QUALITY_BRANCH.replace("{order_id}", order_id)
+                .replace("{system}", ENTITIES[entity].system)
+                .replace("{entity}", entity)
+                .replace("{table}", table)
+                .replace("{key}", key)
+                .replace("{link}", expr)
+            )
+            params.update(p)
     expr, p = _link(settings, "order_lines", "ol", "link_orphan")
     parts.append(ORPHAN_LINES.replace("{link}", expr))
     params.update(p)
@@ -346,7 +384,8 @@ def build_blockers(
     else:
         build_note_reasons(con)
     build_priority(con, policy)
-    sql, params = blocker_sql(settings)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+    sql, params = blocker_sql(settings, tables)
     params.update(
         {
             "not_released_within": policy.not_released_within_minutes,

@@ -15,7 +15,7 @@ from .extracts import load_extracts
 from .identifiers import build_crosswalk, build_order_picture
 from .picture import analyse
 from .settings import Settings
-from .validate import reject_events_out_of_order
+from .validate import flag_events_out_of_order
 
 
 def build_picture(
@@ -29,9 +29,9 @@ def build_picture(
     None). With `now`, also derive order states, blockers and the promise view as of `now`."""
     con = con or connect(settings)
     before = _fingerprints(settings)
-    load_extracts(con, settings, progress=progress)
+    load_extracts(con, settings, progress=progress, as_of=now)
     _check_unchanged(settings, before)
-    reject_events_out_of_order(con, settings)
+    flag_events_out_of_order(con, settings)
     build_crosswalk(con, settings)
     build_order_picture(con)
     if now is not None:

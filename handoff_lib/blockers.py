@@ -173,7 +173,7 @@ WHERE l.sub_blocked AND l.state NOT IN ('cancelled', 'handed_off')
     "allocation_short": """
 SELECT l.order_id, 'allocation_short', 'allocated quantity below ordered quantity', 'oms', 'order_lines', l._file, l._line,
        l.order_id || '/' || l.line_no, {link}, coalesce(f.released_at, f.ordered_at),
-       'line ' || l.line_no || ' ' || l.sku || ' allocated ' || coalesce(l.allocated_qty, 0) || ' of ' || l.qty
+       'line ' || l.line_no || ' ' || l.sku || ' allocated ' || coalesce(l.allocated_qty, 0) || ' of ' || coalesce(CAST(l.qty AS VARCHAR), '?')
        || CASE WHEN l.ship_complete THEN '; ship-complete order is held until it is allocated'
                ELSE '; partial shipment allowed: the rest can ship' END
 FROM line_states l JOIN order_facts f USING (order_id) JOIN order_lines ol ON ol.order_id = l.order_id AND ol.line_no = l.line_no

@@ -1,5 +1,7 @@
 """The blocker queue: reasons from codes first, then note rules; owners, links, priority, cutoff, age."""
 
+import datetime as dt
+
 import pytest
 from scenario_tables import DAY, Story, at, demo_settings
 
@@ -9,7 +11,7 @@ from handoff_lib.picture import drill_down, drill_downs, summary, summary_with_d
 
 def test_scenario_1_short_pick_before_cutoff_makes_the_order_short_with_a_replenishment_blocker_and_puts_the_promise_at_risk():
     s = Story()
-    s.order("SO-1001", lines=2, promised_delivery=DAY)
+    s.order("SO-1001", lines=2, promised_delivery=DAY + dt.timedelta(days=1))  # only today's pickup keeps it
     s.task("T-88811", "SO-1001", 1, required=5, picked=5, status="picked")
     s.task(
         "T-88812",

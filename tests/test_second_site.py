@@ -48,15 +48,6 @@ PLANTED = {
 }
 
 
-def needs(features: str) -> pytest.MarkDecorator:
-    """Expected to fail until the lead's issue 14 work lands on main; drop the mark then."""
-    return pytest.mark.xfail(reason=f"needs {features} (issue 14)", strict=False)
-
-
-# The loading half of issue 14 (derive:, value maps, separators, cp1252, value rejects, events kept) is on
-# main; the one promise definition (SPEC.md, item 6) is not yet. These stories' promises follow it.
-PROMISE = "the one promise definition (clear-by, reachable promise)"
-NEW_PROMISE_STORIES = {"SO:004508", "SO:004515", "SO:004517", "SO:004524", "SO:004525", "SO:004535"}
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +104,13 @@ def test_state_and_owner_accuracy_against_the_hand_written_truth(picture):
     assert not (wrong["state"] or wrong["owner"]), f"{figures}; wrong state: {wrong['state']}; wrong owners: {wrong['owner']}"
 
 
-@needs(PROMISE)
 def test_promise_accuracy_against_the_hand_written_truth(picture):
     figures, wrong = accuracy(picture)
     assert not wrong["promise"], f"{figures}; wrong promise: {wrong['promise']}"
 
 
-def story_params(promise: bool) -> list:
-    marks = lambda r: [needs(PROMISE)] if promise and r["order_id"] in NEW_PROMISE_STORIES else []
-    return [pytest.param(r["order_id"], id=f"{r['order_id']} {r['story']}", marks=marks(r)) for r in TRUTH]
+def story_params() -> list:
+    return [pytest.param(r["order_id"], id=f"{r['order_id']} {r['story']}") for r in TRUTH]
 
 
 def story_message(con: duckdb.DuckDBPyConnection, order_id: str, what: str, expected: object, actual: object) -> str:
@@ -132,7 +121,7 @@ def story_message(con: duckdb.DuckDBPyConnection, order_id: str, what: str, expe
     )
 
 
-@pytest.mark.parametrize("order_id", story_params(promise=False))
+@pytest.mark.parametrize("order_id", story_params())
 def test_each_warehouse_story_gets_its_state_and_blocker_owners(picture, order_id):
     truth = BY_ID[order_id]
     got = board(picture).get(order_id)
@@ -142,7 +131,7 @@ def test_each_warehouse_story_gets_its_state_and_blocker_owners(picture, order_i
     assert actual == expected, story_message(picture, order_id, "state and owners", expected, actual)
 
 
-@pytest.mark.parametrize("order_id", story_params(promise=True))
+@pytest.mark.parametrize("order_id", story_params())
 def test_each_warehouse_story_gets_its_promise(picture, order_id):
     got = board(picture).get(order_id)
     assert got is not None, f"{order_id} ({BY_ID[order_id]['story']}) is missing from the board"
@@ -311,26 +300,22 @@ def test_a_hold_with_only_a_note_is_routed_by_the_site_note_rules(picture):
     assert "wms_holds.csv" in rows[0][3], "a hold without a number is known by file and line"
 
 
-@needs(PROMISE)
 def test_a_blocked_order_with_days_of_slack_is_safe_and_says_by_when_the_block_must_clear(picture):
     reason = board(picture)["SO:004508"]["promise_reason"]
     assert re.search(r"\b15:10\b", reason) and re.search(r"01 Dec|Dec 0?1|12/0?1", reason), reason
 
 
-@needs(PROMISE)
 def test_a_blocked_order_that_needs_todays_truck_must_clear_before_the_next_review(picture):
     reason = board(picture)["SO:004507"]["promise_reason"]
     assert re.search(r"\b15:00\b", reason), reason
 
 
-@needs(PROMISE)
 def test_a_ready_order_that_cannot_keep_its_promise_does_not_claim_work_left(picture):
     reason = board(picture)["SO:004515"]["promise_reason"]
     assert not re.search(r"\d+ min (of )?work", reason), reason
     assert re.search(r"26 Nov|Nov 26|11/26", reason), f"should cite the promised Thu 26 Nov: {reason}"
 
 
-@needs(PROMISE + " (work from the actual progress)")
 def test_a_missed_ship_by_cites_only_the_work_really_left(picture):
     reason = board(picture)["SO:004522"]["promise_reason"]
     minutes = [int(m) for m in re.findall(r"(\d+) min (?:of )?work", reason)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .asof import apply_as_of
 from .db import connect
 from .errors import ExtractError
 from .extracts import load_extracts
@@ -31,6 +32,8 @@ def build_picture(
     before = _fingerprints(settings)
     load_extracts(con, settings, progress=progress, as_of=now)
     _check_unchanged(settings, before)
+    if now is not None:
+        apply_as_of(con, settings, now)  # only what was known at `now`: docs/extracts.md, "As of the review time"
     flag_events_out_of_order(con, settings)
     build_crosswalk(con, settings)
     build_order_picture(con)

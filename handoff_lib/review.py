@@ -161,19 +161,23 @@ class Review:
         )
 
     def data_warnings(self) -> HTML:
-        """A loud banner naming every source with rejected rows (its picture is missing those rows)."""
+        """A loud banner naming every source with rejected rows (its picture is missing those rows), after an
+        info line counting what was stamped after the review time and so left out or taken as not yet happened."""
+        from .asof import summary_text
         from .validate import degraded_sources
 
+        later = summary_text(self.con, self.settings, self.at)  # info, not an error: records stamped after the review time
+        asof = f'<div class="data-asof" style="padding:6px 10px;background:#e3f2fd">{html.escape(later)}</div>' if later else ""
         bad = degraded_sources(self.con)
         if not bad:
-            return HTML('<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: no rejected rows.</div>')
+            return HTML(asof + '<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: no rejected rows.</div>')
         items = "".join(
             f"<li><b>{html.escape(d['source'])}</b> ({html.escape(d['file'])}): {d['rows_rejected']} of {d['rows_read']} rows "
             f"rejected ({d['share_pct']}%), most often: {html.escape(str(d['top_reason']))}</li>"
             for d in bad
         )
         return HTML(
-            '<div class="data-degraded" style="padding:8px 12px;background:#ffebee;border:2px solid #c62828">'
+            asof + '<div class="data-degraded" style="padding:8px 12px;background:#ffebee;border:2px solid #c62828">'
             f"<b>DEGRADED SOURCES: this picture is missing rejected rows.</b><ul>{items}</ul>"
             "See <i>Join quality and rejected rows</i> below and rejects.csv.</div>"
         )

@@ -68,6 +68,16 @@ def fault_value(field, value: str, rng: random.Random) -> tuple[str, str] | None
     return None
 
 
+def _pick(rng: random.Random, n: int, used: set[int]) -> int | None:
+    """A row not hit yet (one fault per row, so each is reported on its own)."""
+    free = [i for i in range(n) if i not in used]
+    if not free:
+        return None
+    i = rng.choice(free)
+    used.add(i)
+    return i
+
+
 def inject(data: Path, settings, rng: random.Random) -> list[Fault]:
     """Write faults into the extracts under `data`; returns every fault with where it is."""
     faults: list[Fault] = []
@@ -80,16 +90,8 @@ def inject(data: Path, settings, rng: random.Random) -> list[Fault]:
         if len(body) < 10:
             continue
         ent = ENTITIES[entity]
-        used: set[int] = set()  # one fault per row, so each is reported on its own
+        used: set[int] = set()
         keys = set(identity_fields(ent))
-
-        def pick() -> int | None:
-            free = [i for i in range(len(body)) if i not in used]
-            if not free:
-                return None
-            i = rng.choice(free)
-            used.add(i)
-            return i
 
         for f in ent.fields:
             column = spec.columns.get(f.name)
@@ -97,7 +99,7 @@ def inject(data: Path, settings, rng: random.Random) -> list[Fault]:
                 continue
             c = header.index(column)
             for _ in range(PER_FIELD):
-                i = pick()
+                i = _pick(rng, len(body), used)
                 if i is None:
                     break
                 value = body[i][c]

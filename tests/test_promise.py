@@ -76,8 +76,8 @@ def test_scenario_8_a_customer_buffer_override_turns_the_same_packed_order_at_ri
     s.analyse("14:15")
     assert s.promise_of("SO-A") == (
         "at_risk",
-        "10 min of work left + 120 min buffer runs past Tue 10 Jun 16:00, the last hand-off that keeps its due pickup "
-        "Tue 10 Jun 16:00; without the buffer: Tue 10 Jun 16:00",
+        ("10 min of work left + 120 min buffer runs past Tue 10 Jun 16:00, the last hand-off that keeps its due pickup "
+        "Tue 10 Jun 16:00; without the buffer: Tue 10 Jun 16:00"),
     )
     assert s.promise_of("SO-B") == ("safe", "10 min of work left + 60 min buffer fits: Tue 10 Jun 16:00; keeps its due pickup Tue 10 Jun 16:00")
 

@@ -22,6 +22,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
+from .calendars import load_calendars, skipped_text
 from .db import insert_rows
 from .policy import Policy, operating_day, prepare
 from .settings import Settings
@@ -69,13 +70,15 @@ FROM p CROSS JOIN clock
 
 def pickup_calendar(settings: Settings, now: dt.datetime, days: int, today: dt.date | None = None) -> pd.DataFrame:
     """Every carrier pickup from the operating day `today` (default: the local date of `now`) for
-    `days` days: carrier, service, pickup_at, pickup_date."""
+    `days` days: carrier, service, pickup_at, pickup_date. A pickup of `cutoffs:` happens on its weekdays,
+    but not on a day the site is closed or the carrier does not work (calendars.py)."""
+    cal = load_calendars(settings)
     today = today or now.astimezone(settings.tz).date()
     rows = []
     for d in range(days + 1):
         day = today + dt.timedelta(days=d)
         for c in settings.cutoffs:
-            if day.weekday() in c.days:
+            if day.weekday() in c.days and not cal.pickup_closed(c.carrier, c.service, day):
                 rows.append((c.carrier, c.service, dt.datetime.combine(day, c.pickup, settings.tz), day))
     frame = pd.DataFrame(rows, columns=["carrier", "service", "pickup_at", "pickup_date"])
     return frame
@@ -112,38 +115,57 @@ def transit_for(policy: Policy, carrier: str, service: str) -> int:
     return (exact or anyservice or [policy.transit_default])[0]
 
 
-def arrival_date(ship_date: dt.date, transit: int) -> dt.date:
-    """The delivery date of a hand-off on `ship_date` with `transit` days in transit (calendar days)."""
-    return ship_date + dt.timedelta(days=transit)
-
-
 def build_lanes(
     con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy, lanes: list[tuple[str, str]], first: dt.date, last: dt.date
 ) -> None:
-    """(Re)create `lane_arrivals(carrier, service, ship_date, arrival, transit_days)` for every day in
-    [first, last] and `lane_pickups(carrier, service, pickup_at, pickup_date, arrival)`: each lane's pickups
-    (the cutoffs entries of its exact service, else of '*'), on their weekdays. Lanes are (carrier, service)
-    as `lane_key` writes them."""
+    """(Re)create, for the lanes (carrier, service as `lane_key` writes them) over the days [first, last]:
+
+    * `lane_arrivals(carrier, service, ship_date, arrival, transit_days, note)`: a hand-off on ship_date arrives
+      after the lane's transit days counted in the carrier's delivery days (calendars.py); `note` names the
+      holidays and closures skipped on the way;
+    * `lane_pickups(carrier, service, pickup_at, pickup_date, arrival, note, closed_note)`: the lane's pickups (the
+      cutoffs entries of its exact service, else of '*') on their weekdays, except days the site is closed or the
+      carrier does not work; `closed_note` names such skipped pickup days just before this pickup;
+    * `lane_last_pickup(carrier, service, arrival, last_pickup_at)`: the latest pickup arriving on each date."""
+    cal = load_calendars(settings)
     arrivals, pickups = [], []
     days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
     for carrier, service in sorted(set(lanes)):
         transit = transit_for(policy, carrier, service)
         exact = [c for c in settings.cutoffs if c.carrier == carrier and c.service == service]
         entries = exact or [c for c in settings.cutoffs if c.carrier == carrier and c.service == "*"]
+        closed: list[str] = []  # pickup days skipped since the last pickup of the lane
         for day in days:
-            arrives = arrival_date(day, transit)
-            arrivals.append((carrier, service, day, arrives, transit))
-            for c in entries:
-                if day.weekday() in c.days:
-                    pickups.append((carrier, service, dt.datetime.combine(day, c.pickup, settings.tz), day, arrives))
+            arrives, skipped = cal.arrival(carrier, service, day, transit)
+            note = skipped_text([(d, why) for d, why in skipped if not why.startswith("no delivery on")])
+            arrivals.append((carrier, service, day, arrives, transit, note or None))
+            why = cal.pickup_closed(carrier, service, day)
+            for c in sorted(entries, key=lambda c: c.pickup):
+                if day.weekday() not in c.days:
+                    continue
+                if why:
+                    closed.append(f"{day:%a %d %b} ({why})")
+                    continue
+                at = dt.datetime.combine(day, c.pickup, settings.tz)
+                pickups.append((carrier, service, at, day, arrives, note or None, "no pickup " + ", ".join(dict.fromkeys(closed)) if closed else None))
+                closed = []
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE lane_arrivals (carrier VARCHAR, service VARCHAR, ship_date DATE, arrival DATE, transit_days INTEGER)"
+        """CREATE OR REPLACE TEMP TABLE lane_arrivals (
+               carrier VARCHAR, service VARCHAR, ship_date DATE, arrival DATE, transit_days INTEGER, note VARCHAR)"""
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE lane_pickups (carrier VARCHAR, service VARCHAR, pickup_at TIMESTAMPTZ, pickup_date DATE, arrival DATE)"
+        """CREATE OR REPLACE TEMP TABLE lane_pickups (
+               carrier VARCHAR, service VARCHAR, pickup_at TIMESTAMPTZ, pickup_date DATE, arrival DATE, note VARCHAR,
+               closed_note VARCHAR)"""
     )
-    _insert_frame(con, "lane_arrivals", pd.DataFrame(arrivals, columns=["carrier", "service", "ship_date", "arrival", "transit_days"]))
-    _insert_frame(con, "lane_pickups", pd.DataFrame(pickups, columns=["carrier", "service", "pickup_at", "pickup_date", "arrival"]))
+    _insert_frame(
+        con, "lane_arrivals", pd.DataFrame(arrivals, columns=["carrier", "service", "ship_date", "arrival", "transit_days", "note"])
+    )
+    _insert_frame(
+        con,
+        "lane_pickups",
+        pd.DataFrame(pickups, columns=["carrier", "service", "pickup_at", "pickup_date", "arrival", "note", "closed_note"]),
+    )
     # per lane and arrival date, the last pickup arriving that day: the latest pickup that keeps a promised date
     con.execute(
         """CREATE OR REPLACE TEMP TABLE lane_last_pickup AS
@@ -191,7 +213,7 @@ WITH i AS (
     FROM {input} x
 ),
 c AS (
-    SELECT i.*, p.pickup_at AS c_pickup, p.arrival AS c_arrival
+    SELECT i.*, p.pickup_at AS c_pickup, p.arrival AS c_arrival, p.note AS c_note, p.closed_note AS c_closed_note
     FROM i ASOF LEFT JOIN lane_pickups p
       ON p.carrier = i.lane_carrier AND p.service = i.lane_service AND p.pickup_at >= i.e_at
 ),
@@ -206,7 +228,7 @@ ld AS (  -- the latest pickup whose arrival keeps the promised delivery date
       ON l.carrier = cb.lane_carrier AND l.service = cb.lane_service AND l.arrival <= cb.promised_delivery
 ),
 cont AS (  -- a site without a pickup schedule: hand-off any time; the last hand-off day that keeps the date
-    SELECT ld.*, a.ship_date AS ld_ship_date, e.arrival AS e_arrival, e.transit_days AS lane_transit
+    SELECT ld.*, a.ship_date AS ld_ship_date, e.arrival AS e_arrival, e.transit_days AS lane_transit, e.note AS e_note
     FROM ld
     ASOF LEFT JOIN lane_arrivals a ON a.carrier = ld.lane_carrier AND a.service = ld.lane_service AND a.arrival <= ld.promised_delivery
     LEFT JOIN lane_arrivals e ON e.carrier = ld.lane_carrier AND e.service = ld.lane_service
@@ -218,6 +240,8 @@ f AS (
            $continuous OR l.carrier IS NOT NULL AS has_pickups,
            CASE WHEN $continuous THEN e_at ELSE c_pickup END AS catch_at,
            CASE WHEN $continuous THEN e_arrival ELSE c_arrival END AS catch_arrival,
+           CASE WHEN $continuous THEN e_note ELSE c_note END AS catch_note,
+           CASE WHEN $continuous THEN NULL ELSE c_closed_note END AS catch_closed_note,
            CASE WHEN $continuous THEN eb_at ELSE cb_pickup END AS catch_b_at,
            CASE WHEN $continuous THEN timezone($tz, CAST(ld_ship_date + 1 AS TIMESTAMP)) - INTERVAL 1 SECOND
                 ELSE ld_pickup END AS keep_d_at
@@ -283,9 +307,10 @@ _PROMISE_TEXT = f"""CASE basis
     WHEN 'promised_delivery' THEN concat('the promised delivery ', {_day('promised_delivery')})
     WHEN 'ship_by' THEN concat('the ship-by ', {_label('ship_by')}, ' (OMS)')
     ELSE concat('its due pickup ', {_label('due_at')}) END"""
-_CATCH = f"""concat({_label('catch_at')}, CASE WHEN basis = 'promised_delivery' AND catch_arrival IS NOT NULL
+_CATCH = f"""concat({_label('catch_at')}, coalesce(' (' || catch_closed_note || ')', ''),
+    CASE WHEN basis = 'promised_delivery' AND catch_arrival IS NOT NULL
     THEN concat(' + ', coalesce(lane_transit, datediff('day', CAST(timezone($tz, catch_at) AS DATE), catch_arrival)),
-                ' transit day(s) arrives ', {_day('catch_arrival')}) ELSE '' END)"""
+                ' delivery day(s)', coalesce(' (' || catch_note || ')', ''), ' arrives ', {_day('catch_arrival')}) ELSE '' END)"""
 _MISSED = "CASE WHEN due_at < now THEN concat('missed ', coalesce(cutoff_label, 'its pickup'), '; ') ELSE '' END"
 REASON = f"""
 CASE

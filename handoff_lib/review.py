@@ -161,25 +161,38 @@ class Review:
         )
 
     def data_warnings(self) -> HTML:
-        """A loud banner naming every source with rejected rows (its picture is missing those rows), after an
-        info line counting what was stamped after the review time and so left out or taken as not yet happened."""
+        """The data banner: an info line counting what was stamped after the review time (left out, or taken as not
+        yet happened), then one line per source with something to say, by severity (validate.data_warnings):
+        info = exact duplicates dropped or values flagged (nothing lost), warning = values nulled or records
+        rejected (the picture lacks them). A source that failed stopped the run: there is no report to show it in."""
         from .asof import summary_text
-        from .validate import degraded_sources
+        from .validate import data_warnings
 
         later = summary_text(self.con, self.settings, self.at)  # info, not an error: records stamped after the review time
         asof = f'<div class="data-asof" style="padding:6px 10px;background:#e3f2fd">{html.escape(later)}</div>' if later else ""
-        bad = degraded_sources(self.con)
-        if not bad:
-            return HTML(asof + '<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: no rejected rows.</div>')
-        items = "".join(
-            f"<li><b>{html.escape(d['source'])}</b> ({html.escape(d['file'])}): {d['rows_rejected']} of {d['rows_read']} rows "
-            f"rejected ({d['share_pct']}%), most often: {html.escape(str(d['top_reason']))}</li>"
-            for d in bad
-        )
+        found = data_warnings(self.con)
+        if not found:
+            return HTML(asof + '<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: nothing rejected, nulled or flagged.</div>')
+
+        def line(d: dict) -> str:
+            parts = []
+            if d["rows_rejected"]:
+                parts.append(f"{d['rows_rejected']} of {d['rows_read']} records rejected ({d['share_pct']}%), most often: "
+                             f"{html.escape(str(d['top_row_reason']))}")
+            if d["values_nulled"]:
+                parts.append(f"{d['values_nulled']} bad value(s) left blank, most often: {html.escape(str(d['top_value_reason']))}")
+            if d["values_flagged"]:
+                parts.append(f"{d['values_flagged']} value(s) flagged, most often: {html.escape(str(d['top_flag_reason']))}")
+            return (f'<li class="sev-{d["severity"]}"><b>{d["severity"]}</b> {html.escape(d["source"])} '
+                    f'({html.escape(str(d["file"]))}): {"; ".join(parts)}</li>')
+
+        warn = any(d["severity"] == "warning" for d in found)
+        style = "background:#fff8e1;border:2px solid #f9a825" if warn else "background:#e3f2fd;border:1px solid #90caf9"
+        head = ("<b>Data warnings: some values or records could not be read; the picture lacks them.</b>" if warn
+                else "<b>Data notes: nothing lost.</b>")
         return HTML(
-            asof + '<div class="data-degraded" style="padding:8px 12px;background:#ffebee;border:2px solid #c62828">'
-            f"<b>DEGRADED SOURCES: this picture is missing rejected rows.</b><ul>{items}</ul>"
-            "See <i>Join quality and rejected rows</i> below and rejects.csv.</div>"
+            asof + f'<div class="data-{"warning" if warn else "info"}" style="padding:8px 12px;{style}">'
+            f"{head}<ul>{''.join(line(d) for d in found)}</ul>See <i>Join quality and rejected rows</i> below and rejects.csv.</div>"
         )
 
     def counts(self) -> dict[str, int]:

@@ -184,3 +184,27 @@ CASES: list[Case] = [
          lambda t: parquet({"TASK_ID": ["T-1"], "ORDER_REF": ["1001"], "ITEM": ["SKU-100"], "QTY_REQ": [1]}), "error",
          r"missing column 'TASK_STAT'", source_settings={"file": "wms_pick_tasks.parquet"}),
 ]
+
+
+def markdown_table() -> str:
+    """The case table of docs/reliability.md, made from CASES (a test keeps the two in step)."""
+
+    def code(text: str) -> str:
+        return "`" + text.replace("|", "\\|") + "`"
+
+    def outcome(c: Case) -> str:
+        if c.outcome == "error":
+            return f"stops with an error matching {code(c.match)}"
+        if c.outcome == "rejects":
+            return f"{c.n} row(s) rejected whole, reason matching {code(c.match)}; the rest loads"
+        if c.outcome == "nulled":
+            return f"{c.n} value(s) nulled, reason matching {code(c.match)}; every record loads"
+        if c.outcome == "flagged":
+            return f"{c.n} value(s) kept and flagged, reason matching {code(c.match)}; every record loads"
+        if c.outcome == "unmatched":
+            return f"loads; record `{c.key}` listed as unmatched and raised as an *unlinked record* blocker"
+        return "loads whole (checked)"
+
+    rows = ["| # | case | file | outcome |", "|---|---|---|---|"]
+    rows += [f"| {i} | {c.name} | `{c.file}` | {outcome(c)} |" for i, c in enumerate(CASES, start=1)]
+    return "\n".join(rows) + "\n"

@@ -129,3 +129,10 @@ def test_a_file_rewritten_while_it_is_read_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(extracts, "load_source", load_then_export_job_appends)
     with pytest.raises(HandoffError, match=r"wms_pick_tasks\.csv: the file changed while it was being read"):
         build_picture(settings)
+
+
+def test_the_case_table_in_docs_is_the_corpus():
+    from bad_extracts import markdown_table
+
+    doc = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    assert markdown_table() in doc, "docs/reliability.md is stale: paste bad_extracts.markdown_table() into it"

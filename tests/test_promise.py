@@ -24,7 +24,7 @@ def test_scenario_5_packed_without_a_label_half_an_hour_before_pickup_is_at_risk
     assert s.blockers_of("SO-1005") == []
     assert s.promise_of("SO-1005") == (
         "safe",
-        "ready, waits for Tue 10 Jun 16:00 + 1 transit day(s) arrives Wed 11 Jun; keeps the promised delivery Wed 11 Jun",
+        "ready, waits for Tue 10 Jun 16:00 + 1 delivery day(s) arrives Wed 11 Jun; keeps the promised delivery Wed 11 Jun",
     )
 
 
@@ -37,7 +37,7 @@ def test_scenario_6_picked_after_the_pickup_left_needs_communication_when_the_pr
     status, reason = s.promise_of("SO-1006")
     assert status == "needs_communication"
     assert reason == (
-        "missed UPS GND pickup Tue 10 Jun 16:00; 25 min of work left; the first pickup it can make, Wed 11 Jun 16:00 + 1 transit "
+        "missed UPS GND pickup Tue 10 Jun 16:00; 25 min of work left; the first pickup it can make, Wed 11 Jun 16:00 + 1 delivery "
         "day(s) arrives Thu 12 Jun, after the promised Wed 11 Jun"
     )
 
@@ -51,7 +51,7 @@ def test_scenario_6_picked_after_the_pickup_left_is_still_safe_when_the_promise_
     status, reason = s.promise_of("SO-1016")
     assert status == "safe"
     assert reason == (
-        "missed UPS GND pickup Tue 10 Jun 16:00; 25 min of work left + 60 min buffer fits: Wed 11 Jun 16:00 + 1 transit day(s) "
+        "missed UPS GND pickup Tue 10 Jun 16:00; 25 min of work left + 60 min buffer fits: Wed 11 Jun 16:00 + 1 delivery day(s) "
         "arrives Thu 12 Jun; keeps the promised delivery Thu 12 Jun"
     )
 

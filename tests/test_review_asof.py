@@ -34,7 +34,7 @@ def test_the_review_report_shows_the_count_as_info_in_a_real_browser(tmp_path, d
         text = line.inner_text()
         assert text.startswith("Stamped after Tue 24 Nov 2026 11:00, as of the review:")
         assert "records created later left out (orders " in text and "DEGRADED" not in text
-        below = page.locator(".data-asof + .data-ok, .data-asof + .data-degraded")
+        below = page.locator(".data-asof + .data-ok, .data-asof + .data-warning, .data-asof + .data-info")
         assert below.count() == 1  # the rejected-rows banner keeps its own severity, right below
         line.scroll_into_view_if_needed()
         artifacts = ROOT / "outputs" / "test-artifacts"

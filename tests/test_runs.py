@@ -78,6 +78,33 @@ def test_a_failing_run_names_its_step_and_leaves_history_and_outputs_as_they_wer
     assert not list((settings.outputs / "demo").glob(".tmp-*"))
 
 
+def test_a_mapping_that_rejects_a_whole_column_stops_the_run_with_exit_2_and_stores_nothing(noon_run, capsys):
+    # The 16:00 OMS export now writes priority as P1/P2/P3 into the integer field: every order's priority is bad.
+    # The run must stop (exit 2) naming the column, the site-file line and the commonest value, store nothing,
+    # and leave the board on the 12:00 review: never an empty or silently smaller review as the latest.
+    import csv
+    import io
+
+    from handoff_lib.cli import main
+
+    settings, result = noon_run
+    orders = settings.for_review(at(settings, "16:00")).data_folder / "oms_orders.csv"
+    rows = list(csv.reader(io.StringIO(orders.read_text(encoding="utf-8"), newline="")))
+    col = rows[0].index("PrioTier")
+    for r in rows[1:]:
+        r[col] = f"P{r[col]}" if r[col] else r[col]
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    orders.write_text(out.getvalue(), encoding="utf-8")
+    code = main(["run", "--site", str(settings.path), "--at", "2026-11-24 16:00", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "oms_orders.csv" in err and "'PrioTier' (orders.priority, mapped at" in err and "sources.orders.values.priority" in err
+    runs, _ = runs_in_history(settings)
+    assert [r[0] for r in runs] == ["1200"]
+    assert not (settings.outputs / "demo" / "2026-11-24" / "1600").exists()
+
+
 def test_the_second_review_of_the_day_reports_changes_since_the_first(noon_run):
     settings, _ = noon_run
     result = run_review(settings, at(settings, "16:00"), progress=False)

@@ -299,15 +299,20 @@ def step_notes(a) -> dict:
         return {"status": "n/a", "why": f"handoff_lib.notes not importable ({exc})"}
     if not hasattr(notes, "classify_notes"):
         return {"status": "n/a", "why": "handoff_lib.notes has no classify_notes"}
-    model_path = Path(a.out) / "notes_model.joblib"
+    import dataclasses
+
+    from handoff_lib.settings import load_settings
+    from handoff_lib.taxonomy import notes_settings
+
+    site = notes_settings(load_settings(Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"))
     t0 = T()
     trained = False
     try:
-        model = notes.load_model()
-        source = "the site's trained model"
+        model = notes.load_model(site)
+        source = "the demo site's trained model"
     except notes.ModelError:
-        try:  # no trained model yet: train one on the shipped labelled notes into the bench cache
-            model, _ = notes.train(model_path=model_path)
+        try:  # no trained model yet: train one on the demo site's labelled notes into the bench cache
+            model, _ = notes.train(dataclasses.replace(site, model=Path(a.out) / "notes_model.joblib"))
         except Exception as exc:  # noqa: BLE001 - whatever keeps training from working, report it
             return {"status": "n/a", "why": f"no trained notes model and training failed: {type(exc).__name__}: {exc}"}
         source = f"trained by the bench on the shipped labelled notes ({model.meta.get('n_examples')} notes)"

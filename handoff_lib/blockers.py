@@ -5,17 +5,18 @@ Reasons come from structured facts first: hold codes and pack exception codes (m
 cutoff, a substitution against an instruction, an order not released near its cutoff, an unallocated
 line, and data gaps (a record the crosswalk could not link, an order line whose SKU the WMS does not
 know). A hold or pack exception whose code is blank (or unknown) gets its reason from its note through
-`note_reasons` - the one place the keyword rules (`policy.note_rules`) are applied, so the notes issue
-can swap in a classifier by replacing `build_note_reasons`. Owners come from `policy.reasons`
+`note_reasons` (`build_note_reasons`): the site's note rules (`policy.note_rules`) first, then the site's
+notes model when the caller hands one in (precedence: docs/notes.md). Owners come from `policy.reasons`
 (the routing table); priority from the visible rule in `policy.priority`.
 
 Needs: order_cutoffs, order_facts, line_states, order_states (promise.assign_cutoffs, states.build_states).
-Tables created: `note_reasons`, `order_priority`, `blockers`.
+Tables created: `note_reasons`, `note_model`, `note_decisions`, `order_priority`, `blockers`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 
@@ -23,6 +24,9 @@ from .contract import ENTITIES
 from .links import link_sql
 from .policy import Policy, load_policy, policy_tables, prepare
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LINKED = ("pick_tasks", "pack_events", "holds", "shipments", "cases")
 
@@ -43,9 +47,51 @@ WHERE p.status = 'exception' AND c.code IS NULL AND nullif(trim(p.note), '') IS 
 APPLY_NOTE_RULES = """
 WITH n AS ({notes}),
 matched AS (SELECT n.*, CASE {rules} END AS rule_no FROM n)
-SELECT DISTINCT m.entity, m.record_key, m.note, r.reason, 'note rule ' || m.rule_no AS classified_by
+SELECT DISTINCT m.entity, m.record_key, m.note, r.reason, 'note rule ' || m.rule_no AS classified_by,
+       CAST(NULL AS VARCHAR) AS theme, CAST(NULL AS DOUBLE) AS confidence, 'rule' AS status
 FROM matched m JOIN policy_note_rules r USING (rule_no)
 """
+# The notes no rule decided, for the site's model (one row per distinct note of a record).
+NOTES_LEFT = """
+SELECT DISTINCT n.entity, n.record_key, n.note FROM ({notes}) n ANTI JOIN note_reasons r USING (entity, record_key, note)
+ORDER BY n.entity, n.record_key, n.note
+"""
+NOTE_REASONS_COLUMNS = ("entity", "record_key", "note", "reason", "classified_by", "theme", "confidence", "status")
+
+# How the reason of every hold and pack exception of the extracts was decided (docs/notes.md): its code,
+# a note rule, the site's model, or nobody (needs review: hold_other / pack_exception_other).
+NOTE_DECISIONS = """
+CREATE OR REPLACE TABLE note_decisions AS
+WITH records AS (
+    SELECT 'holds' AS entity, coalesce(h.hold_id, h._file || ':' || h._line) AS record_key, h.note, c.code IS NOT NULL AS coded
+    FROM linked_holds h LEFT JOIN policy_hold_codes c ON c.code = upper(trim(h.code))
+    UNION ALL
+    SELECT 'pack_events', p.carton_id, p.note, c.code IS NOT NULL
+    FROM linked_pack_events p LEFT JOIN policy_pack_codes c ON c.code = upper(trim(p.exception_code))
+    WHERE p.status = 'exception'
+),
+decided AS (
+    SELECT CASE WHEN r.coded THEN 'code' WHEN n.status IS NULL THEN 'needs_review' ELSE n.status END AS decided_by,
+           CASE WHEN NOT r.coded AND n.status = 'rule' THEN n.classified_by END AS rule
+    FROM records r LEFT JOIN note_reasons n ON NOT r.coded AND n.entity = r.entity AND n.record_key = r.record_key AND n.note = r.note
+)
+SELECT decided_by, rule, count(*) AS records FROM decided GROUP BY ALL ORDER BY decided_by, rule
+"""
+NOTE_MODEL_COLUMNS = "model VARCHAR, sha256 VARCHAR, trained_at VARCHAR, site VARCHAR, threshold DOUBLE"
+
+
+class NoteClassifier(Protocol):
+    """The site's trained notes model as `build_note_reasons` uses it (handoff_lib.notes.NotesModel is
+    one). The caller hands it in: this module never imports the learning code."""
+
+    def note_reasons(self, notes: pd.DataFrame, known_reasons: set[str]) -> pd.DataFrame:
+        """For `notes` (entity, record_key, note): one row each with the NOTE_REASONS_COLUMNS, status 'model'
+        (at or above the model's threshold) or 'needs_review' (reason hold_other / pack_exception_other)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The model's path, sha256, trained_at, site and threshold (the `note_model` table, the manifest)."""
+        ...
 
 
 def _note_rules_sql(con: duckdb.DuckDBPyConnection, notes: str) -> tuple[str, dict[str, str]]:
@@ -59,12 +105,31 @@ def _note_rules_sql(con: duckdb.DuckDBPyConnection, notes: str) -> tuple[str, di
     )
 
 
-def build_note_reasons(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
-    """Create `note_reasons` (entity, record_key, note, reason, classified_by) for every hold and pack
-    exception whose code gives no reason but whose note matches a rule; returns it. Replace this
-    function (same table, same columns) to classify notes another way."""
+def build_note_reasons(con: duckdb.DuckDBPyConnection, model: NoteClassifier | None = None) -> duckdb.DuckDBPyRelation:
+    """Create `note_reasons` (entity, record_key, note, reason, classified_by, theme, confidence, status) for
+    every hold and pack exception whose code the policy does not map and that has a note, in the order of
+    docs/notes.md: the site's note rules first (status 'rule'); a note no rule matches goes to the site's
+    `model` when it has one (status 'model' at or above its threshold, else 'needs_review' with the best
+    guess in classified_by); without a model it gets no row (hold_other / pack_exception_other). Also
+    creates `note_model` (the model used, or one row of NULLs: rules only) and `note_decisions` (records
+    decided by code / rule / model / needs_review). Returns `note_reasons`."""
     sql, params = _note_rules_sql(con, NOTES_TO_CLASSIFY)
     con.execute("CREATE OR REPLACE TABLE note_reasons AS " + sql, params)
+    con.execute(f"CREATE OR REPLACE TABLE note_model ({NOTE_MODEL_COLUMNS})")
+    if model is None:
+        con.execute("INSERT INTO note_model VALUES (NULL, NULL, NULL, NULL, NULL)")
+    else:
+        info = model.describe()
+        con.execute(
+            "INSERT INTO note_model VALUES ($model, $sha256, $trained_at, $site, $threshold)",
+            {k: info.get(k) for k in ("model", "sha256", "trained_at", "site", "threshold")},
+        )
+        left = con.execute(NOTES_LEFT.format(notes=NOTES_TO_CLASSIFY)).df()
+        if len(left):
+            known = {r[0] for r in con.execute("SELECT reason FROM policy_reasons").fetchall()}
+            decided = model.note_reasons(left, known)[list(NOTE_REASONS_COLUMNS)]  # noqa: F841 - read by DuckDB by name
+            con.execute("INSERT INTO note_reasons BY NAME SELECT * FROM decided")
+    con.execute(NOTE_DECISIONS)
     return con.table("note_reasons")
 
 
@@ -367,22 +432,17 @@ def build_priority(con: duckdb.DuckDBPyConnection, policy: Policy) -> duckdb.Duc
 
 
 def build_blockers(
-    con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, note_model: object | None = None
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, note_model: NoteClassifier | None = None
 ) -> duckdb.DuckDBPyRelation:
     """Create `note_reasons`, `order_priority` and `blockers`; returns `blockers`, one row per open blocker:
     blocker_id (stable across runs), order_id (NULL for an unlinked record), order_state, reason,
-    reason_label, owner, communicate, basis (which code/rule gave the reason), priority, priority_rule,
+    reason_label, owner, communicate, basis (which code/rule/model gave the reason), priority, priority_rule,
     cutoff_at, cutoff_label, minutes_to_cutoff, event_at, age_minutes, source_system, source_entity,
     source_file, source_line, source_key, source_link, order_link, detail. Highest priority first.
-    With a trained notes model (handoff_lib.notes), uncoded notes are classified by it (low confidence
-    stays unassigned); without one, the keyword rules in policy.note_rules apply."""
+    `note_model`: the site's trained notes model (pipeline.trained_note_model), consulted only for notes
+    no note rule matches (build_note_reasons); None = the note rules only."""
     policy = prepare(con, settings, now)
-    if note_model is not None:
-        from .notes import apply_to_blockers
-
-        apply_to_blockers(con, note_model)
-    else:
-        build_note_reasons(con)
+    build_note_reasons(con, note_model)
     build_priority(con, policy)
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
     sql, params = blocker_sql(settings, tables)

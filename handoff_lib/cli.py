@@ -58,12 +58,12 @@ def _settings(args: argparse.Namespace, at: str | None = None):
 
 def cmd_picture(args: argparse.Namespace) -> int:
     """Load + link one moment's extracts and write the joined picture and the join-quality report."""
-    from .pipeline import build_picture, write_foundation_outputs
+    from .pipeline import build_picture, trained_note_model, write_foundation_outputs
 
     settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
     t0 = time.perf_counter()
-    con = build_picture(settings, now=now, progress=not args.quiet)
+    con = build_picture(settings, now=now, progress=not args.quiet, note_model=trained_note_model(settings) if now else None)
     stamp = now.strftime("%Y-%m-%d/%H%M") if now else "latest"
     out = Path(args.out) if args.out else settings.outputs / settings.site / stamp
     written = write_foundation_outputs(con, out)
@@ -79,11 +79,11 @@ def cmd_picture(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup import find_orders, format_view, order_view
-    from .pipeline import build_picture
+    from .pipeline import build_picture, trained_note_model
 
     settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
-    con = build_picture(settings, now=now)
+    con = build_picture(settings, now=now, note_model=trained_note_model(settings) if now else None)
     matches = find_orders(con, settings, args.identifier)
     if not matches:
         raise LookupNotFound(f"'{args.identifier}' matches no order in {settings.data_folder}")
@@ -140,20 +140,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_notes_model() -> None:
-    """Train the notes classifier on the shipped labelled notes when there is no current model."""
-    from .errors import HandoffError as _E
+def _ensure_notes_model(settings) -> None:
+    """Train the site's notes model (notes.model) on its labelled notes when it is missing or stale
+    (`handoff demo` does this for the demo site); nothing when the site has no model (rules only)."""
+    from .notes import ModelError, load_model
     from .notes_cli import notes_main
-    from .pipeline import trained_note_model
+    from .taxonomy import notes_settings
 
+    site = notes_settings(settings)
+    if site.model is None:
+        return
     try:
-        if trained_note_model() is not None:
-            return
-    except _E:
-        pass  # stale: retrain below
-    print("training the blocker-notes classifier on the labelled notes (handoff notes train)")
-    if notes_main(["train"]) != 0:
-        raise HandoffError("training the notes classifier failed (see above)")
+        load_model(site)
+        return
+    except ModelError as exc:  # missing, stale or of another site: train this site's own below
+        why = str(exc)
+    print(f"training the site's blocker-notes model (handoff notes train --site {settings.path}): {why.split(';')[0]}")
+    if notes_main(["train", "--site", str(settings.path)]) != 0:
+        raise HandoffError("training the notes model failed (see above)")
 
 
 def cmd_board(args: argparse.Namespace) -> int:
@@ -167,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in demo data: write a demo day as of each review time of the demo
     site, then run the day's cutoff reviews in order (so each compares with the one before)."""
     settings = load_settings(args.site)
-    _ensure_notes_model()
+    _ensure_notes_model(settings)
     times = ",".join(t.strftime("%H:%M") for t in settings.review_times)
     data = Path(args.out_data) if args.out_data else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
     cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=times, site=args.site))

@@ -65,17 +65,14 @@ def _check_unchanged(settings: Settings, before: dict[str, tuple[int, int]]) -> 
             )
 
 
-def trained_note_model() -> object | None:
-    """The site's trained notes classifier when one has been trained (`handoff notes train`), else None
-    (the keyword rules apply). A model trained on other labelled notes than the current file is refused
-    with an error saying to retrain."""
-    from .notes import load_model
-    from .taxonomy import load_taxonomy
+def trained_note_model(settings: Settings) -> object | None:
+    """The site's trained notes model (`notes.model` of its site file, `handoff notes train --site`), for
+    the notes its note rules leave undecided; None when the site has none or it is not trained yet (the
+    note rules decide alone). A model of another site or of other labelled notes is refused with an
+    error naming the setting to fix."""
+    from .notes import load_site_model
 
-    taxonomy = load_taxonomy()
-    if not taxonomy.model_path.is_file():
-        return None
-    return load_model(taxonomy)
+    return load_site_model(settings)
 
 
 def write_foundation_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:

@@ -118,7 +118,7 @@ class Review:
         if out:
             out.mkdir(parents=True, exist_ok=True)
         con = connect(settings)
-        model = trained_note_model()
+        model = trained_note_model(settings)
         build_picture(settings, now=at, con=con, note_model=model)
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
@@ -283,7 +283,8 @@ class Review:
     def note_clusters(self) -> HTML:
         """Clusters of the notes the classifier left for a person (needs_review), to name new reasons."""
         if self.note_model is None:
-            return HTML("<p>No trained notes model (<code>handoff notes train</code>): notes were read by keyword rules.</p>")
+            return HTML("<p>No notes model for this site (<code>notes.model</code> in the site file, "
+                        "<code>handoff notes train --site</code>): its note rules decided alone.</p>")
         from .notes import needs_review_clusters
 
         n = self.con.execute("SELECT count(*) FROM note_reasons WHERE status = 'needs_review'").fetchone()[0]

@@ -6,7 +6,8 @@ A run works in a temporary folder beside its final place and goes through named 
               workbook is built by a process of its own from the Parquet views the notebook writes;
 2. `report`   the executed notebook becomes a self-contained HTML report without code cells (and the
               run waits for the workbook);
-3. `manifest` input files with hashes and row counts, rejects, versions, parameters, durations;
+3. `manifest` input files with hashes and row counts, rejects, versions, parameters, durations, and
+              what decided the note reasons (the site's notes model with its sha256, or rules only);
 4. `history`  the snapshot goes into the history database in one transaction;
 5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole.
 
@@ -246,6 +247,8 @@ def run_review(
 
             step = "manifest"
             _crash_point(step)
+            from .notes import note_manifest
+
             summary = json.loads((tmp / "summary.json").read_text(encoding="utf-8")) if (tmp / "summary.json").exists() else {}
             manifest = {
                 "site": settings.site,
@@ -254,6 +257,7 @@ def run_review(
                 "run_id": run_id,
                 "parameters": params | {"out_dir": str(final.resolve())},
                 "inputs": _inputs(tmp / "picture.duckdb"),
+                "notes": note_manifest(tmp / "picture.duckdb", settings),  # the model or "rules only"; who decided
                 "summary": summary,
                 "versions": _versions(),
                 "durations_s": {k: round(v, 3) for k, v in timings.items()},

@@ -5,11 +5,11 @@ planner export (XLSX, one sheet per view, plus CSVs); an ipywidgets explorer for
 `demo_history`, a small deterministic multi-day history with planted repeat problems.
 
 A theme is the taxonomy theme of a blocker's policy reason (`reasons.<theme>.policy_reason` /
-`rolls_up` in parameters/reasons.yaml). A blocker stays open across several reviews: views count
-distinct blockers (`blocker_id`) and the days on which they were seen, so a problem that comes back every
-day outranks one long-lived blocker that was snapshotted many times. SKU and location come from the
-blocker's `sku` / `location` columns when history has them, else from its detail text
-(`settings.sku_pattern` / `settings.location_pattern` of the taxonomy).
+`rolls_up` in the site's taxonomy, `notes.taxonomy`; a reason no theme claims counts under `other`).
+A blocker stays open across several reviews: views count distinct blockers (`blocker_id`) and the days
+on which they were seen, so a problem that comes back every day outranks one long-lived blocker that was
+snapshotted many times. SKU and location come from the blocker's `sku` / `location` columns when history
+has them, else from its detail text (`settings.sku_pattern` / `settings.location_pattern` of the taxonomy).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DIMENSIONS = {  # offender dimension -> SQL expression over theme_blockers
 BASE = """
 CREATE OR REPLACE TEMP TABLE theme_blockers AS
 SELECT b.site, b.review_date, b.review_time, b.blocker_id, b.order_id, b.reason, b.reason_label, b.owner,
-       coalesce(r.theme, 'other') AS theme, coalesce(r.theme_label, 'Other') AS theme_label,
+       coalesce(r.theme, $fallback_theme) AS theme, coalesce(r.theme_label, $fallback_label) AS theme_label,
        coalesce(r.root_owner, b.owner) AS root_owner,
        {sku} AS sku, {location} AS location,
        CASE WHEN o.customer_id IS NULL THEN NULL ELSE coalesce(o.customer_name || ' (' || o.customer_id || ')', o.customer_id) END AS customer,
@@ -131,6 +131,14 @@ def project_path(path: str | Path) -> Path:
     return p if p.is_absolute() else PROJECT / p
 
 
+def site_taxonomy(site_file: str | Path = "") -> Taxonomy:
+    """The taxonomy whose themes the views use: the notes.taxonomy of the site file `site_file` (relative =
+    under the project folder), or the shipped parameters/reasons.yaml when it is ''."""
+    from .taxonomy import site_taxonomy as of_site
+
+    return of_site(project_path(site_file) if site_file not in (None, "") else None)
+
+
 def ensure_history(history_db: str | Path) -> Path:
     """The history database path (relative = under the project folder). When it is missing and its file
     name says demo (e.g. outputs/demo/history_demo.duckdb), build the demo history there; otherwise a
@@ -213,6 +221,8 @@ def open_themes(
             "date_to": d_to,
             "sku_pattern": taxonomy.sku_pattern,
             "location_pattern": taxonomy.location_pattern,
+            "fallback_theme": taxonomy.fallback_theme()[0],
+            "fallback_label": taxonomy.fallback_theme()[1],
         },
     )
     return con, Scope(site, d_from, d_to, path)

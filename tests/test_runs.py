@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import shutil
 
+import duckdb
 import pytest
+import yaml
 
 from handoff_lib.errors import HandoffError
 from handoff_lib.history import open_history
@@ -48,6 +50,8 @@ def test_a_review_run_writes_every_output_into_its_site_date_time_folder(noon_ru
     assert manifest["parameters"]["review_at"] == "2026-11-24 12:00"
     assert {"execute", "report"} <= set(manifest["durations_s"])
     assert "duckdb" in manifest["versions"]
+    assert manifest["notes"]["model"] == "rules only" and "not trained yet" in manifest["notes"]["why"]
+    assert sum(manifest["notes"]["decided"].values()) > 0 and manifest["notes"]["decided"]["model"] == 0
 
 
 def test_rerunning_the_same_review_replaces_it_in_history_and_on_disk(noon_run):
@@ -166,3 +170,31 @@ def test_recover_publishes_a_committed_run_that_was_killed_while_publishing(tmp_
     recover(site_root, history)
     assert json.loads((final / "manifest.json").read_text())["run_id"] == "20261124-1200-abc"
     assert not tmp.exists()
+
+
+def test_a_review_run_records_the_sites_notes_model_by_sha256_and_what_decided_the_note_reasons(tmp_path, demo_day):
+    from conftest import ROOT, make_site
+
+    from handoff_lib import notes
+    from handoff_lib.taxonomy import load_taxonomy, notes_settings
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_day, data)
+    labelled = tmp_path / "labelled.csv"
+    taxonomy = load_taxonomy()
+    notes.read_labelled(ROOT / "parameters/demo_labelled_notes.csv", taxonomy).groupby("reason").head(15).to_csv(labelled, index=False)
+    site = make_site(tmp_path, data / "{time}", notes={"model": str(tmp_path / "m.joblib"), "labelled": str(labelled),
+                                                        "taxonomy": str(taxonomy.path)})
+    raw = yaml.safe_load(site.read_text())
+    raw["policy"]["note_rules"] = raw["policy"]["note_rules"][:1]  # credit only: the model reads the other uncoded notes
+    site.write_text(yaml.safe_dump(raw, sort_keys=False))
+    settings = load_settings(site)
+    _, model_path = notes.train(notes_settings(settings))
+    result = run_review(settings, at(settings, "12:00"), progress=False)
+    entry = json.loads((result.out_dir / "manifest.json").read_text())["notes"]
+    assert entry["model"]["sha256"] == notes.file_sha256(model_path) and entry["model"]["site"] == "demo"
+    assert entry["decided"]["code"] > 0 and entry["rules"] == {"note rule 1": entry["decided"]["rule"]}
+    con = duckdb.connect(str(result.out_dir / "picture.duckdb"), read_only=True)
+    by_model = con.execute("SELECT count(*) FROM note_reasons WHERE status = 'model' AND classified_by LIKE 'model %'").fetchone()[0]
+    con.close()
+    assert by_model == entry["decided"]["model"] > 0  # the review's notebook used the site's model

@@ -1,10 +1,12 @@
 """Recurring themes over a multi-day history: planted repeat problems rank first; the planner export."""
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 
 from handoff_lib import themes
 from handoff_lib.errors import HandoffError
@@ -186,3 +188,25 @@ def test_a_missing_history_is_an_error_unless_its_name_says_demo(tmp_path):
     with pytest.raises(HandoffError, match="no history database"):
         themes.ensure_history(tmp_path / "history.duckdb")
     assert themes.ensure_history(tmp_path / "history_demo.duckdb").is_file()
+
+
+def test_a_sites_own_taxonomy_names_the_themes_and_every_other_reason_counts_under_other(history, tmp_path):
+    from handoff_lib.taxonomy import load_taxonomy
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "notes_site"
+    con = duckdb.connect(str(history))
+    con.execute("UPDATE snap_blockers SET reason = 'temperature_excursion' WHERE reason = 'credit_hold'")
+    con.close()
+    con, _ = themes.open_themes(history, taxonomy=load_taxonomy(fixtures / "reasons.yaml"))
+    p = themes.pareto(con).set_index("theme")
+    assert p.index.tolist() == ["other", "cold_chain"]  # short_pick / allocation_short: no theme of this site claims them
+    assert p.loc["cold_chain", ["theme_label", "root_cause_owner", "blockers"]].tolist() == ["Cold chain", "quality", 1]
+    assert p.loc["other", "theme_label"] == "Other" and p["cumulative_pct"].iloc[-1] == 100.0
+    assert themes.offenders(con, "location").iloc[0]["main_theme"] == "Other"
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "parameters/demo.yaml").read_text())
+    raw["data"] = {"folder": str(tmp_path), "allowed_roots": [str(tmp_path)]}
+    raw["notes"] = {"taxonomy": str(fixtures / "reasons.yaml")}
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(raw))
+    assert themes.site_taxonomy(site_file).codes == ["dock_congestion", "cold_chain", "customs_docs"]
+    assert themes.site_taxonomy("").codes == load_taxonomy().codes

@@ -91,7 +91,7 @@ def test_a_mapping_that_rejects_a_whole_column_stops_the_run_with_exit_2_and_sto
 
     from handoff_lib.cli import main
 
-    settings, result = noon_run
+    settings, _result = noon_run
     orders = settings.for_review(at(settings, "16:00")).data_folder / "oms_orders.csv"
     rows = list(csv.reader(io.StringIO(orders.read_text(encoding="utf-8"), newline="")))
     col = rows[0].index("PrioTier")

@@ -247,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .backtest_cli import add_arguments as add_backtest_arguments
 
     add_backtest_arguments(
-        sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rules and a learned score")
+        sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rule and a learned score on held-out months")
+    )
+    add_backtest_arguments(
+        sub.add_parser("calibrate", help="recommend the site's buffer, work minutes and learned-score setting from its history; --apply writes them"),
+        calibrate=True,
     )
 
     bd = sub.add_parser("board", help="serve the interactive handoff board (Voila, 127.0.0.1 by default)")

@@ -212,6 +212,25 @@ FOLD_PROMISE_WARNINGS = """
 """
 
 
+# every test month's rows, scored by the model of its own fold
+POOLED_TEST_ROWS = """
+SELECT s.fold, s.review_at, s.order_id, s.score FROM bt_score_rows s JOIN bt_periods p ON p.fold = s.fold AND p.period = 'test'
+JOIN bt_orders o USING (order_id) WHERE o.deadline >= p.start_at AND o.deadline < p.end_at
+"""
+POOLED_WARNINGS = f"""
+(SELECT NULL::INTEGER AS fold, t.review_at, t.order_id, k.rule, k.setting
+ FROM ({POOLED_TEST_ROWS}) t JOIN bt_curve_settings k ON t.score >= k.value)
+"""
+CURVE_SETTINGS = "(SELECT *, NULL::INTEGER AS fold FROM bt_curve_settings)"
+POOLED_PERIOD = "(SELECT * FROM bt_periods WHERE fold = 0 AND period = 'test months')"
+# the promise sweep by customer on the validation windows (per-customer buffers)
+SWEEP_WARNINGS = "(SELECT *, CAST(NULL AS INTEGER) AS fold FROM bt_warnings WHERE rule = 'promise')"
+SWEEP_SETTINGS = "(SELECT *, CAST(NULL AS INTEGER) AS fold FROM bt_rule_settings WHERE rule = 'promise')"
+VALIDATION_PERIODS = "(SELECT * FROM bt_periods WHERE period = 'validation')"
+# the promise rule each fold chose (FOLD_PROMISE_WARNINGS) as one setting per fold
+FOLD_PROMISE_SETTINGS = "(SELECT b.fold, 'recommended' AS rule, 'site + customer buffers' AS setting, b.value, 0 AS rank FROM bt_fold_buffers b)"
+
+
 def _score_folds(
     con: duckdb.DuckDBPyConnection, folds: list[Fold], progress: bool
 ) -> tuple[pd.DataFrame, dict, dict]:
@@ -287,9 +306,7 @@ def _customer_buffers(
     }
     if qualify.empty:  # the data does not support a customer's own buffer: skip scoring by customer
         return {}, support
-    by = bt.score(con, warnings="(SELECT *, CAST(NULL AS INTEGER) AS fold FROM bt_warnings WHERE rule = 'promise')",
-                  rules="(SELECT *, CAST(NULL AS INTEGER) AS fold FROM bt_rule_settings WHERE rule = 'promise')", by="customer",
-                  periods="(SELECT * FROM bt_periods WHERE period = 'validation')")
+    by = bt.score(con, warnings=SWEEP_WARNINGS, rules=SWEEP_SETTINGS, by="customer", periods=VALIDATION_PERIODS)
     eligible = by[(by["scored_orders"] >= MIN_CUSTOMER_ORDERS) & (by["late_orders"] >= MIN_CUSTOMER_LATE)]
     out: dict[int, dict[str, float]] = {}
     for (fold, customer), rows in eligible.groupby(["fold", "grp"], sort=True):
@@ -375,8 +392,7 @@ def run_backtest(
     bt._store(con, "bt_fold_customer_buffers", pd.DataFrame(
         [(f, c, v) for f, m in customers.items() for c, v in m.items()], columns=["fold", "customer_id", "value"]
     ).astype({"fold": "int64", "customer_id": str, "value": float}))
-    rec = bt.score(con, warnings=FOLD_PROMISE_WARNINGS,
-                   rules="(SELECT b.fold, 'recommended' AS rule, 'site + customer buffers' AS setting, b.value, 0 AS rank FROM bt_fold_buffers b)")
+    rec = bt.score(con, warnings=FOLD_PROMISE_WARNINGS, rules=FOLD_PROMISE_SETTINGS)
     figures = [scores[scores["fold"] > 0], rec]
     for f in folds:
         part = rec[(rec["fold"] == f.fold) & (rec["period"] == "validation")]
@@ -616,20 +632,12 @@ def _pooled_score_curve(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The learned score as a rule at common thresholds over the test months pooled (each month scored by
     its own fold's model): a chart's curve, nothing is chosen on it."""
     qs = np.linspace(0.0, 0.999, 100)
-    test_rows = con.execute(
-        """SELECT s.score FROM bt_score_rows s JOIN bt_periods p ON p.fold = s.fold AND p.period = 'test'
-           JOIN bt_orders o USING (order_id) WHERE o.deadline >= p.start_at AND o.deadline < p.end_at"""
-    ).fetchnumpy()["score"]
+    test_rows = con.execute(f"SELECT score FROM ({POOLED_TEST_ROWS})").fetchnumpy()["score"]
     cuts = sorted(set(np.round(np.quantile(test_rows, qs), 4))) if len(test_rows) else []
     ks = pd.DataFrame({"rule": "learned score", "setting": [f"score >= {c:.4f}" for c in cuts], "value": cuts})
     ks["rank"] = range(len(ks))
     bt._store(con, "bt_curve_settings", ks)
-    warnings = """(SELECT NULL::INTEGER AS fold, s.review_at, s.order_id, k.rule, k.setting
-                   FROM bt_score_rows s JOIN bt_periods p ON p.fold = s.fold AND p.period = 'test'
-                   JOIN bt_orders o USING (order_id) JOIN bt_curve_settings k ON s.score >= k.value
-                   WHERE o.deadline >= p.start_at AND o.deadline < p.end_at)"""
-    df = bt.score(con, warnings=warnings, rules="(SELECT *, NULL::INTEGER AS fold FROM bt_curve_settings)",
-                  periods="(SELECT * FROM bt_periods WHERE fold = 0 AND period = 'test months')")
+    df = bt.score(con, warnings=POOLED_WARNINGS, rules=CURVE_SETTINGS, periods=POOLED_PERIOD)
     return df.drop(columns=["fold", "period", "grp"])
 
 

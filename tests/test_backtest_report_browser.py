@@ -27,8 +27,21 @@ def report(planted_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(browser, report):
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+def own_browser():
+    """A Chromium of this module's own, closed when the module ends: the session's `browser` would keep
+    Playwright's event loop running into modules that start their own (test_board.py)."""
+    from conftest import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(own_browser, report):
+    context = own_browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     pg = context.new_page()
     pg.outside_requests = []
 

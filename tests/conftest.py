@@ -99,25 +99,6 @@ def olist_site(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def year(tmp_path_factory):
-    """The 2017 public order-history backtest with its calibration, three reviews a day, and its connection
-    (tables bt_*). Once per session: a test that replays again or changes tables uses its own connection."""
-    import datetime as dt
-
-    from handoff_lib import backtest as bt
-    from handoff_lib import calibrate
-    from handoff_lib.settings import load_settings
-
-    if OLIST_DATA is None:
-        pytest.skip("Olist history not found")
-    settings = load_settings(olist_site(tmp_path_factory.mktemp("olist")))
-    con = bt.load_history(settings)
-    times = (dt.time(9), dt.time(12), dt.time(16))
-    result = calibrate.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
-    return settings, con, result
-
-
-@pytest.fixture(scope="session")
 def planted_run(tmp_path_factory):
     """The planted history (tests/planted_history.py: right buffer 240, customer SLOW 480) calibrated:
     (site file, result)."""
@@ -131,3 +112,22 @@ def planted_run(tmp_path_factory):
     settings = load_settings(site)
     result = calibrate.run_backtest(settings, ph.FIRST, ph.LAST, settings.review_times, progress=False)
     return site, result
+
+
+@pytest.fixture(scope="session")
+def year(tmp_path_factory):
+    """The 2017 public order-history backtest with its calibration, three reviews a day, and its connection
+    (tables bt_*). Once per session: a test that replays again or changes tables uses its own connection."""
+    import datetime as dt
+
+    from handoff_lib import backtest
+    from handoff_lib import calibrate as bt  # the whole backtest job, with its calibration, is calibrate.run_backtest
+    from handoff_lib.settings import load_settings
+
+    if OLIST_DATA is None:
+        pytest.skip("Olist history not found")
+    settings = load_settings(olist_site(tmp_path_factory.mktemp("olist")))
+    con = backtest.load_history(settings)
+    times = (dt.time(9), dt.time(12), dt.time(16))
+    result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
+    return settings, con, result

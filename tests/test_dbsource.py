@@ -403,3 +403,43 @@ def test_a_sqlite_database_through_sqlalchemy_loads_the_same_orders_as_the_file(
     right = b.execute("SELECT * EXCLUDE (_file, _line) FROM orders").df()
     pd.testing.assert_frame_equal(left, right, check_dtype=False)
     assert b.execute("SELECT server FROM db_reads").fetchone()[0].startswith("sqlite://")
+
+
+# --------------------------------------------------------------------------------------------
+# a review run
+
+
+def test_a_review_from_the_database_records_its_reads_and_a_failed_one_keeps_the_last_good_review(sites, wms_pg, monkeypatch):
+    import json
+
+    from handoff_lib.history import open_history
+    from handoff_lib.runs import RunError, default_history, run_review
+
+    cluster, _ = wms_pg
+    _, db_site = sites
+    settings = load_settings(db_site)
+    result = run_review(settings, AT, progress=False)
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    inputs = {i["source"]: i for i in manifest["inputs"]}
+    tasks = inputs["pick_tasks"]
+    assert tasks["file"] == "wms:pick_tasks query" and tasks["sha256"] == tasks["database"]["fingerprint"]
+    assert "FROM reporting.v_pick_task ORDER BY export_seq" in tasks["database"]["query"]
+    assert tasks["database"]["server"] == f"postgresql://{wms_db.READER}@127.0.0.1:{cluster.port}/wms"
+    assert dt.datetime.fromisoformat(tasks["database"]["ran_at"]) <= dt.datetime.now(dt.UTC)
+    assert inputs["holds"]["database"]["query"] == 'SELECT * FROM "reporting"."v_order_hold" ORDER BY "export_seq"'
+    board_before = (result.out_dir / "order_board.csv").read_bytes()
+
+    monkeypatch.setenv(ENV, cluster.url(wms_db.READER, "N0t-The-Pa55word", "wms"))
+    later = AT.replace(hour=16)
+    with pytest.raises(RunError, match="refused the login") as err:
+        run_review(settings, later, progress=False)
+    assert "N0t-The-Pa55word" not in str(err.value)
+    kept = list((settings.outputs / "demo" / "2026-11-24" / "failed").glob("*.ipynb"))  # kept for diagnosis
+    assert kept and all("N0t-The-Pa55word" not in k.read_text() and "refused the login" in k.read_text() for k in kept)
+    con = open_history(default_history(settings), read_only=True)
+    try:
+        assert [r[0] for r in con.execute("SELECT review_time FROM runs").fetchall()] == ["1200"]  # what the board shows
+    finally:
+        con.close()
+    assert not (settings.outputs / "demo" / "2026-11-24" / "1600").exists()
+    assert (result.out_dir / "order_board.csv").read_bytes() == board_before

@@ -434,7 +434,7 @@ def test_a_review_from_the_database_records_its_reads_and_a_failed_one_keeps_the
     with pytest.raises(RunError, match="refused the login") as err:
         run_review(settings, later, progress=False)
     assert "N0t-The-Pa55word" not in str(err.value)
-    kept = list((settings.outputs / "demo" / "2026-11-24" / "failed").glob("*.ipynb"))  # kept for diagnosis
+    kept = list((settings.outputs / "demo" / "failed").glob("*.ipynb"))  # kept for diagnosis
     assert kept and all("N0t-The-Pa55word" not in k.read_text() and "refused the login" in k.read_text() for k in kept)
     con = open_history(default_history(settings), read_only=True)
     try:

@@ -10,7 +10,9 @@ demo day (bench/cache, as `bench/run.py --sizes 1m` makes it) into it as a WMS/E
 * `csv load`: `load_extracts` of the demo site on the CSV files (typed tables, rejects, load report);
 * `db load`: `load_extracts` of the same site reading every source from the database (dbsource.py);
 * `csv read`: DuckDB reading every file into VARCHAR tables (the file path's read alone);
-* `db read`: every query's rows into VARCHAR tables through ADBC (the database path's read alone).
+* `db read`: every query's rows into VARCHAR tables through ADBC (the database path's read alone);
+* with `--compare-drivers`, `psycopg read`: the same through psycopg's binary COPY, rows turned into Arrow
+  batches in Python (the alternative dbsource.py did not take; see its docstring).
 
 Wall seconds and this process's CPU seconds (the PostgreSQL server's own CPU is not in them; it shares
 the machine's 2 cores). Prints a table and writes bench/results/db_load.json. Timing lives here, never in
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -48,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="1m", help="order lines of the demo day (100k, 1m, ...)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare-drivers", action="store_true", help="also time psycopg's binary COPY into Arrow batches")
     args = ap.parse_args()
 
     import duckdb
@@ -71,7 +75,9 @@ def main() -> None:
             pg.execute("VACUUM ANALYZE")
         fill_s = time.perf_counter() - t0
         os.environ[ENV] = cluster.url(wms_db.READER, wms_db.READER_PASSWORD, "wms")
-        site = wms_db.db_site(REPO / "parameters/demo.yaml", data.parent / "db_site.yaml", url_env=ENV)  # beside the day: allowed_roots [..]
+        site = wms_db.db_site(
+            REPO / "parameters/demo.yaml", data.parent / "db_site.yaml", url_env=ENV
+        )  # beside the day: allowed_roots [..]
         csv_settings = load_settings(REPO / "parameters/demo.yaml", data_folder=data)
         db_settings = load_settings(site, data_folder=data)
         queries = [wms_db_query(db_settings, e) for e in db_settings.sources]
@@ -98,12 +104,38 @@ def main() -> None:
                     con.unregister("r")
                     cur.close()
 
+        def psycopg_read() -> None:
+            import psycopg
+            import pyarrow as pa
+
+            con = duckdb.connect()
+            with psycopg.connect(os.environ[ENV]) as pgc, pgc.cursor() as cur:
+                for i, q in enumerate(queries):
+                    cur.execute(f"SELECT * FROM ({q}) q LIMIT 0")
+                    oids = [d.type_code for d in cur.description]
+                    n, first = len(oids), True
+                    with cur.copy(f"COPY ({q}) TO STDOUT (FORMAT BINARY)") as cp:
+                        cp.set_types(oids)
+                        rows: list[tuple] = []
+                        for row in itertools.chain(cp.rows(), [None]):  # None: flush the last batch
+                            if row is not None:
+                                rows.append(row)
+                            if rows and (row is None or len(rows) == 50_000):
+                                con.register("batch", pa.table({f"c{k}": pa.array([r[k] for r in rows]) for k in range(n)}))
+                                sql = f"SELECT {', '.join(f'CAST(c{k} AS VARCHAR) AS c{k}' for k in range(n))} FROM batch"
+                                con.execute(f"CREATE TABLE t{i} AS {sql}" if first else f"INSERT INTO t{i} {sql}")
+                                con.unregister("batch")
+                                first, rows = False, []
+
         steps = {
             "csv load": lambda: load_extracts(duckdb.connect(), csv_settings),
             "db load": lambda: load_extracts(duckdb.connect(), db_settings),
             "csv read": csv_read,
             "db read": db_read,
         }
+        if args.compare_drivers:
+            steps["psycopg read"] = psycopg_read
+            results["psycopg read"] = []
         for r in range(args.rounds):
             for name, fn in steps.items():
                 results[name].append(_timed(fn))

@@ -238,10 +238,9 @@ def test_a_query_that_outlives_the_timeout_is_a_clear_error(sites, tmp_path):
             "FROM reporting.v_sales_order_header", "FROM reporting.v_sales_order_header, pg_sleep(3)"
         )
 
-    t0 = time.monotonic()
-    with pytest.raises(ExtractError, match=r"did not finish within the timeout \(1 s, timeout_s of database 'wms'\)"):
+    with pytest.raises(ExtractError, match=r"did not finish within the timeout \(1 s, timeout_s of database 'wms'\)") as err:
         load_source(duckdb.connect(), load_settings(_edit(db_site, tmp_path / "slow.yaml", slow)), "orders")
-    assert time.monotonic() - t0 < 3  # the server cancelled it, not the end of pg_sleep
+    assert "canceling statement due to statement timeout" in str(err.value)  # the server's statement_timeout did it
 
 
 def test_a_connection_dropped_in_the_middle_of_the_read_is_a_clear_error(sites, wms_pg, tmp_path):

@@ -102,14 +102,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.site, data_folder=args.data)
     at = parse_at(args.at, settings)
     t0 = time.perf_counter()
-    result = run_review(settings, at, history=Path(args.history) if args.history else None,
-                        out_root=Path(args.outputs) if args.outputs else None, progress=not args.quiet)
-    print(f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
-          f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")
+    result = run_review(
+        settings,
+        at,
+        history=Path(args.history) if args.history else None,
+        out_root=Path(args.outputs) if args.outputs else None,
+        progress=not args.quiet,
+    )
+    print(
+        f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})"
+    )
     s = result.summary
     if s:
-        print(f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
-              f"needs communication {s.get('promise.needs_communication', 0)}")
+        print(
+            f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
+            f"needs communication {s.get('promise.needs_communication', 0)}"
+        )
     print(f"outputs written to {result.out_dir.resolve()}")
     for name in result.files:
         print(f"  {name}")
@@ -123,20 +132,29 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     settings = load_settings(args.site)
     now = parse_at(args.now, settings) if args.now else dt.datetime.now(settings.tz)
     if not settings.review_times:
-        raise HandoffError(f"{settings.where('reviews')}: no review times configured (reviews: times: [\"09:00\", ...])")
-    results, skipped = schedule(settings, now, history=Path(args.history) if args.history else None,
-                                out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
-                                progress=not args.quiet)
+        raise HandoffError(f'{settings.where("reviews")}: no review times configured (reviews: times: ["09:00", ...])')
+    results, skipped = schedule(
+        settings,
+        now,
+        history=Path(args.history) if args.history else None,
+        out_root=Path(args.outputs) if args.outputs else None,
+        days_back=args.days_back,
+        progress=not args.quiet,
+    )
     for at in skipped:
         print(f"  {at:%Y-%m-%d %H:%M} already run: skipped")
     for r in results:
         s = r.summary
-        print(f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
-              f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}")
+        print(
+            f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
+            f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}"
+        )
     if not results:
         print(f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
     else:
-        print(f"{settings.name}: {len(results)} review(s) run; outputs written under {results[-1].out_dir.parent.parent.resolve()}")
+        print(
+            f"{settings.name}: {len(results)} review(s) run; outputs written under {results[-1].out_dir.parent.parent.resolve()}"
+        )
     return 0
 
 
@@ -173,15 +191,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings(args.site)
     _ensure_notes_model(settings)
     times = ",".join(t.strftime("%H:%M") for t in settings.review_times)
-    data = Path(args.out_data) if args.out_data else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
+    data = (
+        Path(args.out_data)
+        if args.out_data
+        else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
+    )
     cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=times, site=args.site))
     history = settings.outputs / settings.site / "history.duckdb"
     if history.exists():  # the demo day is regenerated: start its history afresh
         history.unlink()
     last = settings.review_times[-1]
     now = f"{DEMO_DATE} {(dt.datetime.combine(dt.date.today(), last) + dt.timedelta(minutes=5)):%H:%M}"
-    code = cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
-                                           quiet=False))
+    code = cmd_schedule(
+        argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0, quiet=False)
+    )
     if code == 0:
         from .notes_cli import themes_main
 
@@ -189,8 +212,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_preset(args: argparse.Namespace) -> int:
+    from .presets import list_presets, preset_text
+
+    if args.action == "list":
+        for p in list_presets():
+            print(f"{p.name:<22} {p.title}")
+            print(f"{'':<22} maps: {', '.join(p.entities)}; follows: {p.follows[0] if p.follows else '-'}")
+        print(
+            "\nhandoff preset show NAME prints one; copy its entries under sources: into your site file's sources: (and set file:)"
+        )
+        return 0
+    if not args.name:
+        raise HandoffError("handoff preset show NAME: which preset? (handoff preset list)")
+    sys.stdout.write(preset_text(args.name))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="handoff", description="The pick-pack handoff picture across OMS, WMS, carrier and CRM extracts.")
+    p = argparse.ArgumentParser(
+        prog="handoff", description="The pick-pack handoff picture across OMS, WMS, carrier and CRM extracts."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo-data", help="write a realistic demo day of extracts (and its ground truth)")
@@ -256,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--port", type=int, default=None, help="default $HANDOFF_BOARD_PORT, else 8866")
     bd.add_argument("--history", default="", help="default outputs/<site>/history.duckdb")
     bd.set_defaults(func=cmd_board)
+
+    ps = sub.add_parser("preset", help="mapping presets for documented exports: list | show NAME")
+    ps.add_argument("action", choices=("list", "show"))
+    ps.add_argument("name", nargs="?")
+    ps.set_defaults(func=cmd_preset)
 
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)

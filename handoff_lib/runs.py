@@ -6,8 +6,9 @@ A run works in a temporary folder beside its final place and goes through named 
               workbook is built by a process of its own from the Parquet views the notebook writes;
 2. `report`   the executed notebook becomes a self-contained HTML report without code cells (and the
               run waits for the workbook);
-3. `manifest` input files with hashes and row counts, rejects, versions, parameters, durations, and
-              what decided the note reasons (the site's notes model with its sha256, or rules only);
+3. `manifest` input files with hashes and row counts (database sources: query, server, time, fingerprint),
+              rejects, versions, parameters, durations, and what decided the note reasons (the site's notes
+              model with its sha256, or rules only);
 4. `history`  the snapshot goes into the history database in one transaction;
 5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole.
 
@@ -305,7 +306,18 @@ def _inputs(picture_db: Path) -> list[dict]:
         rows = con.execute(
             "SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256 FROM load_report ORDER BY source"
         ).df()
-        return rows.to_dict(orient="records")
+        inputs = rows.to_dict(orient="records")
+        # A database source (dbsource.py): the query, the server and when it ran; its "sha256" is the row fingerprint.
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'db_reads'").fetchall()[0][0]:
+            reads = con.execute(
+                """SELECT source, "database", server, query, strftime(started_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS ran_at,
+                          seconds, fingerprint FROM db_reads"""
+            ).df()
+            by_source = {r.pop("source"): r for r in reads.to_dict(orient="records")}
+            for row in inputs:
+                if row["source"] in by_source:
+                    row["database"] = by_source[row["source"]]
+        return inputs
     finally:
         con.close()
 

@@ -79,3 +79,29 @@ def year():
     times = (dt.time(9), dt.time(12), dt.time(16))
     result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
     return settings, con, result
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL cluster on loopback in a temporary folder (tests/pgcluster.py), for the
+    whole test session; stopped and removed at the end."""
+    from pgcluster import Cluster
+
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def wms_pg(pg, demo_day):
+    """The demo day's 12:00 extracts held in database `wms` of the cluster as a WMS/ERP would hold them
+    (tests/wms_db.py), with the read-only role; returns (cluster, per-entity info)."""
+    import wms_db
+
+    with pg.connect() as admin:
+        admin.execute("CREATE DATABASE wms")
+    with pg.connect("wms") as con:
+        info = wms_db.load_day(con, demo_day / "1200", ROOT / "parameters/demo.yaml")
+    return pg, info

@@ -3,7 +3,9 @@ conventions unlike the demo's, checked against its own hand-written ground truth
 13:30 review of Tuesday 24 November 2026. docs/extracts.md ("The second test site") lists what it covers.
 
 Each row of truth.csv is one warehouse story: its expected order state, promise status and the owners of
-its open blockers, with a "why" worked out by hand from docs/states.md and the promise definition."""
+its open blockers, with a "why" worked out by hand from docs/states.md and the promise definition. It is
+Thanksgiving week: the site file's calendar closes Thu 26 Nov (US holidays) and transit counts delivery days
+(USPS Mon-Sat, the others Mon-Fri); the "why" shows the days counted and skipped."""
 
 from __future__ import annotations
 

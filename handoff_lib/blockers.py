@@ -339,13 +339,17 @@ found AS (
 {branches}
 )
 SELECT substr(md5(r.reason || '|' || r.source_entity || '|' || r.source_key || '|' || coalesce(r.order_id, '')), 1, 16) AS blocker_id,
-       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate, pr.blocks_work, r.basis,
+       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate,
+       -- a line left out of this shipment (a backorder line of a partial-allowed order) does not hold its work
+       pr.blocks_work AND bo.source_key IS NULL AS blocks_work, r.basis,
        coalesce(p.priority, 0) AS priority, coalesce(p.priority_rule, 'no order linked: data gap +0 = 0') AS priority_rule,
        c.cutoff_at, c.cutoff_label, c.minutes_to_cutoff,
        r.event_at, CAST(round((epoch(clock.now) - epoch(r.event_at)) / 60) AS BIGINT) AS age_minutes,
        r.source_system, r.source_entity, r.source_file, r.source_line, r.source_key, r.source_link,
        {order_link} AS order_link, r.detail
 FROM found r CROSS JOIN clock
+LEFT JOIN (SELECT order_id || '/' || line_no AS source_key, 'order_lines' AS source_entity FROM line_states WHERE backorder) bo
+  ON bo.source_key = r.source_key AND bo.source_entity = r.source_entity
 LEFT JOIN order_states s USING (order_id)
 LEFT JOIN policy_reasons pr ON pr.reason = r.reason
 LEFT JOIN order_priority p USING (order_id)

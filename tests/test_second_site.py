@@ -397,11 +397,15 @@ def test_thanksgiving_two_day_air_promised_for_the_holiday_itself(picture, witho
     assert board(without_holidays)["SO:004543"]["promise_status"] == "safe"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="promise.next_review_after skips weekdays without reviews but not the site's closed days: it answers Thu 26 07:30",
-)
 def test_the_last_review_before_thanksgiving_looks_ahead_to_friday_morning():
     # The site is closed on Thanksgiving, so nobody reviews then: after Wednesday's 15:30 the team looks again Friday 07:30.
     wednesday = dt.datetime(2026, 11, 25, 15, 30, tzinfo=TZ)
     assert next_review_after(load_settings(SITE), wednesday) == dt.datetime(2026, 11, 27, 7, 30, tzinfo=TZ)
+
+
+def test_a_backorder_line_does_not_hold_the_shipment_that_leaves_without_it():
+    # SO:004525 ships without its unallocated line 3 (partial allowed): at the 15:30 review its allocation
+    # blocker must not put the rest of the order at risk.
+    con = build_picture(load_settings(SITE), now=dt.datetime(2026, 11, 24, 15, 30, tzinfo=TZ))
+    got = board(con)["SO:004525"]
+    assert got["promise_status"] == "safe", got["promise_reason"]

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import HandoffError, LookupNotFound
+from .errors import HandoffError, LookupNotFound, StaleExtractError
 from .settings import load_settings
 
 DEFAULT_SITE = "parameters/demo.yaml"
@@ -53,7 +53,7 @@ def _settings(args: argparse.Namespace, at: str | None = None):
         raise HandoffError(
             f"{settings.where('data', 'folder')}: data.folder has {{date}}/{{time}} placeholders: give --at (the review time) or --data"
         )
-    return settings
+    return settings.with_files_resolved()
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
@@ -102,23 +102,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.site, data_folder=args.data)
     at = parse_at(args.at, settings)
     t0 = time.perf_counter()
-    result = run_review(
-        settings,
-        at,
-        history=Path(args.history) if args.history else None,
-        out_root=Path(args.outputs) if args.outputs else None,
-        progress=not args.quiet,
-    )
-    print(
-        f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})"
-    )
+    result = run_review(settings, at, history=Path(args.history) if args.history else None,
+                        out_root=Path(args.outputs) if args.outputs else None, progress=not args.quiet,
+                        allow_stale=args.allow_stale)
+    print(f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
+          f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")
     s = result.summary
     if s:
-        print(
-            f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
-            f"needs communication {s.get('promise.needs_communication', 0)}"
-        )
+        print(f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
+              f"needs communication {s.get('promise.needs_communication', 0)}")
+    for line in result.stale:
+        print(f"  STALE: {line}")
     print(f"outputs written to {result.out_dir.resolve()}")
     for name in result.files:
         print(f"  {name}")
@@ -132,29 +126,30 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     settings = load_settings(args.site)
     now = parse_at(args.now, settings) if args.now else dt.datetime.now(settings.tz)
     if not settings.review_times:
-        raise HandoffError(f'{settings.where("reviews")}: no review times configured (reviews: times: ["09:00", ...])')
-    results, skipped = schedule(
-        settings,
-        now,
-        history=Path(args.history) if args.history else None,
-        out_root=Path(args.outputs) if args.outputs else None,
-        days_back=args.days_back,
-        progress=not args.quiet,
-    )
-    for at in skipped:
+        raise HandoffError(f"{settings.where('reviews')}: no review times configured (reviews: times: [\"09:00\", ...])")
+    done = schedule(settings, now, history=Path(args.history) if args.history else None,
+                    out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
+                    progress=not args.quiet, allow_stale=args.allow_stale)
+    for at in done.skipped:
         print(f"  {at:%Y-%m-%d %H:%M} already run: skipped")
-    for r in results:
+    for r in done.results:
         s = r.summary
-        print(
-            f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
-            f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}"
-        )
-    if not results:
-        print(f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
+        print(f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
+              f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}")
+        for line in r.stale:
+            print(f"    STALE: {line}")
+    for at, why in done.not_run:
+        print(f"  {at:%Y-%m-%d %H:%M} not run: no extracts for {at:%Y-%m-%d %H:%M} ({why})")
+    if done.stale:
+        print(f"  {done.stale[0]:%Y-%m-%d %H:%M} not run: its extracts are of an earlier day (below)")
+    if not done.results:
+        print(f"{settings.name}: no review run at {now:%Y-%m-%d %H:%M}" if done.not_run or done.stale
+              else f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
     else:
-        print(
-            f"{settings.name}: {len(results)} review(s) run; outputs written under {results[-1].out_dir.parent.parent.resolve()}"
-        )
+        print(f"{settings.name}: {len(done.results)} review(s) run; outputs written under "
+              f"{done.results[-1].out_dir.parent.parent.resolve()}")
+    if done.stale:  # the current review found an earlier day's extracts: an error (exit 2), as for handoff run
+        raise StaleExtractError(done.stale[1])
     return 0
 
 
@@ -202,9 +197,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         history.unlink()
     last = settings.review_times[-1]
     now = f"{DEMO_DATE} {(dt.datetime.combine(dt.date.today(), last) + dt.timedelta(minutes=5)):%H:%M}"
-    code = cmd_schedule(
-        argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0, quiet=False)
-    )
+    code = cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
+                                           quiet=False, allow_stale=False))
     if code == 0:
         from .notes_cli import themes_main
 
@@ -266,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--history", help="history database (default: outputs/<site>/history.duckdb)")
     rn.add_argument("--outputs", help="outputs root (default: the site file's outputs)")
     rn.add_argument("--quiet", action="store_true", help="no progress bar")
+    rn.add_argument("--allow-stale", action="store_true",
+                    help="review extracts of an earlier operating day anyway (stored marked stale) instead of stopping")
     rn.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("schedule", help="run every configured review that is due and not yet run (cron)")
@@ -275,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--history")
     sc.add_argument("--outputs")
     sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--allow-stale", action="store_true",
+                    help="run the current review on extracts of an earlier operating day anyway, marked stale (past reviews never are)")
     sc.set_defaults(func=cmd_schedule)
 
     from .notes_cli import notes_main, themes_main

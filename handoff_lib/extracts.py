@@ -1343,8 +1343,10 @@ def _report(
         "severity": severity,
     }
     con.execute(
-        """INSERT INTO load_report VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
-                                           $sha256, $values_nulled, $values_flagged, $severity)""",
+        """INSERT INTO load_report (source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256,
+                                    values_nulled, values_flagged, severity)
+           VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
+                   $sha256, $values_nulled, $values_flagged, $severity)""",
         row,
     )
     return row

@@ -23,6 +23,8 @@ from .db import PictureWriter, connect
 from .drafts import build_drafts, since_last_cutoff, write_drafts
 from .errors import HandoffError
 from .exports import workbook_from_parquet, write_csv, write_parquet
+from .freshness import STALE, apply_to_drafts, describe, freshness_settings, stale_lines
+from .freshness import label as source_label
 from .history import ReviewKey, change_summary, changes_since
 from .picture import PROMISE_STATUSES, summary
 from .pipeline import build_picture, trained_note_model
@@ -105,11 +107,13 @@ class Review:
     picture_writer: PictureWriter | None = None
 
     @classmethod
-    def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "") -> Review:
+    def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "",
+             allow_stale: bool = False) -> Review:
         """Build the picture as of `review_at` (site local 'YYYY-MM-DD HH:MM'); compare with the last
         review in history_db. The picture is built in memory; with out_dir it is also written to
         out_dir/picture.duckdb in the background while the review renders (export() and close() wait
-        for it)."""
+        for it). An extract of an earlier operating day stops it (errors.StaleExtractError) unless
+        `allow_stale`: then the review is built and marked stale."""
         charts.use_offline_renderer()  # figures carry plotly.js inline: they render offline in the HTML report
         settings = load_settings(site_file, data_folder=data_folder or None)
         at = parse_review_at(review_at, settings)
@@ -119,7 +123,7 @@ class Review:
             out.mkdir(parents=True, exist_ok=True)
         con = connect(settings)
         model = trained_note_model(settings)
-        build_picture(settings, now=at, con=con, note_model=model)
+        build_picture(settings, now=at, con=con, note_model=model, allow_stale=allow_stale)
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
         review = cls(settings, at, con, hist, out, prev, model)
@@ -146,6 +150,8 @@ class Review:
 
     def _build_drafts(self) -> None:
         drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check())
+        # a stale review's drafts are held back or marked stale, as the site chooses (freshness.on_stale)
+        drafts = apply_to_drafts(drafts, self.stale_lines(), freshness_settings(self.settings).on_stale)
         self.con.register("_drafts", drafts.astype({c: "object" for c in drafts.columns}))
         self.con.execute("CREATE OR REPLACE TABLE drafts AS SELECT * FROM _drafts")
         self.con.unregister("_drafts")
@@ -154,11 +160,45 @@ class Review:
     def title(self) -> Markdown:
         prev = f"{self.previous.review_date} {self.previous.review_time[:2]}:{self.previous.review_time[2:]}" if self.previous else "none"
         load = self.con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
+        stale = self.stale_lines()
         return Markdown(
-            f"# {self.settings.name}: cutoff review {self.at:%Y-%m-%d %H:%M} ({self.settings.timezone})\n\n"
-            f"Extracts from `{self.settings.data_folder.name}`: {load[0]} rows read, {load[1]} accepted, "
+            f"# {self.settings.name}: cutoff review {self.at:%Y-%m-%d %H:%M} ({self.settings.timezone})"
+            + (" - STALE EXTRACTS" if stale else "") + "\n\n"
+            + f"Extracts from `{self.settings.data_folder.name}`: {load[0]} rows read, {load[1]} accepted, "
             f"{load[2]} rejected. Previous review: {prev}."
         )
+
+    # ---- how current the extracts are (docs/extracts.md, "How current the extracts are")
+    def freshness(self) -> pd.DataFrame:
+        """Per source: its as-of time, how it was told, its age at the review, its limit and status (load_report)."""
+        df = self.con.execute(
+            "SELECT source, file, as_of, as_of_basis, age_minutes, max_age_minutes, freshness FROM load_report"
+        ).df()
+        df.insert(1, "label", [source_label(s) for s in df["source"]])
+        return df
+
+    def stale_lines(self) -> list[str]:
+        """One sentence per stale source, oldest first (empty when every extract is within its limit)."""
+        return stale_lines(self.freshness(), self.settings, self.at)
+
+    def freshness_html(self) -> str:
+        """The data banner's freshness part: a red box naming each stale source with its age, then one line with
+        every source's as-of time ('WMS pick tasks as of 08:57, 3 min before the review')."""
+        df = self.freshness()
+        stale = self.stale_lines()
+        box = ""
+        if stale:
+            held = freshness_settings(self.settings).on_stale == "hold"
+            items = "".join(f"<li>{html.escape(t)}</li>" for t in stale)
+            box = (f'<div class="data-stale" style="padding:8px 12px;background:#ffebee;border:2px solid #c62828">'
+                   f"<b>STALE EXTRACTS: this review is not the current picture of these sources.</b><ul>{items}</ul>"
+                   f"Stored marked stale; draft notes are {'held back' if held else 'marked stale'} (freshness.on_stale).</div>")
+        rows = [r for r in df.to_dict(orient="records") if r["file"] is not None and not pd.isna(r["file"])
+                and not (stale and r["freshness"] in STALE)]
+        every = "; ".join(describe(r, self.settings, self.at) for r in rows)
+        line = (f'<div class="data-freshness" style="padding:6px 10px;background:#f5f5f5">{"Other extracts" if stale else "Extracts"}: '
+                f"{html.escape(every)}.</div>") if rows else ""
+        return box + line
 
     def data_warnings(self) -> HTML:
         """The data banner: an info line counting what was stamped after the review time (left out, or taken as not
@@ -169,7 +209,8 @@ class Review:
         from .validate import data_warnings
 
         later = summary_text(self.con, self.settings, self.at)  # info, not an error: records stamped after the review time
-        asof = f'<div class="data-asof" style="padding:6px 10px;background:#e3f2fd">{html.escape(later)}</div>' if later else ""
+        asof = self.freshness_html()
+        asof += f'<div class="data-asof" style="padding:6px 10px;background:#e3f2fd">{html.escape(later)}</div>' if later else ""
         found = data_warnings(self.con)
         if not found:
             return HTML(asof + '<div class="data-ok" style="padding:6px 10px;background:#e8f5e9">All extracts loaded whole: nothing rejected, nulled or flagged.</div>')
@@ -267,7 +308,13 @@ class Review:
 
     # ---- notes for sales and support
     def drafts(self) -> HTML:
-        """Draft internal notes for every at-risk / needs-communication order (for review, not sending)."""
+        """Draft internal notes for every at-risk / needs-communication order (for review, not sending); on a stale
+        review they are held back (only counted) or marked stale, as freshness.on_stale says."""
+        held = self.con.execute("SELECT count(*) FROM drafts WHERE held_back").fetchone()[0]
+        if held:
+            return HTML(f'<p class="drafts-held"><b>{held} draft note{"s" if held != 1 else ""} held back</b>: this review\'s extracts are stale '
+                        f"({html.escape('; '.join(self.stale_lines()))}). They are stored with the review, not exported for "
+                        f"sending (freshness.on_stale: hold).</p>")
         df = self.con.execute("SELECT order_id, promise_status, priority, owners, draft, sources FROM drafts").df()
         return html_table(df, "drafts", "Draft notes for sales and support (DRAFT: review before sending)")
 
@@ -295,7 +342,10 @@ class Review:
 
     # ---- data quality
     def load_report(self) -> HTML:
-        df = self.con.execute("SELECT source, file, rows_read, rows_accepted, rows_rejected FROM load_report").df()
+        df = self.con.execute(
+            """SELECT source, file, rows_read, rows_accepted, rows_rejected, strftime(as_of, '%Y-%m-%d %H:%M') AS as_of,
+                      as_of_basis, age_minutes, max_age_minutes, freshness FROM load_report"""
+        ).df()
         return html_table(df, "load-report", "Rows per extract (read = accepted + rejected)")
 
     def join_quality(self) -> HTML:
@@ -328,12 +378,16 @@ class Review:
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")
         drafts = self.table("drafts")
+        held = int(drafts["held_back"].astype(bool).sum()) if "held_back" in drafts.columns else 0
+        drafts = drafts[~drafts["held_back"].astype(bool)] if held else drafts  # held back: not exported for sending
+        held_note = (f"{held} draft note{'s' if held != 1 else ''} held back: this review's extracts are stale ({'; '.join(self.stale_lines())}); "
+                     f"freshness.on_stale: hold.") if held else None
         views = {"order_board": board, "blocker_queue": blockers, "promise_view": promise, "changes": changes, "drafts": drafts}
         parquet = {f"{name}.parquet": write_parquet(df, self.out_dir / f"{name}.parquet") for name, df in views.items()}
         # the workbook's Board sheet holds the columns people read; CSV and Parquet hold every column
         write_parquet(board[[c for c in BOARD_COLUMNS if c in board.columns]], self.out_dir / "board_sheet.parquet")
         files = {
-            **{p.name: p for p in write_drafts(drafts, self.out_dir, self.since_last_text()).values()},
+            **{p.name: p for p in write_drafts(drafts, self.out_dir, self.since_last_text(), held_note).values()},
             "order_board.csv": write_csv(board, self.out_dir / "order_board.csv"),
             "blocker_queue.csv": write_csv(blockers, self.out_dir / "blocker_queue.csv"),
             "promise_view.csv": write_csv(promise, self.out_dir / "promise_view.csv"),

@@ -122,6 +122,8 @@ class Settings:
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
     data_quality: DataQuality = field(default_factory=DataQuality)
     databases: dict[str, Any] = field(default_factory=dict)  # name -> dbsource.Database (`databases:`)
+    review_at: dt.datetime | None = None  # the review for_review resolved the data folder and file patterns for
+    file_patterns: dict[str, str] = field(default_factory=dict)  # entity -> its `file:` pattern, once resolved to a file
 
     @property
     def tz(self) -> ZoneInfo:
@@ -139,6 +141,10 @@ class Settings:
         spec = self.sources.get(entity)
         if spec is None or spec.file is None or spec.database is not None:
             return None
+        from .freshness import is_file_pattern, pick_file
+
+        if is_file_pattern(spec.file):  # e.g. wms_tasks_%Y%m%d_%H%M.csv: the file as of review_at (freshness.pick_file)
+            return pick_file(self, entity)
         return self.data_folder / spec.file
 
     @property
@@ -147,11 +153,27 @@ class Settings:
         return "{" in str(self.data_folder)
 
     def for_review(self, at: dt.datetime) -> Settings:
-        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`."""
-        if not self.data_is_template:
-            return self
-        folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
-        return self.with_data_folder(folder)
+        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`, and whose file
+        patterns name the file as of `at` (docs/extracts.md, "How current the extracts are")."""
+        new = Settings(**self.__dict__)
+        if self.data_is_template:
+            folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
+            new = self.with_data_folder(folder)
+        new.review_at = at
+        return new.with_files_resolved()
+
+    def with_files_resolved(self) -> Settings:
+        """A copy whose `file:` patterns are resolved to one file each (as of review_at, else the newest), so
+        that every step of a review reads the same file; the patterns are kept in file_patterns."""
+        from .freshness import is_file_pattern, replace_source_file
+
+        new = self
+        for entity, spec in self.sources.items():
+            pattern = self.file_patterns.get(entity, spec.file)  # a copy resolved for another review picks again
+            if is_file_pattern(pattern) and self.data_folder.is_dir():
+                path = replace_source_file(new, entity, pattern, pattern).source_path(entity)
+                new = replace_source_file(new, entity, str(path.relative_to(self.data_folder)), pattern)
+        return new
 
     def with_data_folder(self, folder: str | Path) -> Settings:
         """A copy reading extracts from `folder` (which must lie under an allowed root)."""

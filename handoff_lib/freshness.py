@@ -277,7 +277,10 @@ def assess(con: duckdb.DuckDBPyConnection, settings: Settings, at: dt.datetime, 
             rows.append(row)
             continue
         path = settings.source_path(entity)
-        if path is not None and path.is_file():
+        if getattr(spec, "database", None) is not None and "db_reads" in have:  # a database source: when its query ran
+            ran = con.execute("SELECT max(started_at) FROM db_reads WHERE source = $s", {"s": entity}).fetchall()[0][0]
+            row["file_as_of"], row["file_basis"] = (ran, "query ran") if ran is not None else (None, None)
+        elif path is not None and path.is_file():
             row["file"] = str(path.relative_to(settings.data_folder)) if path.is_relative_to(settings.data_folder) else path.name
             pattern = settings.file_patterns.get(entity, spec.file if is_file_pattern(spec.file) else None)
             stamped = name_time(pattern, path.name, settings) if pattern else None

@@ -84,7 +84,8 @@ def _normalised(con: duckdb.DuckDBPyConnection, settings, positions: dict[str, d
             continue
         df = con.execute(f'SELECT * FROM "{name}"').df()
         if name == "load_report":
-            df = df.drop(columns=["file", "format", "sha256", "extra_columns"])
+            # a source without event times is judged by when it was written: the file's time vs the query's
+            df = df.drop(columns=["file", "format", "sha256", "extra_columns", "file_as_of", "as_of", "as_of_basis", "age_minutes"])
         if name == "rejects":
             df = df.drop(columns=["raw"])  # the record as read: the database's column order and typed text
         if name == "rejects":  # "exact duplicate of line N" / "(kept line N)": a line of the same source

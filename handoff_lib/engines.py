@@ -192,7 +192,7 @@ class DuckDBEngine:
 
     def fetch(self, name: str) -> Any:
         """Table `name` as an Arrow table."""
-        return self.con.execute(f"SELECT * FROM {_ident(name)}").arrow()
+        return self.con.sql(f"SELECT * FROM {_ident(name)}").to_arrow_table()
 
     def columns(self, name: str) -> list[str]:
         return [r[0] for r in self.con.execute(f"DESCRIBE {_ident(name)}").fetchall()]

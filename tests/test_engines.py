@@ -5,11 +5,10 @@ query drifted."""
 from __future__ import annotations
 
 import pytest
+from estate_tables import SITES, write_store
 
 from handoff_lib import engines, themes
 from handoff_lib.engines import DuckDBEngine, SparkEngine, compile_sql, differences
-
-from estate_tables import SITES, write_store
 
 FILTERS = (
     themes.Filters(themes=("short_stockout", "credit_payment")),
@@ -25,7 +24,7 @@ def estate(tmp_path_factory):
 
 def _views(source, engine: str) -> dict:
     """Every view (the estate ones too) unfiltered, and three views under each filter, by name."""
-    con, scope = themes.open_themes(source, engine=engine)
+    con, _ = themes.open_themes(source, engine=engine)
     try:
         out = themes.all_views(con, top=50, estate=True)
         for i, f in enumerate(FILTERS, 1):
@@ -89,16 +88,16 @@ def test_the_comparison_notices_a_query_that_drifted_on_one_engine(estate, spark
 
 
 def test_a_history_and_the_store_written_from_it_give_the_same_views(tmp_path):
-    from handoff_lib import store
-
     from estate_tables import write_histories
+
+    from handoff_lib import store
 
     history = write_histories(tmp_path)[1]  # dc2
     root = tmp_path / "store"
     store.export_history(history, root, progress=False)
     from_history = themes.all_views(themes.open_themes(history)[0], top=50)
     from_store = themes.all_views(themes.open_themes(root)[0], top=50)
-    assert {k: differences(from_history[k], from_store[k]) for k in from_history} == dict.fromkeys(from_history, [])
+    assert {k: differences(from_history[k], from_store[k]) for k in from_history} == {k: [] for k in from_history}
 
 
 def test_round_reads_the_decimal_value_half_away_from_zero_on_both_engines(spark):

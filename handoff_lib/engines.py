@@ -46,7 +46,7 @@ LOCAL_SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.shuffle.partitions": "8",  # the default 200 tasks per shuffle is made for clusters
+    "spark.sql.shuffle.partitions": str(2 * (os.cpu_count() or 2)),  # the default 200 tasks per shuffle suits clusters
     "spark.driver.memory": "4g",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }

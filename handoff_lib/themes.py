@@ -498,7 +498,7 @@ def chart_by_week(df: pd.DataFrame):
 
     _plotly_renderer()
     fig = px.bar(
-        df,
+        _week_text(df),
         x="week",
         y="blockers",
         color="theme_label",
@@ -554,6 +554,11 @@ def chart_age_by_owner(df: pd.DataFrame):
     return fig.update_layout(title="Blocker age by owner (hours)", barmode="group", yaxis={"title": "Hours"})
 
 
+def _week_text(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its week (a Monday) as YYYY-MM-DD text, for category axes."""
+    return df.assign(week=pd.to_datetime(df["week"]).dt.strftime("%Y-%m-%d"))
+
+
 def chart_site_themes(df: pd.DataFrame):
     """Heatmap: distinct blockers per review, site by theme (which sites lead on which theme)."""
     import plotly.express as px
@@ -568,7 +573,7 @@ def chart_site_themes(df: pd.DataFrame):
         title="Blockers per review by site and theme",
         labels={"x": "Theme", "y": "Site", "color": "Blockers per review"},
     )
-    return fig.update_xaxes(side="top")
+    return fig.update_layout(margin={"t": 60, "b": 140})
 
 
 def chart_site_week(df: pd.DataFrame, theme: str | None = None):
@@ -577,7 +582,7 @@ def chart_site_week(df: pd.DataFrame, theme: str | None = None):
 
     _plotly_renderer()
     part = df if theme is None else df[(df["theme"] == theme) | (df["theme_label"] == theme)]
-    weekly = part.groupby(["week", "site"], as_index=False)["blockers"].sum()
+    weekly = _week_text(part).groupby(["week", "site"], as_index=False)["blockers"].sum()
     title = "Blockers per week by site" + (f": {theme}" if theme else "")
     fig = px.line(weekly, x="week", y="blockers", color="site", markers=True, title=title,
                   labels={"week": "Week (Monday)", "blockers": "Distinct blockers", "site": "Site"})

@@ -11,7 +11,7 @@ largest process and of the whole tree: Spark's JVM is a child of the Python proc
 store (`themes.open_themes`: the scoped `theme_blockers` table, cached on Spark) and runs every view of
 the planner export, estate views included (`themes.all_views`). Spark's session start is reported apart.
 
-Estates are cached under bench/cache/estate-<size>-s<seed>-g<version>/ (the version hashes this file).
+Estates are cached under bench/cache/estate-<size>-s<seed>-g<version>/ (the version hashes the generator).
 Results: bench/results/estate.json and estate.md. bench/README.md says how to read them.
 """
 
@@ -44,6 +44,7 @@ START = dt.date(2025, 1, 6)
 ORDERS_PER_DAY = 100_000
 BLOCKED_SHARE = 0.06
 SIZES = {
+    "xxs": (2, 1),
     "xs": (2, 5),
     "s": (2, 30),
     "m": (5, 60),
@@ -125,7 +126,9 @@ MEAN_APPEARANCES = (2 + 2 + 5 / 3 + 1) / 4  # reviews a blocker is seen in: open
 
 
 def version() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+    """A hash of what decides an estate's contents (a changed generator makes new estates)."""
+    what = repr((BLOCKERS, REVIEWS, REASONS, CARRIERS, ORDERS_PER_DAY, BLOCKED_SHARE, START, REVIEW_TIMES))
+    return hashlib.sha256(what.encode()).hexdigest()[:8]
 
 
 def generate(out: Path, sites: int, days: int, seed: int = 7, orders_per_day: int = ORDERS_PER_DAY,
@@ -239,7 +242,13 @@ def main_bench(args: argparse.Namespace) -> None:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"), "load_before": loadavg(), "cores": os.cpu_count(),
-                    "orders_per_day": ORDERS_PER_DAY, "blocked_share": BLOCKED_SHARE, "sizes": {}}
+                    "orders_per_day": ORDERS_PER_DAY, "blocked_share": BLOCKED_SHARE, "version": version(), "sizes": {}}
+    earlier = RESULTS / "estate.json"
+    if not args.fresh and earlier.exists():  # sizes measured by an earlier run of the same generator stay in the table
+        before = json.loads(earlier.read_text())
+        if before.get("version") == version():
+            report["sizes"] = {k: v for k, v in before.get("sizes", {}).items() if k not in sizes}
+            report["earlier_runs"] = before.get("earlier_runs", []) + [before.get("started")]
     for size in sizes:
         sites, days = SIZES[size]
         store = CACHE / f"estate-{size}-s{args.seed}-g{version()}"
@@ -312,7 +321,8 @@ def markdown(report: dict) -> str:
         "| size | sites x days | blocker rows | files | DuckDB total s | DuckDB memory MB | Spark local total s | Spark session s | Spark memory MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size, entry in report["sizes"].items():
+    ordered = sorted(report["sizes"].items(), key=lambda kv: kv[1]["generated"]["blocker_rows"])
+    for size, entry in ordered:
         g = entry["generated"]
         d = entry["engines"].get("duckdb", {})
         s = entry["engines"].get("spark", {})
@@ -361,6 +371,7 @@ def main() -> None:
     p.add_argument("--engines", default="duckdb,spark")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--fresh", action="store_true", help="forget sizes measured by earlier runs")
     args = p.parse_args()
     if args.cmd == "generate":
         print(json.dumps(generate(Path(args.out), args.sites, args.days, args.seed, args.orders_per_day, args.blocked_share), indent=2))

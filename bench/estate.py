@@ -215,8 +215,32 @@ def time_views(store: Path, engine: str, driver_memory: str = "8g") -> dict:
     out["total_s"] = round(out["open_s"] + out["views_s"], 2)
     out["sites"] = len(scope.sites)
     con.close()
+    out["cpu_s"] = round(tree_cpu_s(os.getpid()), 2)  # this process and Spark's JVM (a child it never waits for)
     out["status"] = "ok"
     return out
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every process below it, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                parts = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(parts[1]), []).append(int(d))
+        cpu[int(d)] = (int(parts[11]) + int(parts[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
@@ -247,7 +271,7 @@ def main_bench(args: argparse.Namespace) -> None:
     if not args.fresh and earlier.exists():  # sizes measured by an earlier run of the same generator stay in the table
         before = json.loads(earlier.read_text())
         if before.get("version") == version():
-            report["sizes"] = {k: v for k, v in before.get("sizes", {}).items() if k not in sizes}
+            report["sizes"] = before.get("sizes", {})  # an engine measured again replaces its figures, others stay
             report["earlier_runs"] = before.get("earlier_runs", []) + [before.get("started")]
     for size in sizes:
         sites, days = SIZES[size]
@@ -259,7 +283,7 @@ def main_bench(args: argparse.Namespace) -> None:
             gen = generate(store, sites, days, args.seed)
             (store / "generated.json").write_text(json.dumps(gen))
         gen = json.loads((store / "generated.json").read_text())
-        entry = {"generated": gen, "engines": {}}
+        entry = {"generated": gen, "engines": report["sizes"].get(size, {}).get("engines", {})}
         for engine in engines:
             result = RESULTS / f"estate-{size}-{engine}.json"
             cmd = [PY, str(Path(__file__)), "time", "--store", str(store), "--engine", engine, "--result", str(result)]
@@ -302,7 +326,9 @@ def analyse(report: dict) -> dict:
     if sp.get("status") == "ok":
         n = biggest["generated"]["blocker_rows"]
         cores = report["cores"] or 2
-        out["spark_core_s_per_m_rows"] = round(cores * sp["total_s"] / (n / 1e6), 2)
+        out["spark_core_s_per_m_rows"] = round(cores * sp["total_s"] / (n / 1e6), 2)  # wall x cores: an upper bound
+        if sp.get("cpu_s"):
+            out["spark_cpu_s_per_m_rows"] = round(sp["cpu_s"] / (n / 1e6), 2)
         out["blocker_bytes_per_row"] = round(biggest["generated"]["blocker_bytes"] / n, 1)
     return out
 
@@ -315,11 +341,13 @@ def markdown(report: dict) -> str:
             f"Started {report['started']}, {report['cores']} cores, load average before {report['load_before']}, after "
             f"{report.get('load_after')}. Each site: {ORDERS_PER_DAY:,} orders a day, {BLOCKED_SHARE:.0%} of them with an open "
             "blocker at a review, four reviews a day. **total** = open the store (scoped, cached `theme_blockers`) + every view "
-            "of the planner export; Spark's session start (JVM) is apart. **memory** = peak RSS summed over the process tree."
+            "of the planner export; Spark's session start (JVM) is apart. **CPU** = CPU seconds of the process and Spark's JVM, "
+            "the whole run (on a loaded machine a truer measure of work than wall time). **memory** = peak RSS summed over "
+            "the process tree."
         ),
         "",
-        "| size | sites x days | blocker rows | files | DuckDB total s | DuckDB memory MB | Spark local total s | Spark session s | Spark memory MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| size | sites x days | blocker rows | files | DuckDB total s | DuckDB CPU s | DuckDB memory MB | Spark local total s | Spark CPU s | Spark session s | Spark memory MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ordered = sorted(report["sizes"].items(), key=lambda kv: kv[1]["generated"]["blocker_rows"])
     for size, entry in ordered:
@@ -329,7 +357,8 @@ def markdown(report: dict) -> str:
         dc, sc = d.get("child", {}), s.get("child", {})
         L.append(
             f"| {size} | {g['sites']} x {g['days']} | {g['blocker_rows']:,} | {g['files']:,} | {dc.get('total_s', 'n/a')} | "
-            f"{d.get('tree_peak_mb', 'n/a')} | {sc.get('total_s', 'n/a')} | {sc.get('session_s', 'n/a')} | {s.get('tree_peak_mb', 'n/a')} |"
+            f"{dc.get('cpu_s', d.get('cpu_s', 'n/a'))} | {d.get('tree_peak_mb', 'n/a')} | {sc.get('total_s', 'n/a')} | "
+            f"{sc.get('cpu_s', 'n/a')} | {sc.get('session_s', 'n/a')} | {s.get('tree_peak_mb', 'n/a')} |"
         )
     a = report.get("analysis", {})
     L += ["", "Growth (t = a * rows^k): " + ", ".join(f"{e} k = {f[1]:.2f}" for e, f in a.get("fits", {}).items() if f)]

@@ -39,7 +39,7 @@ def test_export_writes_one_partition_per_site_date_and_review_time_for_every_tab
         assert dates == [f"review_date={START + dt.timedelta(days=d)}" for d in range(5)], table
     assert not (root / "_staging").exists() or not any((root / "_staging").iterdir())
     # partition columns live in the path only; every blocker carries its order's customer and carrier
-    cols = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{part}/data_0.parquet', hive_partitioning = false)").df()["column_name"].tolist()
+    cols = duckdb.connect().sql(f"DESCRIBE SELECT * FROM read_parquet('{part}/data_0.parquet', hive_partitioning = false)").df()["column_name"].tolist()
     assert "site" not in cols and {"customer_id", "customer_name", "carrier", "service"} <= set(cols)
 
 

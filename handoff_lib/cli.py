@@ -284,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("rest", nargs=argparse.REMAINDER)
     th.set_defaults(func=lambda a: themes_main(a.rest))
 
+    from .store_cli import store_main
+
+    st = sub.add_parser("store", help="the Parquet snapshot store of every site: export --site | info", add_help=False)
+    st.add_argument("rest", nargs=argparse.REMAINDER)
+    st.set_defaults(func=lambda a: store_main(a.rest))
+
     from .backtest_cli import add_arguments as add_backtest_arguments
 
     add_backtest_arguments(

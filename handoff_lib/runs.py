@@ -10,7 +10,9 @@ A run works in a temporary folder beside its final place and goes through named 
               rejects, versions, parameters, durations, and what decided the note reasons (the site's notes
               model with its sha256, or rules only);
 4. `history`  the snapshot goes into the history database in one transaction;
-5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole.
+5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole;
+6. (`store`)  when the site file has `store:`, the snapshot is also written to the Parquet snapshot
+              store (store.py); a failure there is reported in manifest.json and does not fail the run.
 
 A failure at any step raises `RunError` naming the step; history and earlier outputs stay as they
 were, and the temporary folder is removed. A second run of the same site waits for the first
@@ -190,8 +192,10 @@ def run_review(
     from .freshness import freshness_settings
 
     freshness_settings(settings)  # a bad freshness: block fails before the notebook starts
+    from .store import store_settings
 
     settings = settings.for_review(at)
+    store_settings(settings)  # a bad `store:` block fails before the run, not after it is committed
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
     site_root = final.parent.parent
@@ -287,6 +291,9 @@ def run_review(
             step = "publish"
             _crash_point(step)
             _publish(tmp, final)
+            # the shared snapshot store (docs/store.md), when the site has one: written from history after the
+            # run is committed and published; a failure is reported in the manifest, never fails the run
+            store_note = _write_store(settings, history, at, timings)
         except StaleExtractError:
             _discard(tmp, stop=workbook)
             raise
@@ -303,6 +310,8 @@ def run_review(
             _stop(workbook)
             wb_err.close()
         manifest["durations_s"] = {k: round(v, 3) for k, v in timings.items()}
+        if store_note is not None:
+            manifest["store"] = store_note
         (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         files = {p.name: p for p in sorted(final.iterdir()) if p.is_file()}
         return RunResult(final, files, timings, summary, manifest["freshness"]["stale"])
@@ -379,6 +388,16 @@ def _store_history(
         )
     finally:
         con.close()
+
+
+def _write_store(settings: Settings, history: Path, at: dt.datetime, timings: dict[str, float]) -> dict | None:
+    from .store import after_review
+
+    t0 = time.perf_counter()
+    note = after_review(settings, history, at)
+    if note is not None:
+        timings["store"] = time.perf_counter() - t0
+    return note
 
 
 def _publish(tmp: Path, final: Path) -> None:

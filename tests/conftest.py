@@ -1,5 +1,5 @@
-"""Shared fixtures: a small demo day with several review times, a site file pointing at it, and a
-headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
+"""Shared fixtures: a small demo day with several review times, a site file pointing at it, a
+headless Chromium (Debian's /usr/bin/chromium driven by Playwright) and one local Spark session."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def make_site(tmp: Path, data: Path, **extra) -> Path:
     raw["data"] = {"folder": str(data), "allowed_roots": [str(tmp), str(Path(data).parent)]}
     raw["outputs"] = str(tmp / "outputs")
     raw["reviews"] = {"times": list(REVIEWS), "days": ["mon", "tue", "wed", "thu", "fri"]}
+    raw["store"] = {"root": str(tmp / "outputs" / "store")}
     raw.update(extra)
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -52,6 +53,17 @@ def site(tmp_path, demo_day) -> Path:
     data = tmp_path / "data"
     shutil.copytree(demo_day, data)
     return make_site(tmp_path, data / "{time}")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test run (it takes seconds to start): PySpark on Java 17."""
+    from handoff_lib.engines import spark_session
+
+    assert shutil.which("java"), "Spark tests need Java 17: apt-get install -y openjdk-17-jre-headless (make test does it)"
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -181,6 +181,8 @@ def run_review(
     """Execute one cutoff review and publish its outputs; see the module docstring for the steps."""
     import papermill as pm
 
+    from .kernel import ReviewKernelManager
+
     settings = settings.for_review(at)
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
@@ -228,6 +230,7 @@ def run_review(
                     progress_bar=progress,
                     cwd=str(NOTEBOOK_DIR.parent),
                     request_save_on_cell_execute=False,
+                    kernel_manager_class=ReviewKernelManager,  # no TCP warning, no interrupt at shutdown (kernel.py)
                 )
             except pm.PapermillExecutionError as exc:
                 raise RunError(step, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook kept at {executed})") from None

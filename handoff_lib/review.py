@@ -1,8 +1,11 @@
 """One cutoff review, for the review notebook: build the picture as of the review time, compare it
-with the last review, and hand each notebook cell one thing to show (tables as escaped HTML,
-figures as plotly objects). Also writes the review's exports.
+with the last review, build the meeting view (meeting.py), and hand each notebook cell one thing to show
+(tables as escaped HTML, the chart as an SVG). Also writes the review's exports.
 
-Untrusted text (notes, comments, names) only ever reaches HTML through `html_table`, which escapes it.
+The report is a page for the meeting, not a dump: each list shows its first rows (TOP) and says how many
+more are in which export or on the board (docs/board.md, "What a shift lead sees first and why").
+Untrusted text (notes, comments, names) only ever reaches HTML through `html_table`, `tiles` or the chart,
+which escape it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from IPython.display import HTML, Markdown
 
 from . import charts
@@ -29,10 +31,8 @@ from .meeting import VERDICTS, Meeting, act_now, build_meeting, calls, store_act
 from .picture import PROMISE_STATUSES, summary
 from .pipeline import build_picture, trained_note_model
 from .settings import Settings, load_settings
-from .states import STATE_NAMES
 
 MAX_ROWS = 2000  # longer tables are cut in the HTML report (the CSV/XLSX exports hold every row)
-DRILL_ROWS = 500  # the per-state and per-promise-status lists behind the tiles are cut sooner
 MAX_TEXT = 240  # characters of a text cell shown in the report (a cut cell ends in "…"; `whole` columns are never cut)
 TOP = {"act_now": 15, "calls": 15, "at_risk": 20, "changes": 20, "blocker_queue": 25, "rejects": 25}  # rows each list shows
 
@@ -98,8 +98,9 @@ def html_table(
                 text = "" if v is None or pd.isna(v) else (f"{int(v):,}" if float(v).is_integer() else f"{v:,.1f}")
                 cells.append(f'<td class="num">{text}</td>')
             elif c.endswith("_link") and isinstance(v, str) and v.startswith(("http://", "https://")):
-                cells.append(f'<td class="link"><a href="{html.escape(v)}" target="_blank" rel="noopener noreferrer">'
-                             f"{html.escape(_cell(v))}</a></td>")
+                short = v.rstrip("/").rsplit("/", 1)[-1] or v  # the record's key; the whole address is the link and its title
+                cells.append(f'<td class="link"><a href="{html.escape(v)}" title="{html.escape(v)}" target="_blank" '
+                             f'rel="noopener noreferrer">{html.escape(short)}</a></td>')
             else:
                 cells.append(f'<td class="{cls}">{html.escape(str(_cell(v, cls == "whole")))}</td>')  # td.whole: never cut
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -126,10 +127,6 @@ def _cell(v: object, whole: bool = False) -> object:
         return f"{v:%a %d %b %H:%M}"
     v = str(v)
     return v if whole or len(v) <= MAX_TEXT else v[: MAX_TEXT - 1] + "…"
-
-
-def _clip(v: object) -> object:
-    return _cell(v)
 
 
 def tiles(items: list[tuple]) -> HTML:
@@ -168,7 +165,7 @@ class Review:
         review in history_db. The picture is built in memory; with out_dir it is also written to
         out_dir/picture.duckdb in the background while the review renders (export() and close() wait
         for it)."""
-        charts.use_offline_renderer()  # figures carry plotly.js inline: they render offline in the HTML report
+        charts.use_offline_renderer()  # a plotly figure shown in this notebook renders offline (the report itself has none)
         settings = load_settings(site_file, data_folder=data_folder or None)
         at = parse_review_at(review_at, settings)
         settings = settings.for_review(at)
@@ -342,16 +339,6 @@ class Review:
     def counts(self) -> dict[str, int]:
         return summary(self.con, self.settings)
 
-    def headline(self) -> HTML:
-        c = self.counts()
-        items = [(s.replace("_", " "), c.get(f"orders.{s}", 0), f"orders-{s}") for s in STATE_NAMES if c.get(f"orders.{s}", 0)]
-        items += [(f"promise: {p.replace('_', ' ')}", c.get(f"promise.{p}", 0), f"promise-{p}") for p in PROMISE_STATUSES]
-        items.append(("open blockers", c["blockers"], "blocker-queue"))
-        return tiles(items)
-
-    def state_funnel(self) -> go.Figure:
-        return charts.state_funnel(self.con)
-
     # ---- blockers
     def blocker_summary(self) -> HTML:
         df = self.con.execute(
@@ -361,9 +348,6 @@ class Review:
                FROM blockers GROUP BY ALL ORDER BY open_blockers DESC, owner"""
         ).df()
         return html_table(df, "blockers-by-owner", "Open blockers by owner and reason")
-
-    def blocker_chart(self) -> go.Figure:
-        return charts.blockers_by_owner(self.con)
 
     def blocker_queue(self) -> HTML:
         cols = ", ".join(f'"{c}"' for c in BLOCKER_COLUMNS)
@@ -383,37 +367,6 @@ class Review:
         table.columns = [str(c).replace("_", " ") for c in table.columns]
         return html_table(table, "state-counts", "Orders by state and promise status (the lists: order_board.csv / on the board)")
 
-    # ---- promise
-    def _board_rows(self, column: str, value: str, columns: list[str], limit: int) -> tuple[pd.DataFrame, int]:
-        """The first `limit` order_board rows (board order) whose `column` equals `value`, with the
-        given columns that the board has, and how many such rows there are."""
-        have = set(self.con.execute("SELECT * FROM order_board LIMIT 0").df().columns)
-        cols = ", ".join(f'"{c}"' for c in columns if c in have)
-        total = self.con.execute(f'SELECT count(*) FROM order_board WHERE "{column}" = ?', [value]).fetchone()[0]
-        df = self.con.execute(f'SELECT {cols} FROM order_board WHERE "{column}" = ? LIMIT ?', [value, limit]).df()
-        return df, int(total)
-
-    def promise_view(self, status: str, max_rows: int = MAX_ROWS) -> HTML:
-        df, total = self._board_rows("promise_status", status, PROMISE_COLUMNS, max_rows)
-        return html_table(df, f"promise-{status}", f"Promise {status.replace('_', ' ')}", max_rows, total)
-
-    def orders_in_state(self, state: str) -> HTML:
-        df, total = self._board_rows("state", state, BOARD_COLUMNS, DRILL_ROWS)
-        return html_table(df, f"orders-{state}", f"Orders {state.replace('_', ' ')}", DRILL_ROWS, total)
-
-    def states_drilldown(self) -> HTML:
-        """One table per state that has orders (the lists behind the state tiles)."""
-        c = self.counts()
-        return HTML("".join(self.orders_in_state(s).data for s in STATE_NAMES if c.get(f"orders.{s}", 0)))
-
-    def promise_drilldown(self) -> HTML:
-        """The lists behind the other promise tiles (safe, handed off, cancelled)."""
-        rest = [p for p in PROMISE_STATUSES if p not in ("at_risk", "needs_communication")]
-        return HTML("".join(self.promise_view(p, DRILL_ROWS).data for p in rest))
-
-    def burndown(self) -> go.Figure:
-        return charts.cutoff_burndown(self.con)
-
     # ---- changes
     def changes_summary(self) -> HTML:
         if self.previous is None:
@@ -424,12 +377,6 @@ class Review:
         df = self.con.execute("SELECT * FROM changes LIMIT $n", {"n": TOP["changes"]}).df()
         total = self.con.execute("SELECT count(*) FROM changes").fetchone()[0]
         return html_table(df, "changes", "Changes, highest priority first", TOP["changes"], total, more="changes.csv / on the board")
-
-    # ---- notes for sales and support
-    def drafts(self) -> HTML:
-        """Draft internal notes for every at-risk / needs-communication order (for review, not sending)."""
-        df = self.con.execute("SELECT order_id, promise_status, priority, owners, draft, sources FROM drafts").df()
-        return html_table(df, "drafts", "Draft notes for sales and support (DRAFT: review before sending)")
 
     def since_last_text(self) -> str:
         prev = f"{self.previous.review_time[:2]}:{self.previous.review_time[2:]}" if self.previous else None

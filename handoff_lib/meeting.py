@@ -39,7 +39,11 @@ lines AS (
     SELECT order_id, count(*) FILTER (WHERE NOT is_picked AND NOT backorder AND state NOT IN ('cancelled', 'handed_off')) AS lines_to_pick
     FROM line_states GROUP BY order_id
 ),
-line_value AS (SELECT order_id, sum(qty * unit_price) AS value FROM order_lines GROUP BY order_id),
+-- only orders without an OMS order value need the sum of their lines (as order_priority does)
+line_value AS (
+    SELECT l.order_id, sum(l.qty * l.unit_price) AS value FROM order_lines l
+    SEMI JOIN (SELECT order_id FROM order_facts WHERE order_value IS NULL) o USING (order_id) GROUP BY l.order_id
+),
 o AS (
     SELECT p.order_id, c.carrier, c.service, c.cutoff_source, c.cutoff_at, c.cutoff_label, p.work_minutes,
            p.earliest_handoff_at, p.n_work_blockers, p.promise_status, p.promise_reason, coalesce(pr.priority, 0) AS priority,
@@ -86,7 +90,8 @@ SELECT order_id, carrier, service, pickup_at,
             WHEN work_minutes = 0 THEN 'ready'
             ELSE 'to do' END AS fate,
        -- the latest a blocker may clear for the order still to make this truck
-       pickup_at - to_microseconds(CAST(greatest(work_minutes, 0) * 60000000 AS BIGINT)) AS clear_by
+       pickup_at - to_microseconds(CAST(greatest(work_minutes, 0) * 60000000 AS BIGINT)) AS clear_by,
+       CASE WHEN pickup_at IS NULL THEN 'no pickup' END AS makes_it  -- filled in by build_meeting
 FROM t
 """
 
@@ -114,7 +119,6 @@ def build_meeting_orders(con: duckdb.DuckDBPyConnection, settings: Settings, now
     con.execute(MEETING_ORDERS, {"now": now, "tz": settings.timezone, "pick_line": m["pick_line"], "pack_order": m["pack_order"],
                                  "label": m["label"], "manifest": m["manifest"]})
     con.execute("DROP TABLE _meeting_calendar")
-    con.execute("ALTER TABLE meeting_orders ADD COLUMN makes_it VARCHAR")
 
 
 def schedule(orders: pd.DataFrame, pickups: list[dt.datetime], avail: dict[dt.datetime, dict[str, float]]) -> tuple[pd.Series, list[dict]]:
@@ -171,7 +175,7 @@ def build_meeting(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.da
     counts = con.execute(PICKUP_COUNTS, {"now": now, "until": until}).df()
     # one truck per pickup time and lane; the same time on two lanes is two trucks
     orders = con.execute(
-        "SELECT rowid AS rid, order_id, pickup_at, carrier, service, priority, fate, pick_min, pack_min, ship_min FROM meeting_orders "
+        "SELECT order_id, pickup_at, carrier, service, priority, fate, pick_min, pack_min, ship_min FROM meeting_orders "
         "WHERE pickup_at > $now AND pickup_at <= $until", {"now": now, "until": until}).df()
     orders["truck"] = list(zip(orders["pickup_at"], orders["carrier"].fillna(""), orders["service"].fillna("")))
     trucks = list(zip(counts["pickup_at"], counts["carrier"].fillna(""), counts["service"].fillna("")))
@@ -215,10 +219,14 @@ def build_meeting(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.da
 
 
 def _store_makes_it(con: duckdb.DuckDBPyConnection, orders: pd.DataFrame) -> None:
-    fates = orders[["rid", "makes_it"]]  # noqa: F841 - read by DuckDB by name
-    con.execute("UPDATE meeting_orders m SET makes_it = f.makes_it FROM fates f WHERE m.rowid = f.rid")
-    con.execute("UPDATE meeting_orders SET makes_it = CASE WHEN pickup_at IS NULL THEN 'no pickup' ELSE 'later pickup' END "
-                "WHERE makes_it IS NULL")
+    """meeting_orders.makes_it: the schedule's answer for orders on the judged pickups, 'later pickup' for the
+    rest ('no pickup' when their lane has none)."""
+    fates = orders[["order_id", "makes_it"]]  # noqa: F841 - read by DuckDB by name
+    con.execute(
+        """CREATE OR REPLACE TABLE meeting_orders AS
+           SELECT m.* REPLACE (coalesce(f.makes_it, m.makes_it, 'later pickup') AS makes_it)
+           FROM meeting_orders m LEFT JOIN fates f USING (order_id)"""
+    )
 
 
 def capacity_curve(labour: Labour, rates: dict, now: dt.datetime, until: dt.datetime, step_minutes: int = 10) -> pd.DataFrame:

@@ -173,6 +173,7 @@ class Review:
         if out:
             out.mkdir(parents=True, exist_ok=True)
         con = connect(settings)
+        con.execute("SET enable_progress_bar = false")  # in a kernel DuckDB draws an ipywidgets bar per long query: the report showed 'FloatProgress(...)'
         model = trained_note_model(settings)
         build_picture(settings, now=at, con=con, note_model=model)
         hist = Path(history_db) if history_db else None

@@ -120,6 +120,7 @@ def test_no_code_cell_is_shown(page):
     assert page.locator(".jp-CodeCell .jp-InputArea, .jp-InputPrompt, .jp-OutputPrompt, .highlight").count() == 0
     assert page.locator(".jp-MarkdownCell").count() >= 5  # the prose stays
     assert "Review.open(" not in page.inner_text("body")
+    assert "FloatProgress" not in page.inner_text("body")  # no progress widget (tqdm, DuckDB) reaches the report
 
 
 def test_no_request_leaves_the_machine(page):

@@ -311,8 +311,13 @@ SELECT reason, group_key, any_value(kind) AS kind, any_value(reason_label) AS re
        CAST(floor(min((epoch(clear_by) - epoch(CAST($now AS TIMESTAMPTZ))) / 60) FILTER (WHERE on_coming_pickup)) AS BIGINT) AS minutes_left,
        min(pickup_at) FILTER (WHERE on_coming_pickup) AS first_pickup_at,
        arg_min(pickup, pickup_at) FILTER (WHERE on_coming_pickup) AS first_pickup,
-       sum(n_records) AS records, any_value(sku) AS sku, any_value(location) AS location, any_value(customer_name) AS customer_name,
-       any_value(customer_id) AS customer_id, any_value(carrier) AS carrier,
+       CAST(sum(n_records) AS BIGINT) AS records,
+       -- what the group is about, only where it is one thing: the SKU and location, the account, the carrier
+       CASE WHEN any_value(kind) IN ('location_sku', 'sku') THEN any_value(sku) END AS sku,
+       CASE WHEN any_value(kind) = 'location_sku' THEN any_value(location) END AS location,
+       CASE WHEN any_value(kind) = 'customer' THEN any_value(customer_name) END AS customer_name,
+       CASE WHEN any_value(kind) = 'customer' THEN any_value(customer_id) END AS customer_id,
+       CASE WHEN any_value(kind) = 'carrier' THEN any_value(carrier) END AS carrier,
        CASE WHEN sum(n_records) = 1 OR count(DISTINCT source_link) = 1 THEN any_value(source_link) ELSE arg_max(source_link, priority) END
            AS source_link,
        arg_max(detail, priority) AS example

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from .errors import HandoffError, LookupNotFound, StaleExtractError
 from .settings import load_settings
 
 DEFAULT_SITE = "parameters/demo.yaml"
+DEMO_MEETING = "14:30"  # the demo review the cutoff meeting uses (make demo names its report)
 DEMO_DATE = "2026-11-24"
 
 
@@ -203,6 +205,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .notes_cli import themes_main
 
         code = themes_main(["export", "--site", str(args.site)])
+    if code == 0:
+        report = settings.outputs / settings.site / DEMO_DATE / DEMO_MEETING.replace(":", "") / "cutoff_review.html"
+        print(f"\nThe {DEMO_MEETING} cutoff meeting's report: {report.resolve()}")
+        exe = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).is_file() else Path("handoff")
+        exe_text = os.path.relpath(exe) if exe.is_absolute() and not os.path.relpath(exe).startswith("..") else str(exe)
+        print(f"Open the board: {exe_text} board --site {args.site}   (then http://127.0.0.1:8866/)")
     return code
 
 

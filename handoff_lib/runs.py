@@ -190,9 +190,10 @@ def run_review(
 
     from .errors import StaleExtractError
     from .freshness import freshness_settings
+    from .kernel import ReviewKernelManager
+    from .store import store_settings
 
     freshness_settings(settings)  # a bad freshness: block fails before the notebook starts
-    from .store import store_settings
 
     settings = settings.for_review(at)
     store_settings(settings)  # a bad `store:` block fails before the run, not after it is committed
@@ -243,6 +244,7 @@ def run_review(
                     progress_bar=progress,
                     cwd=str(NOTEBOOK_DIR.parent),
                     request_save_on_cell_execute=False,
+                    kernel_manager_class=ReviewKernelManager,  # no TCP warning, no interrupt at shutdown (kernel.py)
                 )
             except pm.PapermillExecutionError as exc:
                 if exc.ename == "StaleExtractError":  # not a failure to diagnose: the extracts are of an earlier day

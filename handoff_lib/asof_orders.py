@@ -19,6 +19,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
+from .engines import DuckDBEngine, Engine
 from .errors import HandoffError, SettingsError
 from .settings import Settings
 
@@ -87,11 +88,10 @@ ORDER BY list_position(['skipped', 'outside the period', 'not scored', 'late', '
 # hand-off time and the outcome stay behind. (Being open at a review uses the true deadline: an order
 # whose deadline is set at release cannot pass it before release, so no rule learns anything from that.)
 REVIEW_ROWS = """
-INSERT INTO bt_review_rows
 WITH a AS (
     SELECT r.review_at, o.*, o.released_at <= r.review_at AS released_by_now,
            $known_from = 'ordered' OR o.released_at <= r.review_at AS deadline_known
-    FROM bt_review_batch r
+    FROM {reviews} r
     JOIN bt_orders o ON o.ordered_at <= r.review_at AND r.review_at < o.deadline
     WHERE o.skip_reason IS NULL
       AND NOT coalesce(o.handed_off_at <= r.review_at, FALSE)
@@ -167,22 +167,47 @@ def review_times(settings: Settings, date_from: dt.date, date_to: dt.date, times
 
 
 def replay(
-    con: duckdb.DuckDBPyConnection, settings: Settings, reviews: list[dt.datetime], batch: int = 21, progress: bool = True
+    con: duckdb.DuckDBPyConnection, settings: Settings, reviews: list[dt.datetime], batch: int = 21, progress: bool = True,
+    engine: Engine | None = None,
 ) -> int:
     """Create `bt_reviews` and `bt_review_rows` (needs `bt_orders`): the as-of picture of every open order at
-    every review. Returns the number of rows. Shows a progress bar over the reviews."""
+    every review. Returns the number of rows. Runs on `engine` (default: DuckDB on `con`, in batches of
+    reviews under a progress bar); on another engine (Spark) in one pass there, the rows then copied back
+    into `con` for the promise decision and the learned score (docs/store.md)."""
     from tqdm.auto import tqdm
 
     known_from = ship_by_known_from(settings)
+    engine = engine or DuckDBEngine(con)
     con.execute("CREATE OR REPLACE TABLE bt_reviews (review_at TIMESTAMPTZ)")
     con.executemany("INSERT INTO bt_reviews VALUES (?)", [(r,) for r in reviews])
+    if not runs_on(engine, con):
+        engine.put("bt_orders", con.sql("SELECT * FROM bt_orders").to_arrow_table())
+        engine.put("bt_reviews", con.sql("SELECT * FROM bt_reviews").to_arrow_table())
+        engine.create("bt_review_rows", REVIEW_ROWS.format(reviews="bt_reviews"), {"known_from": known_from})
+        copy_back(con, engine, "bt_review_rows", REVIEW_ROWS_DDL)
+        return int(con.execute("SELECT count(*) FROM bt_review_rows").fetchall()[0][0])
     con.execute(REVIEW_ROWS_DDL)
     with tqdm(total=len(reviews), desc="replaying reviews", unit="review", disable=not progress) as bar:
         for i in range(0, len(reviews), batch):
             chunk = reviews[i : i + batch]
             con.execute("CREATE OR REPLACE TEMP TABLE bt_review_batch (review_at TIMESTAMPTZ)")
             con.executemany("INSERT INTO bt_review_batch VALUES (?)", [(r,) for r in chunk])
-            con.execute(REVIEW_ROWS, {"known_from": known_from})
+            engine.insert("bt_review_rows", REVIEW_ROWS.format(reviews="bt_review_batch"), {"known_from": known_from})
             bar.update(len(chunk))
     con.execute("DROP TABLE IF EXISTS bt_review_batch")
     return int(con.execute("SELECT count(*) FROM bt_review_rows").fetchall()[0][0])
+
+
+def runs_on(engine: Engine, con: duckdb.DuckDBPyConnection) -> bool:
+    """The engine runs on `con` itself (its tables are con's)."""
+    return isinstance(engine, DuckDBEngine) and engine.con is con
+
+
+def copy_back(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, ddl: str | None = None) -> None:
+    """Table `name` of another engine into `con` (with the types of `ddl` when given)."""
+    rows = engine.fetch(name)  # noqa: F841 (read by DuckDB by name)
+    if ddl is None:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM rows")
+    else:
+        con.execute(ddl)
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM rows")

@@ -29,7 +29,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .asof_orders import SCORED
+from .asof_orders import SCORED, runs_on
+from .engines import DuckDBEngine, Engine
 from .errors import HandoffError
 from .policy import load_policy
 from .settings import Settings
@@ -58,7 +59,6 @@ PROMISE_INPUT = """
 # A warning: the promise rule says at_risk or needs_communication; the baseline: less than X hours left
 # (never while the deadline is not known).
 WARNINGS = """
-CREATE OR REPLACE TABLE bt_warnings AS
 SELECT now AS review_at, order_id, rule, setting, value FROM bt_promise
 WHERE promise_status IN ('at_risk', 'needs_communication')
 UNION ALL
@@ -252,10 +252,15 @@ def _store(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None
     con.unregister("_bt_frame")
 
 
-def warnings_of(con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.DataFrame, customer_buffers: pd.DataFrame | None = None) -> int:
+def warnings_of(
+    con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.DataFrame, customer_buffers: pd.DataFrame | None = None,
+    engine: Engine | None = None,
+) -> int:
     """Create `bt_rule_settings`, `bt_promise` (the promise rule's decision at every review, per promise
     setting) and `bt_warnings` (review_at, order_id, rule, setting, value) from `bt_review_rows`; returns how
-    many warnings."""
+    many warnings. The decision is promise.decide, on DuckDB (`con`) whatever the engine: its pickups and
+    arrivals are as-of joins over the lane tables. On another engine (Spark) the review rows were made there
+    and copied back (asof_orders.replay); the warnings and the rule settings are sent to it for the scores."""
     from .promise import build_lanes, decide, lane_key
 
     policy = load_policy(settings)
@@ -281,7 +286,10 @@ def warnings_of(con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.Da
     else:
         build_lanes(con, settings, policy, [], dt.date(2000, 1, 1), dt.date(2000, 1, 1))
     decide(con, PROMISE_INPUT, "bt_promise", settings, {"not_released_within": policy.not_released_within_minutes})
-    con.execute(WARNINGS)
+    con.execute("CREATE OR REPLACE TABLE bt_warnings AS " + WARNINGS)
+    if engine is not None and not runs_on(engine, con):
+        engine.put("bt_rule_settings", con.sql("SELECT * FROM bt_rule_settings").to_arrow_table())
+        engine.put("bt_warnings", con.sql("SELECT * FROM bt_warnings").to_arrow_table())
     return int(con.execute("SELECT count(*) FROM bt_warnings").fetchall()[0][0])
 
 
@@ -289,9 +297,13 @@ def warnings_of(con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.Da
 # scoring
 
 
-def set_periods(con: duckdb.DuckDBPyConnection, periods: list[tuple[int, str, dt.datetime, dt.datetime]]) -> None:
-    """(Re)create `bt_periods(fold, period, start_at, end_at)`: the periods `score` scores in."""
+def set_periods(
+    con: duckdb.DuckDBPyConnection, periods: list[tuple[int, str, dt.datetime, dt.datetime]], engine: Engine | None = None
+) -> None:
+    """(Re)create `bt_periods(fold, period, start_at, end_at)`: the periods `score` scores in (on `engine` too)."""
     _store(con, "bt_periods", pd.DataFrame(periods, columns=["fold", "period", "start_at", "end_at"]))
+    if engine is not None and not runs_on(engine, con):
+        engine.put("bt_periods", con.sql("SELECT * FROM bt_periods").to_arrow_table())
 
 
 def score(
@@ -300,12 +312,14 @@ def score(
     rules: str = "(SELECT *, CAST(NULL AS INTEGER) AS fold FROM bt_rule_settings)",
     by: str = "all",
     periods: str = "bt_periods",
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Per period of `bt_periods` and rule setting (and customer, with by='customer'): precision, recall,
     median lead time (h), false alarms per review, over the scored orders whose deadline is in the period.
-    `warnings` and `rules` name tables or subqueries of the shapes SCORES describes."""
+    `warnings` and `rules` name tables or subqueries of the shapes SCORES describes. On `engine` (default
+    DuckDB on `con`), which must hold the tables named."""
     sql = SCORES.format(warnings=warnings, settings=rules, group=SCORE_GROUPS[by], periods=periods)
-    return con.execute(sql).df()
+    return (engine or DuckDBEngine(con)).query(sql)
 
 
 def scored_between(con: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser, calibrate: bool = False) -> argpar
     p.add_argument("--validation-months", type=int, default=None, help="months each setting is chosen on (default 2)")
     p.add_argument("--deadline", choices=("latest", "earliest"), default="latest",
                    help="an order's deadline is its latest (default) or earliest line ship-by")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default=None,
+                   help="where the replay and the scores run (default: the site file's store.engine, else duckdb)")
     p.add_argument("--out", help="output folder (default: <outputs>/<site>/backtest/<from>_<to>)")
     p.add_argument("--no-report", action="store_true", help="write the CSV tables only, no notebook/HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,10 +55,14 @@ def _run(args: argparse.Namespace):
         times = settings.review_times
     else:
         raise HandoffError(f"{settings.where('reviews')}: no review times: give --reviews, e.g. 09:00,12:00,16:00")
+    from .store import store_settings
+
+    conf = store_settings(settings)
+    engine = args.engine or (conf.engine if conf else "duckdb")
     result = calibrate.run_backtest(
         settings, date_from, date_to, times, deadline=args.deadline,
         min_precision=args.min_precision if args.min_precision is not None else calibrate.MIN_PRECISION,
-        validation_months=args.validation_months or calibrate.VALIDATION_MONTHS, progress=not args.quiet,
+        validation_months=args.validation_months or calibrate.VALIDATION_MONTHS, progress=not args.quiet, engine=engine,
     )
     out = Path(args.out) if args.out else settings.outputs / settings.site / "backtest" / f"{date_from}_{date_to}"
     out = out.resolve()
@@ -73,7 +79,7 @@ def _print_facts(settings, result, date_from, date_to) -> None:
     m = result.meta
     print(f"{settings.name}: {m['reviews']} reviews ({', '.join(m['review_times'])}) from {date_from} to {date_to}, "
           f"{m['orders']} orders, {m['review_rows']} open order-reviews ({m['review_rows_deadline_not_yet_known']} before the "
-          f"deadline was known); {m['wall_s']:.1f} s")
+          f"deadline was known); {m['wall_s']:.1f} s ({m.get('engine', 'duckdb')})")
     print(f"  read through the mapping: {m['handed_off_after_latest_ship_by']} of {m['orders_with_items_and_handoff']} orders "
           f"with items and a hand-off were handed off after their latest ship-by")
     for r in result.tables["skipped"].itertuples(index=False):

@@ -34,6 +34,7 @@ import pandas as pd
 
 from . import asof_orders
 from . import backtest as bt
+from .engines import open_engine
 from .errors import HandoffError
 from .policy import load_policy
 from .settings import Settings
@@ -335,6 +336,25 @@ def _spread(values: list[float]) -> dict:
             "min": round(float(min(v)), 4), "max": round(float(max(v)), 4), "n": len(v)}
 
 
+def _replay_and_score(con, settings: Settings, eng, folds: list[Fold], date_from: dt.date, date_to: dt.date):
+    """After the replay: observed work minutes, the rules' warnings, the periods of the folds, and every rule
+    setting's figures per period (on `eng`). Returns (scores, review rows before the deadline was known,
+    work-minutes table, observed work minutes or None)."""
+    hidden = int(con.execute("SELECT count(*) FROM bt_review_rows WHERE NOT deadline_known").fetchall()[0][0])
+    start, end = asof_orders.period_bounds(settings, date_from, date_to)
+    work_table, observed = observed_work_minutes(con, settings, start, end)
+    rules, custom = bt.rule_settings(settings, work_minutes=observed)
+    bt.warnings_of(con, settings, rules, custom, engine=eng)
+    tested = [f for f in folds if not f.final]
+    periods = [(0, "all", start, end), (0, "test months", tested[0].test_from, tested[-1].test_to)]
+    for f in folds:
+        periods.append((f.fold, "validation", f.validation_from, f.test_from))
+        if not f.final:
+            periods.append((f.fold, "test", f.test_from, f.test_to))
+    bt.set_periods(con, periods, engine=eng)
+    return bt.score(con, engine=eng), hidden, work_table, observed
+
+
 def run_backtest(
     settings: Settings,
     date_from: dt.date,
@@ -347,11 +367,14 @@ def run_backtest(
     with_risk: bool = True,
     progress: bool = True,
     con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "duckdb",
 ) -> bt.BacktestResult:
     """Load the history, replay the reviews, score the rules over the whole period, and calibrate: rolling-
     origin folds, every setting chosen on a validation window and scored on the month after it, the learned
     score trained per fold (with_risk), the recommendation. Returns every table; `meta['calibration']` holds
-    the chosen settings, the periods they were chosen and tested on, and the test figures."""
+    the chosen settings, the periods they were chosen and tested on, and the test figures. `engine` 'spark'
+    runs the replay and the sweep's scores on Spark (engines.py); the promise decision, the choices and the
+    learned score stay on DuckDB and scikit-learn."""
     if not 0 < min_precision <= 1:
         raise HandoffError(f"--min-precision {min_precision}: expected a share between 0 and 1, e.g. 0.8")
     t0 = time.perf_counter()
@@ -362,20 +385,13 @@ def run_backtest(
     accounting = asof_orders.order_history(con, settings, date_from, date_to, deadline)
     reviews = asof_orders.review_times(settings, date_from, date_to, times)
     t1 = time.perf_counter()
-    n_rows = asof_orders.replay(con, settings, reviews, progress=progress)
-    hidden = int(con.execute("SELECT count(*) FROM bt_review_rows WHERE NOT deadline_known").fetchall()[0][0])
-    start, end = asof_orders.period_bounds(settings, date_from, date_to)
-    work_table, observed = observed_work_minutes(con, settings, start, end)
-    rules, custom = bt.rule_settings(settings, work_minutes=observed)
-    bt.warnings_of(con, settings, rules, custom)
-    tested = [f for f in folds if not f.final]
-    periods = [(0, "all", start, end), (0, "test months", tested[0].test_from, tested[-1].test_to)]
-    for f in folds:
-        periods.append((f.fold, "validation", f.validation_from, f.test_from))
-        if not f.final:
-            periods.append((f.fold, "test", f.test_from, f.test_to))
-    bt.set_periods(con, periods)
-    scores = bt.score(con)
+    eng = open_engine(engine, con)
+    try:
+        n_rows = asof_orders.replay(con, settings, reviews, progress=progress, engine=eng)
+        scores, hidden, work_table, observed = _replay_and_score(con, settings, eng, folds, date_from, date_to)
+    finally:
+        if not asof_orders.runs_on(eng, con):
+            eng.close()
     t_replay = time.perf_counter() - t1
 
     # choose on each validation window, report the test month after it
@@ -435,6 +451,7 @@ def run_backtest(
         "review_times": [t.strftime("%H:%M") for t in times],
         "reviews": len(reviews),
         "deadline": deadline,
+        "engine": engine,
         "ship_by_known_from": asof_orders.ship_by_known_from(settings),
         "orders": int(accounting["orders"].sum()),
         "review_rows": n_rows,

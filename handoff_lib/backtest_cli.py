@@ -154,6 +154,7 @@ def run_report(settings, out: Path, date_from, date_to, times, progress: bool = 
     offline HTML without code cells. Returns the two files."""
     import papermill as pm
 
+    from .kernel import ReviewKernelManager
     from .runs import NOTEBOOK_DIR, export_html
 
     executed = out / REPORT_NOTEBOOK
@@ -166,7 +167,8 @@ def run_report(settings, out: Path, date_from, date_to, times, progress: bool = 
     }
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / REPORT_NOTEBOOK), str(executed), parameters=params, kernel_name=kernel,
-                            progress_bar=progress, cwd=str(NOTEBOOK_DIR.parent))
+                            progress_bar=progress, cwd=str(NOTEBOOK_DIR.parent),
+                            kernel_manager_class=ReviewKernelManager)  # no TCP warning, no interrupt at shutdown (kernel.py)
     except pm.PapermillExecutionError as exc:
         raise HandoffError(f"backtest report failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook: {executed})") from None
     html_path = export_html(executed, out / "backtest_report.html", f"{settings.name} backtest {date_from} to {date_to}")

@@ -45,3 +45,20 @@ def test_the_replay_its_warnings_and_scores_are_the_same_on_spark_as_on_duckdb(s
     rules = sparked[2][sparked[2]["period"] == "all"].set_index("setting")
     assert rules.loc["X = 24 h", "recall"] > rules.loc["X = 4 h", "recall"]
 
+
+@needs_history
+def test_calibrating_on_spark_chooses_and_reports_exactly_what_it_does_on_duckdb(spark, tmp_path):
+    from handoff_lib import calibrate
+
+    settings = load_settings(olist_site(tmp_path))
+    times = (dt.time(9), dt.time(16))
+
+    def run(engine):
+        return calibrate.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 5, 31), times, progress=False, with_risk=False,
+                                      engine=engine)
+
+    duck, sparked = run("duckdb"), run("spark")
+    assert sparked.meta["engine"] == "spark"
+    for name in ("rules", "fold_scores", "calibration", "calibration_summary", "bridge"):
+        assert differences(duck.tables[name], sparked.tables[name]) == [], name
+    assert sparked.meta["calibration"]["recommended"] == duck.meta["calibration"]["recommended"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import random
 
 import pandas as pd
 import planted_history as ph
 import pytest
 import yaml
-from conftest import needs_history
+from conftest import needs_history, olist_site
 
 from handoff_lib import calibrate
 from handoff_lib.errors import HandoffError
@@ -222,3 +223,28 @@ def test_the_report_says_whether_the_learned_score_beats_the_plain_rule(year):
     assert f"the learned score <b>{word}</b> the plain rule" in text
     on = result.meta["calibration"]["recommended"]["risk_score"]["enabled"]
     assert ("Turn the learned score on" in text) == on and ("Leave the learned score off" in text) == (not on)
+
+
+@needs_history
+def test_calibrate_on_the_2017_history_proposes_its_buffer_and_writes_the_site_file_only_with_apply(tmp_path, capsys):
+    from handoff_lib.backtest_cli import calibrate_main
+
+    site = olist_site(tmp_path)
+    before = site.read_text(encoding="utf-8")
+    args = ["--site", str(site), "--from", "2017-01-01", "--to", "2017-06-30", "--reviews", "09:00,16:00",
+            "--out", str(tmp_path / "cal"), "--quiet", "--no-report"]
+    assert calibrate_main(args) == 0
+    printed = capsys.readouterr().out
+    assert site.read_text(encoding="utf-8") == before and "not applied: run again with --apply" in printed
+    meta = json.loads((tmp_path / "cal" / "backtest.json").read_text(encoding="utf-8"))
+    cal = meta["calibration"]
+    buffer = cal["recommended"]["buffer_minutes"]
+    assert buffer != 60 and cal["proposed_changes"] == {"policy.buffer_minutes": buffer} and cal["applied"] is False
+    assert f"Recommended: buffer {buffer} min" in printed
+
+    assert calibrate_main(args + ["--apply"]) == 0
+    assert f"applied to {site}" in capsys.readouterr().out
+    old, new = before.splitlines(), site.read_text(encoding="utf-8").splitlines()
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    assert changed == [("  buffer_minutes: 60", f"  buffer_minutes: {buffer}")]  # that line only; comments and layout kept
+    assert load_settings(site).raw["policy"]["buffer_minutes"] == buffer

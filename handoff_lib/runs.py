@@ -303,7 +303,7 @@ def _inputs(picture_db: Path) -> list[dict]:
     con = duckdb.connect(str(picture_db), read_only=True)
     try:
         rows = con.execute(
-            "SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256 FROM load_report ORDER BY source"
+            "SELECT source, file, rows_read, rows_accepted, rows_rejected, rows_other_entity, sha256 FROM load_report ORDER BY source"
         ).df()
         return rows.to_dict(orient="records")
     finally:

@@ -28,7 +28,7 @@ def site_files() -> list[Path]:
 
 def test_the_project_ships_the_site_files_this_test_loads():
     names = {p.relative_to(ROOT).as_posix() for p in site_files()}
-    assert {"parameters/demo.yaml", "parameters/olist.yaml", "tests/fixtures/site2/site.yaml"} <= names
+    assert {"parameters/demo.yaml", "parameters/olist.yaml", "tests/fixtures/site2/site.yaml", "tests/fixtures/site3/site.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", site_files(), ids=lambda p: p.relative_to(ROOT).as_posix())

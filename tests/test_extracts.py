@@ -903,3 +903,16 @@ def test_a_number_format_on_a_text_field_is_refused(tmp_path):
     columns = {"carrier": {"column": "Carrier", "number_format": {"decimal": ","}}}
     with pytest.raises(SettingsError, match=r"site\.yaml line \d+: number_format: applies to int and decimal fields; orders.carrier is a text"):
         make_site(tmp_path, sources={"orders": {"columns": yaml.safe_load(DEMO.read_text())["sources"]["orders"]["columns"] | columns}})
+
+
+def test_rejected_shares_are_of_the_entitys_own_rows_not_of_the_whole_shared_file(tmp_path):
+    from handoff_lib.validate import data_warnings
+
+    header = "ShipmentId,Reference,CarrierCode,ServiceCode,TrackingNumber,LabelCreated,Manifested,PickedUp\n"
+    cartons = "".join(f",CTN-{i},UPS,GND,,,,\n" for i in range(8))  # cartons without a label: not shipments
+    body = header + cartons + "SHP-1,CTN-8,UPS,GND,1Z1,2026-03-02 10:40:00,,\n" + ",CTN-9,UPS,GND,1Z2,2026-03-02 10:41:00,,\n"
+    r = load_one(tmp_path, "shipments", "carrier_shipments.csv", body, where={"TrackingNumber": "not blank"})
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"], r.report["rows_other_entity"]) == (10, 1, 1, 8)
+    assert list(r.rejects["reason"]) == ["blank shipment_id"]  # the labelled row without a shipment number
+    (warning,) = data_warnings(r.con)
+    assert (warning["rows_read"], warning["rows_entity"], warning["share_pct"]) == (10, 2, 50.0)

@@ -16,6 +16,7 @@ Tables created: `note_reasons`, `note_model`, `note_decisions`, `order_priority`
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
@@ -184,6 +185,9 @@ SELECT order_id, tier_pts + cut_pts + val_pts + lin_pts AS priority,
 FROM pts
 """
 
+# A note quoted in a blocker's detail ({quoted_note:<alias>}) is cut at 200 characters, and then ends in "…" (never
+# cut silently).
+QUOTED_NOTE = "CASE WHEN length(trim({a}.note)) > 200 THEN left(trim({a}.note), 199) || '…' ELSE nullif(trim({a}.note), '') END"
 # Each branch gives: order_id, reason, basis, source_system, source_entity, source_file, source_line,
 # source_key, source_link, event_at, detail. {link} is an expression built by links.link_sql from
 # contract field names; every value travels as a named parameter.
@@ -199,7 +203,7 @@ SELECT h.order_id,
        'wms' AS source_system, 'holds' AS source_entity, h._file AS source_file, h._line AS source_line,
        coalesce(h.hold_id, h._file || ':' || h._line) AS source_key, {link} AS source_link, h.placed_at AS event_at,
        'hold ' || coalesce(h.hold_id, h._file || ':' || h._line) || coalesce(' code ' || nullif(trim(h.code), ''), '')
-       || coalesce(' "' || left(nullif(trim(h.note), ''), 80) || '"', '') || coalesce(' placed by ' || h.placed_by, '')
+       || coalesce(' "' || {quoted_note:h} || '"', '') || coalesce(' placed by ' || h.placed_by, '')
        || coalesce(' at ' || strftime(timezone(clock.tz, h.placed_at), '%a %d %b %H:%M'), '') AS detail
 FROM linked_holds h CROSS JOIN clock
 LEFT JOIN policy_hold_codes c ON c.code = upper(trim(h.code))
@@ -216,7 +220,7 @@ SELECT p.order_id,
             ELSE 'no code and no note rule matched' END AS basis,
        'wms', 'pack_events', p._file, p._line, p.carton_id, {link}, p.event_at,
        'carton ' || p.carton_id || ' in pack exception' || coalesce(' ' || nullif(trim(p.exception_code), ''), '')
-       || coalesce(' "' || left(nullif(trim(p.note), ''), 80) || '"', '')
+       || coalesce(' "' || {quoted_note:p} || '"', '')
        || coalesce(' at ' || strftime(timezone(clock.tz, p.event_at), '%a %d %b %H:%M'), '')
 FROM linked_pack_events p CROSS JOIN clock
 LEFT JOIN policy_pack_codes c ON c.code = upper(trim(p.exception_code))
@@ -225,7 +229,7 @@ WHERE p.link_status = 'linked' AND p.status = 'exception'
 """,
     "short_pick": """
 SELECT l.order_id, 'short_pick', 'task status short', 'wms', 'pick_tasks', t._file, t._line, t.task_id, {link}, t.updated_at,
-       l.reason || coalesce(', note "' || left(nullif(trim(t.note), ''), 80) || '"', '')
+       l.reason || coalesce(', note "' || {quoted_note:t} || '"', '')
 FROM line_states l JOIN linked_pick_tasks t ON t.task_id = l.short_task AND t.order_id = l.order_id
 WHERE l.is_short AND l.state NOT IN ('cancelled', 'handed_off')
 """,
@@ -339,13 +343,17 @@ found AS (
 {branches}
 )
 SELECT substr(md5(r.reason || '|' || r.source_entity || '|' || r.source_key || '|' || coalesce(r.order_id, '')), 1, 16) AS blocker_id,
-       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate, pr.blocks_work, r.basis,
+       r.order_id, s.state AS order_state, r.reason, pr.reason_label, pr.owner, pr.communicate,
+       -- a line left out of this shipment (a backorder line of a partial-allowed order) does not hold its work
+       pr.blocks_work AND bo.source_key IS NULL AS blocks_work, r.basis,
        coalesce(p.priority, 0) AS priority, coalesce(p.priority_rule, 'no order linked: data gap +0 = 0') AS priority_rule,
        c.cutoff_at, c.cutoff_label, c.minutes_to_cutoff,
        r.event_at, CAST(round((epoch(clock.now) - epoch(r.event_at)) / 60) AS BIGINT) AS age_minutes,
        r.source_system, r.source_entity, r.source_file, r.source_line, r.source_key, r.source_link,
        {order_link} AS order_link, r.detail
 FROM found r CROSS JOIN clock
+LEFT JOIN (SELECT order_id || '/' || line_no AS source_key, 'order_lines' AS source_entity FROM line_states WHERE backorder) bo
+  ON bo.source_key = r.source_key AND bo.source_entity = r.source_entity
 LEFT JOIN order_states s USING (order_id)
 LEFT JOIN policy_reasons pr ON pr.reason = r.reason
 LEFT JOIN order_priority p USING (order_id)
@@ -389,6 +397,7 @@ def blocker_sql(settings: Settings, con_tables: set[str] | None = None) -> tuple
             continue  # the site supplies no inventory extract: an unknown SKU cannot be told from a missing file
         entity, alias = BRANCH_SOURCE[branch]
         expr, p = _link(settings, entity, alias, f"link_{branch}")
+        sql = re.sub(r"\{quoted_note:(\w+)\}", lambda m: QUOTED_NOTE.replace("{a}", m.group(1)), sql)
         parts.append(sql.replace("{link}", expr))
         params.update(p)
     for entity, (key, ref, event, what) in UNLINKED.items():

@@ -9,6 +9,7 @@
 * `load_report(source, file, format, rows_read, rows_accepted, rows_rejected, rows_other_entity, extra_columns,
   sha256, ...)`; rows_read = rows_accepted + rows_rejected + rows_other_entity holds for every file, and is
   checked (rows_other_entity: rows the source's `where:` leaves to other entities of a shared file).
+  A database source (dbsource.py) has its label as `file`, `database` as format and its row fingerprint as sha256.
 
 A problem with a whole file or with the site mapping (missing file or column, 0-byte file,
 unmapped status code) stops the load with an ExtractError naming the file and the setting to fix.
@@ -110,6 +111,7 @@ class _Source:
     rule_cols: dict[str, int] = field(default_factory=dict)  # column a derive rule, `where:` or combined field reads -> its index
     flags: pd.DataFrame | None = None  # REJECT_COLUMNS: values kept but flagged (decoded as Windows-1252)
     rows_other: int = 0  # rows `where:` leaves to other entities (not this entity's: neither accepted nor rejected)
+    fingerprint: str | None = None  # a database source: what the load report holds instead of a file's sha256
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,6 +149,8 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str,
         con.execute(f"DELETE FROM {table} WHERE source = $s", {"s": entity})
     if _scalar(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = $e AND NOT temporary AND NOT internal", {"e": entity}):
         con.execute(f"DROP VIEW {entity}")  # after a crosswalk a linked source is a view over linked_<entity>
+    if spec.database is not None:  # a query or table of a database (dbsource.py): no file to find or hash
+        return _load(con, settings, ent, spec, None, str(spec.file), as_of)
     path = settings.source_path(entity)
     where_file = settings.where("sources", entity, "file")
     if path is None or (not path.exists() and not ent.required_file):
@@ -167,10 +171,24 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str,
             f"{file}: file is empty (0 bytes), expected a header with columns {_required_names(ent, spec)} "
             f"(sources.{entity}.file, {where_file}); re-export it"
         )
+    return _load(con, settings, ent, spec, path, file, as_of)
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ent: Entity,
+    spec: SourceSpec,
+    path: Path | None,
+    file: str,
+    as_of: dt.datetime | None = None,
+) -> dict:
+    """Read, type, check and write one source (`path` None: a database source); its load-report row."""
+    entity = ent.name
     review_at = as_of or dt.datetime.now(dt.UTC)
     # The file's hash is computed beside DuckDB's work (hashlib releases the GIL).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-sha256") as pool:
-        sha = pool.submit(_sha256, path)
+        sha = pool.submit(_sha256, path) if path is not None else None
         with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
             try:
                 src = _read(con, settings, ent, spec, path, Path(tmp))
@@ -193,8 +211,9 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str,
         used = set(src.cols.values()) | set(src.rule_cols.values())
         extras = [n for i, n in enumerate(src.names) if i not in used]
         severity = _severity(con, entity)
+        fingerprint = sha.result() if sha is not None else src.fingerprint
         return _report(
-            con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, sha.result(),
+            con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, fingerprint,
             counts["nulled"], counts["flagged"], severity, other,
         )
 
@@ -203,7 +222,11 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str,
 # reading: every format ends in _hx_src(c0.., _line) of VARCHAR values
 
 
-def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path, tmp: Path) -> _Source:
+def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path | None, tmp: Path) -> _Source:
+    if spec.database is not None:
+        from .dbsource import read_database
+
+        return read_database(con, settings, ent, spec)
     if spec.format == "csv":
         return _read_csv(con, settings, ent, spec, path, tmp)
     if spec.format == "parquet":
@@ -1418,8 +1441,10 @@ def _report(
         "rows_other_entity": int(other),
     }
     con.execute(
-        """INSERT INTO load_report VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
-                                           $sha256, $values_nulled, $values_flagged, $severity, $rows_other_entity)""",
+        """INSERT INTO load_report (source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256,
+                                    values_nulled, values_flagged, severity, rows_other_entity)
+           VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
+                   $sha256, $values_nulled, $values_flagged, $severity, $rows_other_entity)""",
         row,
     )
     return row

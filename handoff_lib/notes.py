@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +289,8 @@ def classify_notes(model: NotesModel, texts: Iterable[str | None], progress: boo
     """One row per text: text, reason (None unless classified), confidence (probability of the best
     reason), status ('classified' at or above the threshold, else 'needs_review'), best_guess (the top
     reason even when it is not assigned). A blank text is needs_review with confidence 0. Shows a tqdm bar
-    for large batches (progress=None: when there are more than 20,000 texts)."""
+    for large batches (progress=None: when there are more than 20,000 texts and stderr is a terminal; never inside
+    a review notebook, where it became a widget the HTML report shows as "FloatProgress(...)")."""
     from tqdm.auto import tqdm
 
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
@@ -296,7 +298,7 @@ def classify_notes(model: NotesModel, texts: Iterable[str | None], progress: boo
     classes = np.asarray(model.classes, dtype=object)
     best = np.empty(n, dtype=object)
     conf = np.zeros(n, dtype=float)
-    show = n > 20_000 if progress is None else progress
+    show = (n > 20_000 and sys.stderr.isatty()) if progress is None else progress
     with tqdm(total=n, desc="classifying notes", unit="note", disable=not show) as bar:
         for start in range(0, n, BATCH):
             chunk = texts[start : start + BATCH]

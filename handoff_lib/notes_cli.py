@@ -142,11 +142,13 @@ def themes_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="handoff themes", description="Recurring blocker themes over the review history.")
     sub = p.add_subparsers(dest="action", required=True)
     ex = sub.add_parser("export", help="planner export: XLSX (one sheet per view) and CSVs")
-    ex.add_argument("--site", help="site parameters file (parameters/<site>.yaml) or site code in the history (default: the only one)")
+    ex.add_argument("--site", help="site parameters file (parameters/<site>.yaml) or site code(s) dc1,dc2 (default: the only one / every site of --store)")
     ex.add_argument("--from", dest="date_from", help="first review date YYYY-MM-DD (default: the first in history)")
     ex.add_argument("--to", dest="date_to", help="last review date YYYY-MM-DD (default: the last in history)")
     ex.add_argument("--history", help="history database (default: outputs/<site>/history.duckdb of --site parameters/<site>.yaml)")
-    ex.add_argument("--out", help="output folder (default: outputs/<site>/themes)")
+    ex.add_argument("--store", help="snapshot store folder or URL (docs/store.md): the estate export over its sites, with cross-site views")
+    ex.add_argument("--engine", choices=("duckdb", "spark"), help="where the views run (default: the site file's store.engine, else duckdb); spark reads the store")
+    ex.add_argument("--out", help="output folder (default: outputs/<site>/themes, outputs/estate/themes for several sites)")
     ex.add_argument("--top", type=int, default=25, help="rows per repeat-offender view")
     ex.add_argument("--taxonomy", help="reason taxonomy YAML (default: notes.taxonomy of the --site file, else parameters/reasons.yaml)")
     return p
@@ -159,26 +161,38 @@ def themes_main(argv: list[str] | None = None) -> int:
     args = themes_parser().parse_args(argv)
     try:
         taxonomy = load_taxonomy(args.taxonomy) if args.taxonomy else None
-        if args.site and args.site.endswith((".yaml", ".yml")):  # a site parameters file: its code, history, taxonomy
+        engine, store_conf = args.engine, None
+        if args.site and args.site.endswith((".yaml", ".yml")):  # a site parameters file: its code, history, store, taxonomy
             from .settings import load_settings
+            from .store import store_settings
 
             settings = load_settings(args.site)
+            store_conf = store_settings(settings)
             args.site = settings.site
             if args.history is None:
                 args.history = str(settings.outputs / settings.site / "history.duckdb")
             taxonomy = taxonomy or notes_settings(settings).taxonomy()
-        if args.history is None:
-            args.history = "outputs/history.duckdb"
+            if engine == "spark" and args.store is None and store_conf is not None:
+                args.store = str(store_conf.root)  # Spark reads the site's part of the store
+        if args.store is not None:
+            source = args.store
+            engine = engine or (store_conf.engine if store_conf else "duckdb")
+        else:
+            source = args.history or "outputs/history.duckdb"
+            engine = engine or "duckdb"
         taxonomy = taxonomy or load_taxonomy()
-        con, scope = themes.open_themes(args.history, args.site, args.date_from, args.date_to, taxonomy)
-        print(themes.summary_text(con, scope))
-        con.close()
-        out = Path(args.out) if args.out else Path("outputs") / scope.site / "themes"
-        written = themes.export(args.history, scope.site, scope.date_from, scope.date_to, out, args.top, taxonomy)
+        t0 = time.perf_counter()
+        con, scope = themes.open_themes(source, args.site, args.date_from, args.date_to, taxonomy, engine)
+        try:
+            print(themes.summary_text(con, scope))
+            out = Path(args.out) if args.out else Path("outputs") / scope.site / "themes"
+            written = themes.write_export(con, scope, out, args.top)
+        finally:
+            con.close()
     except HandoffError as exc:
         print(f"handoff themes: error: {exc}", file=sys.stderr)
         return 2
-    print(f"planner export written to {out.resolve()}")
+    print(f"planner export ({scope.engine}, {time.perf_counter() - t0:.1f} s) written to {out.resolve()}")
     for name, path in written.items():
         print(f"  {name}: {path.name}")
     return 0

@@ -13,6 +13,8 @@ from .asof import apply_as_of
 from .db import connect
 from .errors import ExtractError
 from .extracts import load_extracts
+from .freshness import check as check_freshness
+from .freshness import record as record_freshness
 from .identifiers import build_crosswalk, build_order_picture
 from .picture import analyse
 from .settings import Settings
@@ -25,14 +27,20 @@ def build_picture(
     con: duckdb.DuckDBPyConnection | None = None,
     progress: bool = False,
     note_model: object | None = None,
+    allow_stale: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Load, validate and link the site's extracts into `con` (a new in-memory connection when
-    None). With `now`, also derive order states, blockers and the promise view as of `now`."""
+    None). With `now`, also judge how current each extract is (load_report's freshness columns) and
+    derive order states, blockers and the promise view as of `now`; with `allow_stale=False`, an extract
+    of an earlier operating day stops the build right after the load (errors.StaleExtractError)."""
     con = con or connect(settings)
     before = _fingerprints(settings)
     load_extracts(con, settings, progress=progress, as_of=now)
     _check_unchanged(settings, before)
     if now is not None:
+        judged = record_freshness(con, settings, now)  # docs/extracts.md, "How current the extracts are"
+        if not allow_stale:
+            check_freshness(judged, settings, now)
         apply_as_of(con, settings, now)  # only what was known at `now`: docs/extracts.md, "As of the review time"
     flag_events_out_of_order(con, settings)
     build_crosswalk(con, settings)

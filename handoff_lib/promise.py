@@ -182,12 +182,13 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
 
 def next_review_after(settings: Settings, now: dt.datetime) -> dt.datetime:
     """The horizon of the promise rule: the site's next review time after `now` (reviews: times on review
-    days), else now + 24 h when the site has none configured."""
+    days the site is open, calendars.py), else now + 24 h when the site has none configured."""
     if settings.review_times:
+        site = load_calendars(settings).site
         local = now.astimezone(settings.tz)
-        for k in range(8):
+        for k in range(15):
             day = local.date() + dt.timedelta(days=k)
-            if day.weekday() not in settings.review_days:
+            if day.weekday() not in settings.review_days or site.holiday(day):
                 continue
             for t in settings.review_times:
                 at = dt.datetime.combine(day, t, settings.tz)

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .contract import ENTITIES
+from .dbsource import parse_databases
+from .dbsource import parse_source as parse_db_source
 from .errors import PathEscapeError, SettingsError
 from .site_keys import COLUMN_FORMS, SYSTEMS, check_site_keys
 
@@ -47,6 +49,11 @@ class SourceSpec:
     where: tuple[Condition, ...] = ()  # a row is this entity's when every test holds ("not this entity" otherwise)
     combined: dict[str, Combined] = field(default_factory=dict)  # canonical field -> how it is made from columns
     number_formats: dict[str, NumberFormat] = field(default_factory=dict)  # int / decimal field -> its number format
+
+    database: str | None = None  # a database source (dbsource.py): the name under `databases:`; `file` is then its label
+    query: str | None = None  # ... read by this SELECT
+    table: str | None = None  # ... or by reading this table or view
+    order_by: tuple[str, ...] = ()  # ... in this order (table: only)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,9 @@ class Settings:
     review_days: frozenset[int] = frozenset(range(5))
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
     data_quality: DataQuality = field(default_factory=DataQuality)
+    databases: dict[str, Any] = field(default_factory=dict)  # name -> dbsource.Database (`databases:`)
+    review_at: dt.datetime | None = None  # the review for_review resolved the data folder and file patterns for
+    file_patterns: dict[str, str] = field(default_factory=dict)  # entity -> its `file:` pattern, once resolved to a file
 
     @property
     def tz(self) -> ZoneInfo:
@@ -162,8 +172,12 @@ class Settings:
 
     def source_path(self, entity: str) -> Path | None:
         spec = self.sources.get(entity)
-        if spec is None or spec.file is None:
+        if spec is None or spec.file is None or spec.database is not None:
             return None
+        from .freshness import is_file_pattern, pick_file
+
+        if is_file_pattern(spec.file):  # e.g. wms_tasks_%Y%m%d_%H%M.csv: the file as of review_at (freshness.pick_file)
+            return pick_file(self, entity)
         return self.data_folder / spec.file
 
     @property
@@ -172,11 +186,27 @@ class Settings:
         return "{" in str(self.data_folder)
 
     def for_review(self, at: dt.datetime) -> Settings:
-        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`."""
-        if not self.data_is_template:
-            return self
-        folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
-        return self.with_data_folder(folder)
+        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`, and whose file
+        patterns name the file as of `at` (docs/extracts.md, "How current the extracts are")."""
+        new = Settings(**self.__dict__)
+        if self.data_is_template:
+            folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
+            new = self.with_data_folder(folder)
+        new.review_at = at
+        return new.with_files_resolved()
+
+    def with_files_resolved(self) -> Settings:
+        """A copy whose `file:` patterns are resolved to one file each (as of review_at, else the newest), so
+        that every step of a review reads the same file; the patterns are kept in file_patterns."""
+        from .freshness import is_file_pattern, replace_source_file
+
+        new = self
+        for entity, spec in self.sources.items():
+            pattern = self.file_patterns.get(entity, spec.file)  # a copy resolved for another review picks again
+            if is_file_pattern(pattern) and self.data_folder.is_dir():
+                path = replace_source_file(new, entity, pattern, pattern).source_path(entity)
+                new = replace_source_file(new, entity, str(path.relative_to(self.data_folder)), pattern)
+        return new
 
     def with_data_folder(self, folder: str | Path) -> Settings:
         """A copy reading extracts from `folder` (which must lie under an allowed root)."""
@@ -460,6 +490,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
     for name in src_raw:
         if name not in ENTITIES:
             raise SettingsError(f"{where('sources', name)}: unknown source '{name}' (the contract has: {', '.join(ENTITIES)})")
+    databases = parse_databases(raw, where, path)
     sources: dict[str, SourceSpec] = {}
     for name, entity in ENTITIES.items():
         s = src_raw.get(name)
@@ -480,12 +511,17 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
         if "file" in s and s["file"] is None:  # declared as not supplied by this site: loads as an empty typed table
             sources[name] = SourceSpec(name, None, "csv", ",", "utf-8", None, {}, {}, None, 1)
             continue
-        file = str(need(s, "file", "sources", name))
-        if Path(file).is_absolute() or ".." in Path(file).parts:
-            raise PathEscapeError(f"{where('sources', name, 'file')}: source file '{file}' must be a path inside the data folder")
-        fmt = str(s.get("format") or Path(file).suffix.lstrip(".").lower())
-        if fmt not in FORMATS:
-            raise SettingsError(f"{where('sources', name, 'file')}: cannot tell the format of '{file}' (set format: to one of {', '.join(FORMATS)})")
+        db_fields: dict[str, Any] = {}
+        if s.get("database") is not None:  # a query or table of a database instead of a file (dbsource.py)
+            file, db_fields = parse_db_source(name, s, databases, where)
+            fmt = "database"
+        else:
+            file = str(need(s, "file", "sources", name))
+            if Path(file).is_absolute() or ".." in Path(file).parts:
+                raise PathEscapeError(f"{where('sources', name, 'file')}: source file '{file}' must be a path inside the data folder")
+            fmt = str(s.get("format") or Path(file).suffix.lstrip(".").lower())
+            if fmt not in FORMATS:
+                raise SettingsError(f"{where('sources', name, 'file')}: cannot tell the format of '{file}' (set format: to one of {', '.join(FORMATS)})")
         cols_raw = s.get("columns") or {}
         if not isinstance(cols_raw, dict):
             raise SettingsError(f"{where('sources', name, 'columns')}: columns must map contract fields to file columns")
@@ -605,6 +641,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             where=row_filter,
             combined=combined,
             number_formats=number_formats,
+            **db_fields,
         )
 
     # cutoffs
@@ -694,4 +731,5 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
         booleans=(true_set, false_set),
         raw=raw,
         lines=lines,
+        databases=databases,
     )

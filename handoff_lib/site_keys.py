@@ -3,7 +3,8 @@
 `settings.load_settings` checks the whole file against `schema()` before it reads a value: a key that is
 not known at its place, in any section, is a SettingsError naming the line, the setting and the nearest
 known key (docs/extracts.md, "Strict site files"). The modules that read the sections (settings.py,
-policy.py, calendars.py, taxonomy.py, asof.py, risk.py) read no key this schema lacks:
+policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py) read no
+key this schema lacks:
 tests/test_site_keys.py checks the two stay in step, so a new setting is added here and in its reader.
 
 A code a section maps (a hold code, a status code, a `when:` value) that YAML would read as something else
@@ -42,6 +43,10 @@ NOTES_KEYS = ("model", "taxonomy", "labelled")  # notes: (taxonomy.py)
 IDENTIFIER_KINDS = ("order", "customer_po", "pick_ticket", "carton", "shipment", "tracking_no", "task", "case", "hold")
 # Keys of one source besides columns / values / where / number_format (a file source; docs/extracts.md).
 SOURCE_FILE_KEYS = ("file", "format", "delimiter", "encoding", "sheet", "header_row", "timestamp_format", "date_format")
+# ... and of a database source (dbsource.py: a query, or a table or view in an order, instead of a file)
+SOURCE_DATABASE_KEYS = ("database", "query", "table", "order_by")
+LABOUR_AREAS = ("pick", "pack", "ship")  # labour.shifts[].people: people per area (labour.py)
+LABOUR_UNITS = ("pick_line", "pack_order", "label", "manifest")  # labour.minutes: labour minutes of one unit of work
 # YAML reads each of these keys as true or false (booleans: {true: [...], false: [...]}).
 BOOLEAN_KEYS = tuple(w.lower() for w in ("true", "yes", "on", "false", "no", "off")) + (
     "True", "TRUE", "Yes", "YES", "On", "ON", "False", "FALSE", "No", "NO", "Off", "OFF",
@@ -103,6 +108,7 @@ def _source(entity: str) -> Keys:
     )
     return _keys(
         *SOURCE_FILE_KEYS,
+        *SOURCE_DATABASE_KEYS,
         columns=Each(column, fields, f"a field of {entity}"),
         values=Each(Each(codes=True), fields, f"a field of {entity}"),
         where=when,
@@ -122,6 +128,19 @@ def schema() -> Keys:
         booleans=Each(keys=BOOLEAN_KEYS, what="a yes/no list (true: or false:)"),
         data_quality=_keys("max_bad_share_pct", "min_bad_count", "event_tolerance_minutes", "as_of_grace_minutes"),
         notes=_keys(*NOTES_KEYS),
+        databases=Each(_keys("timeout_s", "connect_timeout_s", url=_keys("env", "file"))),  # dbsource.py
+        freshness=_keys(  # freshness.py
+            "on_stale",
+            max_age=Each(keys=(*ENTITIES, "default"), what="a source (or default)"),
+            as_of=Each(keys=tuple(ENTITIES), what="a source"),
+        ),
+        store=_keys("root", "engine"),  # store.py
+        labour=_keys(  # labour.py
+            "productive_share", "load_minutes", "lookahead_hours", "at_risk_above_pct",
+            minutes=Each(keys=LABOUR_UNITS, what="a unit of work"),
+            shifts=Seq(_keys("name", "start", "end", "days", people=Each(keys=LABOUR_AREAS, what="an area"))),
+            observed=_keys("window_minutes", "min_units"),
+        ),
         sources=Each(None, tuple(ENTITIES), "an entity of the extract contract"),  # each entity: _source(entity)
         cutoffs=Seq(_keys("carrier", "service", "pickup", "days")),
         links=Each(keys=SYSTEMS, what="a system"),

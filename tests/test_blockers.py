@@ -215,3 +215,16 @@ def test_analyse_refuses_a_naive_now():
     s = Story()
     with pytest.raises(HandoffError, match="timezone-aware"):
         analyse(s.con, s.settings, dt.datetime(2025, 6, 10, 14, 30))
+
+
+def test_a_long_hold_note_is_quoted_up_to_200_characters_and_then_says_it_was_cut():
+    s = Story()
+    s.order("LONG", lines=1)
+    s.order("SHORT", lines=1)
+    s.hold("H1", "LONG", code="CR", note="credit check " + "x" * 300)
+    s.hold("H2", "SHORT", code="CR", note="credit check, call AR")
+    s.analyse("10:00")
+    details = dict(s.con.execute("SELECT order_id, detail FROM blockers WHERE reason = 'credit_hold'").fetchall())
+    quoted = details["LONG"].split('"')[1]
+    assert len(quoted) == 200 and quoted.endswith("…") and quoted.startswith("credit check xxx")
+    assert '"credit check, call AR"' in details["SHORT"]

@@ -121,13 +121,12 @@ def test_the_second_review_of_the_day_reports_changes_since_the_first(noon_run):
 
 def test_schedule_runs_what_is_due_then_skips_what_is_done(site):
     settings = load_settings(site)
-    results, skipped = schedule(settings, at(settings, "12:05"), days_back=0, progress=False)
-    assert [r.out_dir.name for r in results] == ["1200"] and skipped == []
-    results, skipped = schedule(settings, at(settings, "16:30"), days_back=0, progress=False)
-    assert [r.out_dir.name for r in results] == ["1600"]
-    assert [s.strftime("%H%M") for s in skipped] == ["1200"]
-    results, _ = schedule(settings, at(settings, "16:45"), days_back=0, progress=False)
-    assert results == []
+    done = schedule(settings, at(settings, "12:05"), days_back=0, progress=False)
+    assert [r.out_dir.name for r in done.results] == ["1200"] and done.skipped == [] and done.not_run == []
+    done = schedule(settings, at(settings, "16:30"), days_back=0, progress=False)
+    assert [r.out_dir.name for r in done.results] == ["1600"]
+    assert [s.strftime("%H%M") for s in done.skipped] == ["1200"]
+    assert schedule(settings, at(settings, "16:45"), days_back=0, progress=False).results == []
 
 
 def test_due_reviews_catch_up_missed_ones_of_the_day_before_but_not_weekends(site):

@@ -3,7 +3,9 @@ conventions unlike the demo's, checked against its own hand-written ground truth
 13:30 review of Tuesday 24 November 2026. docs/extracts.md ("The second test site") lists what it covers.
 
 Each row of truth.csv is one warehouse story: its expected order state, promise status and the owners of
-its open blockers, with a "why" worked out by hand from docs/states.md and the promise definition."""
+its open blockers, with a "why" worked out by hand from docs/states.md and the promise definition. It is
+Thanksgiving week: the site file's calendar closes Thu 26 Nov (US holidays) and transit counts delivery days
+(USPS Mon-Sat, the others Mon-Fri); the "why" shows the days counted and skipped."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from handoff_lib.pipeline import build_picture
+from handoff_lib.promise import next_review_after
 from handoff_lib.settings import load_settings
 
 SITE_DIR = Path(__file__).resolve().parent / "fixtures" / "site2"
@@ -30,11 +33,11 @@ BY_ID = {r["order_id"]: r for r in TRUTH}
 
 # Rows in each extract (physical records, header excluded): none of them may be lost.
 ROWS = {
-    "orders": 40,
-    "order_lines": 91,
+    "orders": 43,
+    "order_lines": 97,
     "inventory": 39,
-    "pick_tasks": 81,
-    "pack_events": 21,
+    "pick_tasks": 87,
+    "pack_events": 22,
     "holds": 4,
     "shipments": 14,
     "cases": 5,
@@ -53,6 +56,27 @@ PLANTED = {
 @pytest.fixture(scope="module")
 def picture() -> duckdb.DuckDBPyConnection:
     return build_picture(load_settings(SITE), now=NOW)
+
+
+def site_variant(folder: Path, change) -> Path:
+    """A copy of the site file in `folder`, reading the same extracts, with `change(raw)` applied."""
+    raw = yaml.safe_load(SITE.read_text(encoding="utf-8"))
+    change(raw)
+    raw["data"] = {"folder": str(SITE_DIR / "extracts"), "allowed_roots": [str(SITE_DIR)]}
+    raw["outputs"] = str(folder / "outputs")
+    (folder / "site.yaml").write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return folder / "site.yaml"
+
+
+@pytest.fixture(scope="module")
+def without_holidays(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    """The same site and data with the same delivery days but no public holidays: Thanksgiving is a working day."""
+
+    def no_holidays(raw: dict) -> None:
+        raw["calendars"]["site"]["holidays"] = None
+        raw["calendars"]["carriers"]["default"]["holidays"] = None  # USPS inherits the default's holidays
+
+    return build_picture(load_settings(site_variant(tmp_path_factory.mktemp("no-holidays"), no_holidays)), now=NOW)
 
 
 def board(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
@@ -223,7 +247,7 @@ def test_release_status_is_derived_from_the_release_date_and_the_order_status(pi
         "SO:004501": "released",  # Shipped is not a cancel word
     }
     assert {k: got.get(k) for k in expected} == expected
-    assert sum(v == "released" for v in got.values()) == 36
+    assert sum(v == "released" for v in got.values()) == 39
 
 
 def test_two_timestamp_formats_in_one_column_and_us_dates(picture):
@@ -273,12 +297,7 @@ def test_one_ltl_bol_carries_all_three_pallets(picture):
 
 
 def test_without_consolidated_carriers_the_bol_would_leave_two_pallets_unlabelled(tmp_path):
-    raw = yaml.safe_load(SITE.read_text(encoding="utf-8"))
-    raw["policy"]["consolidated_carriers"] = []
-    raw["data"] = {"folder": str(SITE_DIR / "extracts"), "allowed_roots": [str(SITE_DIR)]}
-    raw["outputs"] = str(tmp_path / "outputs")
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    con = build_picture(load_settings(tmp_path / "site.yaml"), now=NOW)
+    con = build_picture(load_settings(site_variant(tmp_path, lambda raw: raw["policy"].update(consolidated_carriers=[]))), now=NOW)
     assert board(con)["SO:004506"]["state"] == "packed"
     n = con.execute("SELECT count(*) FROM blockers WHERE order_id = 'SO:004506' AND reason = 'label_missing'").fetchone()[0]
     assert n == 2
@@ -326,3 +345,68 @@ def test_a_missed_ship_by_cites_only_the_work_really_left(picture):
 def test_the_key_account_buffer_is_what_puts_its_order_at_risk(picture):
     got = board(picture)["SO:004520"]
     assert got["promise_status"] == "at_risk" and "buffer" in got["promise_reason"].lower(), got
+
+
+# --------------------------------------------------------------------------------------------
+# Thanksgiving week (Thu 26 Nov 2026): stories only a calendar gets right
+
+
+def promise_row(con: duckdb.DuckDBPyConnection, order_id: str) -> dict:
+    rows = con.execute("SELECT * FROM promise WHERE order_id = ?", [order_id]).df().to_dict(orient="records")
+    assert len(rows) == 1, f"{order_id}: {len(rows)} promise rows"
+    return rows[0]
+
+
+def local(ts) -> dt.datetime:
+    return ts.to_pydatetime().astimezone(TZ).replace(tzinfo=None)
+
+
+def test_thanksgiving_two_day_air_for_friday_must_leave_today(picture, without_holidays):
+    # UPS 2DA, promised Fri 27: Tuesday + 2 delivery days is Friday, Wednesday + 2 is Monday (no delivery Thursday).
+    # Out of cartons, a key account's 120-min buffer: the block must clear by 17:30 - 25 - 120 = 15:05.
+    got, row = board(picture)["SO:004541"], promise_row(picture, "SO:004541")
+    assert got["promise_status"] == "at_risk", got
+    assert local(row["promise_by"]) == dt.datetime(2026, 11, 24, 17, 30), row["promise_by"]
+    assert local(row["clear_by"]) == dt.datetime(2026, 11, 24, 15, 5), row["clear_by"]
+    assert re.search(r"must clear by Tue 24 Nov 15:05\b.*before the next review Tue 24 Nov 15:30", got["promise_reason"]), got
+    # Thanksgiving a working day: Wednesday's truck would arrive Thursday, and the block could wait until Wednesday.
+    assert board(without_holidays)["SO:004541"]["promise_status"] == "safe"
+    assert local(promise_row(without_holidays, "SO:004541")["promise_by"]) == dt.datetime(2026, 11, 25, 17, 30)
+
+
+def test_thanksgiving_ltl_from_wednesday_arrives_the_next_wednesday(picture, without_holidays):
+    # ODFL comes Mon/Wed/Fri; 4 delivery days from Wed 25 skip Thanksgiving and the weekend: Wed 02 Dec.
+    got = board(picture)["SO:004542"]
+    assert got["promise_status"] == "needs_communication", got
+    assert re.search(
+        r"Wed 25 Nov 14:00 \+ 4 delivery day\(s\) \(no delivery Thu 26 Nov \(Thanksgiving Day\)\) arrives Wed 02 Dec, "
+        r"after the promised Tue 01 Dec",
+        got["promise_reason"],
+    ), got
+    assert board(without_holidays)["SO:004542"]["promise_status"] == "safe"  # Thu 26, Fri 27, Mon 30, Tue 01
+
+
+def test_thanksgiving_two_day_air_promised_for_the_holiday_itself(picture, without_holidays):
+    # The web shop promised Thursday 26 on two-day air; nobody delivers on Thanksgiving: today's truck arrives Friday.
+    got = board(picture)["SO:004543"]
+    assert got["promise_status"] == "needs_communication", got
+    assert re.search(
+        r"Tue 24 Nov 17:30 \+ 2 delivery day\(s\) \(no delivery Thu 26 Nov \(Thanksgiving Day\)\) arrives Fri 27 Nov, "
+        r"after the promised Thu 26 Nov",
+        got["promise_reason"],
+    ), got
+    assert board(without_holidays)["SO:004543"]["promise_status"] == "safe"
+
+
+def test_the_last_review_before_thanksgiving_looks_ahead_to_friday_morning():
+    # The site is closed on Thanksgiving, so nobody reviews then: after Wednesday's 15:30 the team looks again Friday 07:30.
+    wednesday = dt.datetime(2026, 11, 25, 15, 30, tzinfo=TZ)
+    assert next_review_after(load_settings(SITE), wednesday) == dt.datetime(2026, 11, 27, 7, 30, tzinfo=TZ)
+
+
+def test_a_backorder_line_does_not_hold_the_shipment_that_leaves_without_it():
+    # SO:004525 ships without its unallocated line 3 (partial allowed): at the 15:30 review its allocation
+    # blocker must not put the rest of the order at risk.
+    con = build_picture(load_settings(SITE), now=dt.datetime(2026, 11, 24, 15, 30, tzinfo=TZ))
+    got = board(con)["SO:004525"]
+    assert got["promise_status"] == "safe", got["promise_reason"]

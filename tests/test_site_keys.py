@@ -36,6 +36,26 @@ def test_every_shipped_and_fixture_site_file_loads_under_the_strict_check(path):
     load_settings(path)
 
 
+def presets() -> list[Path]:
+    return sorted((ROOT / "parameters" / "presets").glob("*.yaml"))
+
+
+def test_the_project_ships_the_presets_this_test_loads():
+    assert {p.name for p in presets()} >= {"odoo-transfers.yaml", "shopware5-orders.yaml"}
+
+
+@pytest.mark.parametrize("preset", presets(), ids=lambda p: p.name)
+def test_every_preset_loads_under_the_strict_check_as_it_is_used(tmp_path, preset):
+    # A preset is used by copying its sources: entries into a site file (presets.py); as copied, every key is known.
+    raw = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    raw["data"] = {"folder": ".", "allowed_roots": ["."]}
+    raw["sources"].update(yaml.safe_load(preset.read_text(encoding="utf-8"))["sources"])
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    settings = load_settings(path)
+    assert set(yaml.safe_load(preset.read_text(encoding="utf-8"))["sources"]) <= set(settings.sources)
+
+
 def write(tmp_path: Path, edit) -> Path:
     raw = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     raw["data"] = {"folder": ".", "allowed_roots": ["."]}
@@ -94,6 +114,24 @@ MISSPELLED = [
      "unknown setting policy.note_rules\\[0\\].regex \\(known here: pattern, reason\\)"),
     ("policy.risk_score", lambda r: r["policy"].update(risk_score={"enable": True}), "enable:",
      "unknown setting policy.risk_score.enable; did you mean 'enabled'"),
+    ("databases", lambda r: r.update(databases={"wms": {"url": {"env": "WMS_URL"}, "timeout": 60}}), "timeout:",
+     "unknown setting databases.wms.timeout; did you mean 'timeout_s'"),
+    ("a database url", lambda r: r.update(databases={"wms": {"url": {"envv": "WMS_URL"}}}), "envv:",
+     "unknown setting databases.wms.url.envv; did you mean 'env'"),
+    ("a database source", lambda r: r["sources"].update(pick_tasks={"database": "wms", "querry": "SELECT 1"}), "querry:",
+     "unknown setting sources.pick_tasks.querry; did you mean 'query'"),
+    ("freshness", lambda r: r["freshness"].update(max_ages={}), "max_ages:", "unknown setting freshness.max_ages; did you mean 'max_age'"),
+    ("freshness.max_age", lambda r: r["freshness"]["max_age"].update(pick_task="30 min"), "pick_task:",
+     "'pick_task' is not a source \\(or default\\) \\(freshness.max_age.pick_task\\); did you mean 'pick_tasks'"),
+    ("store", lambda r: r["store"].update(engin="spark"), "engin:", "unknown setting store.engin; did you mean 'engine'"),
+    ("labour", lambda r: r["labour"].update(productive_shares=0.8), "productive_shares:",
+     "unknown setting labour.productive_shares; did you mean 'productive_share'"),
+    ("labour.minutes", lambda r: r["labour"]["minutes"].update(pick_lines=1), "pick_lines:",
+     "'pick_lines' is not a unit of work \\(labour.minutes.pick_lines\\); did you mean 'pick_line'"),
+    ("a labour shift", lambda r: r["labour"]["shifts"][0]["people"].update(packing=3), "packing:",
+     "'packing' is not an area \\(labour.shifts\\[0\\].people.packing\\); did you mean 'pack'"),
+    ("labour.observed", lambda r: r["labour"]["observed"].update(window=60), "window:",
+     "unknown setting labour.observed.window; did you mean 'window_minutes'"),
 ]
 
 
@@ -126,6 +164,10 @@ READERS = {  # module -> the functions that read the site file
     "taxonomy": ("notes_settings",),
     "risk": ("risk_policy",),
     "asof": ("grace_minutes",),
+    "dbsource": ("parse_databases", "parse_source"),
+    "freshness": ("freshness_settings",),
+    "store": ("store_settings",),
+    "labour": ("load_labour",),
 }
 
 
@@ -180,7 +222,8 @@ def keys_known() -> set[str]:
 
 
 def test_every_key_a_reader_looks_up_is_in_the_schema():
-    own = {"true", "false", ".."}  # booleans: keys YAML reads as true / false (site_keys.BOOLEAN_KEYS); '..' a path part
+    # booleans: keys YAML reads as true / false (site_keys.BOOLEAN_KEYS); '..' a path part; '://' tells a URL (`"://" in url`)
+    own = {"true", "false", "..", "://"}
     assert keys_read() - keys_known() - own == set()
 
 

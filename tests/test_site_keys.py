@@ -22,7 +22,7 @@ DEMO = ROOT / "parameters" / "demo.yaml"
 
 def site_files() -> list[Path]:
     """Every site file the project ships or tests with (a taxonomy such as reasons.yaml is not one)."""
-    found = sorted(ROOT.glob("parameters/*.yaml")) + sorted((ROOT / "tests" / "fixtures").glob("**/site*.yaml"))
+    found = sorted(ROOT.glob("parameters/*.yaml")) + sorted((ROOT / "tests" / "fixtures").glob("**/*.yaml"))
     return [p for p in found if "sources" in (yaml.safe_load(p.read_text(encoding="utf-8")) or {})]
 
 

@@ -197,3 +197,30 @@ def test_one_manifest_feeds_the_cartons_and_the_labelled_shipments(picture):
     ]
     cartons = dict(picture.execute("SELECT carton_id, shipment_id FROM carton_status WHERE order_id = '0004500106'").fetchall())
     assert cartons == {"00312345670000000061": "1Z4F00A10300000061/00312345670000000061", "00312345670000000062": None}
+
+
+def test_the_shapes_apply_to_a_database_source_as_to_a_file(tmp_path):
+    # The same delivery blocks read from the ERP's database (a table holding the header export's rows) instead of
+    # its file: where:, the joined key and the date + time columns work on a query's rows as on a file's.
+    import sqlite3
+
+    import pandas as pd
+
+    from handoff_lib.extracts import load_source
+
+    header = pd.read_csv(SITE_DIR / "extracts" / "erp_vbak.csv", sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    header.insert(0, "seq", range(1, len(header) + 1))
+    with sqlite3.connect(tmp_path / "erp.sqlite") as lite:
+        header.replace({"": None}).to_sql("vbak", lite, index=False)
+    raw = yaml.safe_load(SITE.read_text(encoding="utf-8"))
+    raw["data"] = {"folder": str(SITE_DIR / "extracts"), "allowed_roots": [str(SITE_DIR)]}
+    raw["databases"] = {"erp": {"url": f"sqlite:///{tmp_path / 'erp.sqlite'}"}}
+    holds = raw["sources"]["holds"]
+    raw["sources"]["holds"] = {"database": "erp", "table": "vbak", "order_by": ["seq"], "where": holds["where"], "columns": holds["columns"]}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    con = duckdb.connect()
+    report = load_source(con, load_settings(tmp_path / "site.yaml"), "holds")
+    assert (report["format"], report["rows_read"], report["rows_accepted"], report["rows_rejected"], report["rows_other_entity"]) == (
+        "database", 16, 3, 0, 13)
+    file_holds = build_picture(load_settings(SITE), now=NOW).execute("SELECT hold_id, reference, code, placed_at FROM holds ORDER BY 1")
+    assert con.execute("SELECT hold_id, reference, code, placed_at FROM holds ORDER BY 1").fetchall() == file_holds.fetchall()

@@ -69,8 +69,11 @@ def cmd_picture(args: argparse.Namespace) -> int:
     stamp = now.strftime("%Y-%m-%d/%H%M") if now else "latest"
     out = Path(args.out) if args.out else settings.outputs / settings.site / stamp
     written = write_foundation_outputs(con, out)
-    load = con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
-    print(f"{settings.name}: read {load[0]} rows, accepted {load[1]}, rejected {load[2]} ({time.perf_counter() - t0:.1f} s)")
+    load = con.execute(
+        "SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected), sum(rows_other_entity) FROM load_report"
+    ).fetchone()
+    other = f", {load[3]} belong to other entities of a shared file" if load[3] else ""
+    print(f"{settings.name}: read {load[0]} rows, accepted {load[1]}, rejected {load[2]}{other} ({time.perf_counter() - t0:.1f} s)")
     for status, n in con.execute("SELECT status, count(*) FROM xref GROUP BY 1 ORDER BY 1").fetchall():
         print(f"  links {status}: {n}")
     print(f"outputs written to {out.resolve()}")

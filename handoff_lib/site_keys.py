@@ -3,7 +3,7 @@
 `settings.load_settings` checks the whole file against `schema()` before it reads a value: a key that is
 not known at its place, in any section, is a SettingsError naming the line, the setting and the nearest
 known key (docs/extracts.md, "Strict site files"). The modules that read the sections (settings.py,
-policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py) read no
+policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py, asof_orders.py) read no
 key this schema lacks:
 tests/test_site_keys.py checks the two stay in step, so a new setting is added here and in its reader.
 
@@ -135,6 +135,7 @@ def schema() -> Keys:
             as_of=Each(keys=tuple(ENTITIES), what="a source"),
         ),
         store=_keys("root", "engine"),  # store.py
+        backtest=_keys("ship_by_known_from"),  # asof_orders.py
         labour=_keys(  # labour.py
             "productive_share", "load_minutes", "lookahead_hours", "at_risk_above_pct",
             minutes=Each(keys=LABOUR_UNITS, what="a unit of work"),

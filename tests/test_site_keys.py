@@ -168,6 +168,7 @@ READERS = {  # module -> the functions that read the site file
     "freshness": ("freshness_settings",),
     "store": ("store_settings",),
     "labour": ("load_labour",),
+    "asof_orders": ("ship_by_known_from",),
 }
 
 

@@ -79,6 +79,24 @@ def cmd_picture(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Draft a site file for a folder of extracts (docs/extracts.md, "Your own site in three steps")."""
+    from .inspect import draft_site
+
+    out = Path(args.out) if args.out else Path("site.yaml")
+    if out.exists() and not args.force:
+        raise HandoffError(f"{out}: exists; give another --out, or --force to overwrite it")
+    draft = draft_site(args.folder, out, timezone=args.timezone, progress=not args.quiet)
+    found = ", ".join(f"{e} <- {sd.extract.path.name}" for e, sd in draft.sources.items() if sd.extract is not None)
+    print(f"{len(draft.sources)} sources found: {found}")
+    if draft.left_out:
+        print(f"  left out: {'; '.join(draft.left_out)}")
+    print(f"  {len(draft.todos)} TODO(s): {', '.join(draft.todos) or 'none'}")
+    print(f"draft site file written to {out.resolve()}")
+    print(f"next: fix the TODOs, then  handoff picture --site {out}   (join quality and rejects per column), then handoff run")
+    return 0
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup import find_orders, format_view, order_view
     from .pipeline import build_picture, trained_note_model
@@ -253,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--out", help="output folder (default: outputs/<site>/<date>/<HHMM>)")
     pc.add_argument("--quiet", action="store_true")
     pc.set_defaults(func=cmd_picture)
+
+    ins = sub.add_parser("inspect", help="read a folder of extracts and write a draft site file, commented line by line")
+    ins.add_argument("folder", help="the folder of extracts (CSV, XLSX, Parquet)")
+    ins.add_argument("--out", help="the draft site file to write (default: site.yaml)")
+    ins.add_argument("--timezone", help="the site's IANA timezone (else a TODO in the draft)")
+    ins.add_argument("--force", action="store_true", help="overwrite --out when it exists")
+    ins.add_argument("--quiet", action="store_true", help="no progress bars")
+    ins.set_defaults(func=cmd_inspect)
 
     lk = sub.add_parser("lookup", help="find an order by any identifier and show every linked record")
     lk.add_argument("identifier")

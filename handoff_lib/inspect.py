@@ -525,7 +525,8 @@ def field_score(entity: Entity, f: Field, col: Column) -> tuple[float, str]:
     if f.name == "location" and col.share.get("location", 0) > 0.7:
         extra = 0.15
     if entity.key == (f.name,) and col.values:
-        extra += 0.1 if col.distinct == len(col.values) else -0.3
+        unique = col.distinct / len(col.values)
+        extra += 0.1 if unique >= 0.98 else (0.0 if unique >= 0.9 else -0.3)  # a few repeats: duplicate exports
     if ns == 0:
         conf = min(0.6, 0.35 * tscore + extra)
     else:
@@ -773,7 +774,7 @@ def _prefixes(values: list[str]) -> list[str]:
         m = re.match(r"^([A-Za-z]{1,4})[^A-Za-z0-9]*\d", v)
         if m:
             c[m.group(1).upper()] += 1
-    return sorted(p for p, n in c.items() if n >= max(2, 0.05 * len(values)))
+    return [p for p, n in c.most_common() if n >= 3]
 
 
 def propose_identifiers(sources: dict[str, SourceDraft]) -> dict[str, tuple[IdRule, int, int, str]]:
@@ -807,6 +808,12 @@ def propose_identifiers(sources: dict[str, SourceDraft]) -> dict[str, tuple[IdRu
                         candidates.append((n, -complexity, rule, seps))
         candidates.sort(key=lambda x: (x[0], x[1]), reverse=True)
         n, _, rule, seps = candidates[0]
+        for p in prefixes[4:12] + [x for x in prefixes[:4] if x not in rule.prefixes]:  # more prefixes, one at a time
+            more = IdRule(kind, (*rule.prefixes, p), rule.line_suffix, rule.strip_zeros, rule.separators)
+            m = count_links(con, index, refs, more)
+            if m > n:
+                n, rule = m, more
+                candidates.append((m, 0, more, seps))
         base = next(c for c in candidates if not c[2].prefixes and c[3] == DEFAULT_SEPARATORS and c[2].strip_zeros and not c[2].line_suffix)
         fields = ", ".join(f"{e}.{f}" for e, f in reffields if _column_values(sources, e, f))
         why = (f"links {n} of the {len(refs)} distinct values of {fields} to one of the {len(index)} {ient}.{ifield} "

@@ -406,19 +406,48 @@ def name_tokens(name: str) -> str:
     return " ".join(out)
 
 
+ALL_FORMATS = tuple(f"{d} {t}".strip() for d in DATE_FORMATS for t in ("", *TIME_FORMATS))
+_PARTS = {"%m": r"\d{1,2}", "%d": r"\d{1,2}", "%H": r"\d{1,2}", "%I": r"\d{1,2}", "%M": r"\d{2}", "%S": r"\d{2}",
+          "%Y": r"\d{4}", "%y": r"\d{2}", "%b": r"[A-Za-z]{3}", "%p": r"\s*[AaPp][Mm]"}
+
+
+def _format_re(fmt: str) -> re.Pattern:
+    """A quick regular expression of a strptime format: only values it matches go to strptime (which is slow)."""
+    out, i = "", 0
+    while i < len(fmt):
+        if fmt[i] == "%" and fmt[i:i + 2] in _PARTS:
+            out += _PARTS[fmt[i:i + 2]]
+            i += 2
+        else:
+            out += r"\s*" if fmt[i] == " " else re.escape(fmt[i])
+            i += 1
+    return re.compile(out)
+
+
+FORMAT_RES = {f: _format_re(f) for f in ALL_FORMATS}
+
+
+def fitting_formats(v: str, dates_only: bool = False) -> list[str]:
+    """The strptime formats (of ALL_FORMATS) that read `v`."""
+    out = []
+    for fmt, rx in FORMAT_RES.items():
+        if dates_only and "%H" in fmt or dates_only and "%I" in fmt:
+            continue
+        if rx.fullmatch(v):
+            try:
+                dt.datetime.strptime(v, fmt)
+                out.append(fmt)
+            except ValueError:
+                pass
+    return out
+
+
 def _ts_format(v: str) -> str | None:
     """The format a timestamp or date value is written in ('ISO', 'ISO with zone' or a strptime format)."""
     if ISO_RE.match(v):
         return "ISO with zone" if ZONED_RE.search(v) and "-" in v[:8] else "ISO"
-    for d in DATE_FORMATS:
-        for t in ("", *TIME_FORMATS):
-            fmt = f"{d} {t}".strip()
-            try:
-                dt.datetime.strptime(v, fmt)
-                return fmt
-            except ValueError:
-                continue
-    return None
+    fits = fitting_formats(v)
+    return fits[0] if fits else None
 
 
 def _profile(name: str, values: list[str], n_rows: int) -> Column:
@@ -620,19 +649,11 @@ def _cover(values: list[str], kind: str) -> list[str]:
     """Non-ISO strptime formats that read every value, fewest first: month/day and day/month are told apart by
     values with a part above 12; a value read either way counts for the format the others need."""
     need: list[set[str]] = []
-    for v in values:
-        if ISO_RE.match(v):
+    for v in set(values):
+        if ISO_RE.match(v) or not (re.search(r"[-/.: ]", v) or re.fullmatch(r"\d{8}|\d{14}", v)):
             continue
-        fits = set()
-        for d in DATE_FORMATS:
-            for t in (("",) if kind == "date" else ("", *TIME_FORMATS)):
-                fmt = f"{d} {t}".strip()
-                try:
-                    dt.datetime.strptime(v, fmt)
-                    fits.add(fmt)
-                except ValueError:
-                    pass
-        if fits and (re.search(r"[-/.: ]", v) or re.fullmatch(r"\d{8}|\d{14}", v)):
+        fits = set(fitting_formats(v, dates_only=kind == "date"))
+        if fits:
             need.append(fits)
     chosen: list[str] = []
     while need:
@@ -1144,3 +1165,115 @@ def draft_site(folder: str | Path, out: str | Path | None = None, timezone: str 
         Path(out).write_text(text, encoding="utf-8")
     _ROWS.clear()
     return Draft(text, sources, ids, todos, left_out)
+
+
+# --- measuring a draft against a known site file -------------------------------------------------------------
+
+
+@dataclass
+class Score:
+    """A draft's proposals against a site file known to be right: counts per kind and the details."""
+
+    counts: dict[str, Counter] = field(default_factory=dict)  # entities / fields / values -> Counter(right, wrong, todo)
+    wrong: list[str] = field(default_factory=list)  # what was proposed wrong, and what is right
+    todo: list[str] = field(default_factory=list)
+    links: tuple[int, int] = (0, 0)  # distinct references linked under the draft's identifier rules, under the truth's
+
+    def add(self, kind: str, verdict: str, what: str = "") -> None:
+        self.counts.setdefault(kind, Counter())[verdict] += 1
+        if verdict == "wrong":
+            self.wrong.append(f"{kind}: {what}")
+        elif verdict == "todo":
+            self.todo.append(f"{kind}: {what}")
+
+
+def _source_of(spec, fname: str, header: set[str]) -> str | None:
+    """How a site file's source gives a field: 'column X', 'constant V', 'derived', or None (not at all)."""
+    if fname in spec.derived:
+        return "derived"
+    if fname in spec.constants:
+        return f"constant {spec.constants[fname].strip().upper()}"
+    col = spec.columns.get(fname)
+    if col and col.casefold() in header:
+        return f"column {col.casefold()}"
+    return None
+
+
+def score_draft(draft_path: str | Path, truth_path: str | Path, todos: list[str]) -> Score:
+    """Compare the draft site file at `draft_path` (its TODOs in `todos`) with the right one at `truth_path`:
+    which file each entity reads, each field's source, each status code's mapping, and how many references the
+    identifier rules link. A proposal marked TODO counts as TODO whatever it says; a field or code the right file
+    maps and the draft leaves out without a TODO counts as wrong."""
+    from .settings import load_settings
+
+    draft, truth = load_settings(draft_path), load_settings(truth_path)
+    todo = set(todos)
+    score = Score()
+    headers: dict[Path, set[str]] = {}
+    for ename, ent in ENTITIES.items():
+        t, d = truth.sources[ename], draft.sources[ename]
+        tfile, dfile = (Path(t.file).name if t.file else None), (Path(d.file).name if d.file else None)
+        score.add("entities", "right" if tfile == dfile else "wrong", f"{ename}: draft reads {dfile}, right is {tfile}")
+        if t.file is None:
+            continue
+        path = truth.data_folder / t.file
+        if path not in headers:
+            headers[path] = {c.name.casefold() for c in read_extract(path).columns}
+        header = headers[path]
+        dheader = header if tfile == dfile else set()
+        for f in ent.fields:
+            right, got = _source_of(t, f.name, header), _source_of(d, f.name, dheader) if dfile else None
+            if right is None and got is None:
+                continue
+            what = f"{ename}.{f.name}: draft {got}, right {right}"
+            if f"{ename}.columns.{f.name}" in todo:
+                score.add("fields", "todo", what)
+            else:
+                score.add("fields", "right" if got == right else "wrong", what)
+            if right is None or not right.startswith("column") or f.type not in ("enum", "int") or f.name not in t.values:
+                continue
+            values = Counter(v.strip().upper() for v in read_extract(path).column(_header_name(path, t.columns[f.name])).values)
+            for code in sorted(values):
+                if code not in t.values[f.name] and f.type == "int":
+                    continue  # a number read as a number
+                want = t.values[f.name].get(code)
+                have = d.values.get(f.name, {}).get(code)
+                what = f"{ename}.{f.name} {code!r}: draft {have}, right {want}"
+                if any(x.startswith(f"{ename}.values.{f.name}.") and x.split(".", 3)[3].upper() == code for x in todo):
+                    score.add("values", "todo", what)
+                else:
+                    score.add("values", "right" if have == want else "wrong", what)
+    score.links = (_links_under(draft), _links_under(truth))
+    return score
+
+
+def _header_name(path: Path, col: str) -> str:
+    return next(c.name for c in read_extract(path).columns if c.name.casefold() == col.casefold())
+
+
+def _links_under(settings) -> int:
+    """Distinct references (ID_KINDS) that match their kind's index under the site file's identifier rules."""
+    from .identifiers import rule_for
+
+    con = duckdb.connect()
+    cache: dict[tuple[str, str], list[str]] = {}
+
+    def values(entity: str, fname: str) -> list[str]:
+        spec = settings.sources[entity]
+        if spec.file is None or fname in spec.constants or fname in spec.derived:
+            return []
+        key = (entity, fname)
+        if key not in cache:
+            path = settings.data_folder / spec.file
+            names = {c.name.casefold(): c for c in read_extract(path).columns}
+            col = names.get(spec.columns[fname].casefold())
+            cache[key] = sorted(set(col.values)) if col else []
+        return cache[key]
+
+    total = 0
+    for kind, ((ient, ifield), reffields) in ID_KINDS.items():
+        index = values(ient, ifield)
+        refs = sorted({v for e, f in reffields for v in values(e, f)})
+        if index and refs:
+            total += count_links(con, index, refs, rule_for(settings, kind))
+    return total

@@ -118,7 +118,7 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
     "inventory": {
         "sku": ("item", "item id", "item code", "product id", "product"),
         "location": ("location", "location id", "storage location", "from location"),
-        "on_hand": ("on hand", "qty on hand", "on hand qty", "physical"),
+        "on_hand": ("on hand", "qty on hand", "on hand qty", "physical", "qty"),
         "allocated": ("allocated", "qty allocated", "allocated qty"),
         "on_hold": ("on hold", "qty hold", "hold", "hold qty", "damaged"),
     },

@@ -18,7 +18,9 @@ from pathlib import Path
 import yaml
 
 from handoff_lib.demo import generate
-from handoff_lib.inspect import draft_site, score_draft
+from handoff_lib.inspect import draft_site, fix_todos_from, score_draft
+from handoff_lib.pipeline import build_picture
+from handoff_lib.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OLIST = Path("/work/shared/data/olist-2017-10k")
@@ -32,6 +34,11 @@ def truth_reading(site_file: Path, folder: Path, tmp: Path) -> Path:
     out = tmp / f"truth-{site_file.stem}.yaml"
     out.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out
+
+
+def _links(con) -> str:
+    n = dict(con.execute("SELECT status, count(*) FROM xref GROUP BY 1").fetchall())
+    return f"{n.get('linked', 0)} / {n.get('ambiguous', 0)} / {n.get('unmatched', 0)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             out = tmp / f"draft-{site.stem}.yaml"
             draft = draft_site(folder, out, progress=False)
             took = time.perf_counter() - t0
-            s = score_draft(out, truth_reading(site, folder, tmp), draft.todos)
+            truth = truth_reading(site, folder, tmp)
+            s = score_draft(out, truth, draft.todos)
+            fixed = fix_todos_from(out, truth, draft.todos, tmp / f"fixed-{site.stem}.yaml")
+            xref = [_links(build_picture(load_settings(x))) for x in (fixed, truth)]
 
             def cell(kind: str, s=s) -> str:
                 c = s.counts.get(kind, {})
@@ -63,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
             other = [x for x in draft.todos if ".columns." not in x and ".values." not in x]
             rows.append(f"| {name} | {cell('entities')} | {cell('fields')} | {cell('values')} | {', '.join(other) or '-'} | "
-                        f"{s.links[0]} / {s.links[1]} | {took:.1f} s |")
+                        f"{xref[0]} | {xref[1]} | {took:.1f} s |")
             details += [f"{name}: wrong {w}" for w in s.wrong] + [f"{name}: TODO {w}" for w in s.todo]
     print("| data set | entities right / wrong / TODO | fields right / wrong / TODO | status codes right / wrong / TODO "
-          "| other TODOs | references linked: draft / site file | inspect time |")
-    print("|---|---|---|---|---|---|---|")
+          "| other TODOs | crosswalk, draft with its TODOs fixed: linked / ambiguous / unmatched | crosswalk, site file "
+          "| inspect time |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     print("\n".join(details) or "no wrong or TODO proposal")

@@ -811,10 +811,13 @@ def propose_identifiers(sources: dict[str, SourceDraft]) -> dict[str, tuple[IdRu
         extra = [ch for ch in extra if ch in ":;|,~+*"]
         prefixes = _prefixes(index + refs)
         suffix = None
-        if kind == "pick_ticket":
-            m = Counter(re.search(r"-(\d{1,3})$", v).group(1).__len__() for v in index if re.search(r"-\d{1,3}$", v))
-            if m and m.most_common(1)[0][1] >= 0.8 * len(index):
-                suffix = rf"-\d{{{m.most_common(1)[0][0]}}}$"
+        if kind == "pick_ticket":  # a line suffix most tickets carry; its length as the tickets and the references write it
+            with_suffix = [v for v in index if re.search(r"-\d{1,3}$", v)]
+            if len(with_suffix) >= 0.8 * len(index):
+                cited = [v for v in refs if re.search(r"-\d{1,3}$", v) and any(v.upper().startswith(p) for p in prefixes[:4])]
+                lengths = {len(re.search(r"-(\d{1,3})$", v).group(1)) for v in with_suffix + cited}
+                lo, hi = min(lengths), max(lengths)
+                suffix = rf"-\d{{{lo}}}$" if lo == hi else rf"-\d{{{lo},{hi}}}$"
         pre_options: list[tuple[str, ...]] = [()]
         for k in (1, 2):
             pre_options += [tuple(x) for x in itertools.combinations(prefixes[:4], k)]
@@ -1277,3 +1280,34 @@ def _links_under(settings) -> int:
         if index and refs:
             total += count_links(con, index, refs, rule_for(settings, kind))
     return total
+
+
+def fix_todos_from(draft: str | Path, right: str | Path, todos: list[str], out: str | Path) -> Path:
+    """The draft site file with what each of its TODOs points at taken from the site file known to be right, and
+    nothing else changed: what a user fixing the TODOs does, for measuring (comments are not kept)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(draft).read_text(encoding="utf-8"))
+    good = yaml.safe_load(Path(right).read_text(encoding="utf-8"))
+    for todo in todos:
+        parts = todo.split(".", 3)
+        if todo in ("timezone", "cutoffs"):
+            raw[todo] = good.get(todo) or []
+        elif parts[0] == "identifiers":
+            raw["identifiers"][parts[1]] = good.get("identifiers", {}).get(parts[1], {})
+        elif parts[1] == "columns":
+            cols = raw["sources"][parts[0]]["columns"]
+            want = good["sources"][parts[0]].get("columns", {}).get(parts[2])
+            if want is None:
+                cols.pop(parts[2], None)
+            else:
+                cols[parts[2]] = want
+        elif parts[1] == "values":
+            want = good["sources"][parts[0]].get("values", {}).get(parts[2], {})
+            code = next(k for k in want if str(k).upper() == parts[3].upper())
+            raw["sources"][parts[0]].setdefault("values", {}).setdefault(parts[2], {})[code] = want[code]
+        elif parts[1] == "timestamp_format":
+            for key in ("timestamp_format", "date_format"):
+                raw["sources"][parts[0]][key] = good["sources"][parts[0]].get(key)
+    Path(out).write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return Path(out)

@@ -18,6 +18,7 @@ import yaml
 
 from handoff_lib.contract import ENTITIES
 from handoff_lib.inspect import draft_site, propose_values, read_extract, score_draft
+from handoff_lib.inspect import fix_todos_from as fix_todos
 from handoff_lib.pipeline import build_picture
 from handoff_lib.settings import load_settings
 
@@ -31,34 +32,6 @@ def reading(site_file: Path, folder: Path, out: Path) -> Path:
     raw = yaml.safe_load(site_file.read_text(encoding="utf-8"))
     raw["data"] = {"folder": str(folder), "allowed_roots": [str(folder)]}
     raw["outputs"] = str(out.parent / "outputs")
-    out.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return out
-
-
-def fix_todos(draft: Path, truth: Path, todos: list[str], out: Path) -> Path:
-    """The draft with what each of its TODOs points at taken from the right site file, and nothing else."""
-    raw = yaml.safe_load(draft.read_text(encoding="utf-8"))
-    right = yaml.safe_load(truth.read_text(encoding="utf-8"))
-    for todo in todos:
-        parts = todo.split(".", 3)
-        if todo in ("timezone", "cutoffs"):
-            raw[todo] = right.get(todo) or []
-        elif parts[0] == "identifiers":
-            raw["identifiers"][parts[1]] = right.get("identifiers", {}).get(parts[1], {})
-        elif parts[1] == "columns":
-            cols = raw["sources"][parts[0]]["columns"]
-            want = right["sources"][parts[0]].get("columns", {}).get(parts[2])
-            if want is None:
-                cols.pop(parts[2], None)
-            else:
-                cols[parts[2]] = want
-        elif parts[1] == "values":
-            want = right["sources"][parts[0]].get("values", {}).get(parts[2], {})
-            code = next(k for k in want if str(k).upper() == parts[3].upper())
-            raw["sources"][parts[0]].setdefault("values", {}).setdefault(parts[2], {})[code] = want[code]
-        elif parts[1] == "timestamp_format":
-            for key in ("timestamp_format", "date_format"):
-                raw["sources"][parts[0]][key] = right["sources"][parts[0]].get(key)
     out.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out
 
@@ -200,3 +173,19 @@ def test_handoff_inspect_cli_writes_the_draft_and_says_where(tmp_path):
     again = subprocess.run([sys.executable, "-m", "handoff_lib.cli", "inspect", str(SITE2 / "extracts"), "--out", str(out)],
                            capture_output=True, text=True, check=False, timeout=300)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_demo_day_draft_proposes_nothing_wrong_and_links_every_record_as_the_demo_site_file(tmp_path):
+    from handoff_lib.demo import generate
+
+    root = Path(__file__).resolve().parent.parent
+    generate(orders=400, seed=11, out=tmp_path / "day", date="2026-11-24", at=["14:30"], site_file=str(root / "parameters/demo.yaml"))
+    draft = draft_site(tmp_path / "day", tmp_path / "draft.yaml", progress=False)
+    truth = reading(root / "parameters/demo.yaml", tmp_path / "day", tmp_path / "demo.yaml")
+    score = score_draft(tmp_path / "draft.yaml", truth, draft.todos)
+    assert score.wrong == []
+    assert score.counts["fields"]["right"] == 72
+    assert all(t.startswith("values: pick_tasks.status ") for t in score.todo)  # the numeric task codes 10-90 only
+    fixed = fix_todos(tmp_path / "draft.yaml", truth, draft.todos, tmp_path / "fixed.yaml")
+    now = dt.datetime(2026, 11, 24, 14, 30, tzinfo=load_settings(truth).tz)
+    assert load_counts(build_picture(load_settings(fixed), now=now)) == load_counts(build_picture(load_settings(truth), now=now))

@@ -189,3 +189,19 @@ def test_demo_day_draft_proposes_nothing_wrong_and_links_every_record_as_the_dem
     fixed = fix_todos(tmp_path / "draft.yaml", truth, draft.todos, tmp_path / "fixed.yaml")
     now = dt.datetime(2026, 11, 24, 14, 30, tzinfo=load_settings(truth).tz)
     assert load_counts(build_picture(load_settings(fixed), now=now)) == load_counts(build_picture(load_settings(truth), now=now))
+
+
+def test_xlsx_and_parquet_exports_are_inspected_like_csv(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    stock = pd.read_csv(SITE2 / "extracts" / "wms_inventory.csv", dtype=str)
+    stock.to_excel(folder / "stock.xlsx", index=False)
+    pd.read_csv(SITE2 / "extracts" / "crm_account_instructions.csv", dtype=str).to_parquet(folder / "instructions.parquet")
+    draft = draft_site(folder, tmp_path / "site.yaml", progress=False)
+    assert draft.sources["inventory"].extract.format == "xlsx"
+    assert {f: p.column for f, p in draft.sources["inventory"].fields.items()} == {
+        "sku": "Item", "location": "Bin", "on_hand": "On Hand", "allocated": "Allocated", "on_hold": "QC Hold"}
+    assert draft.sources["account_instructions"].extract.format == "parquet"
+    assert load_settings(tmp_path / "site.yaml").sources["inventory"].file == "stock.xlsx"

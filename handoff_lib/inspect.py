@@ -728,6 +728,43 @@ def _release_rules(ex: Extract, props: dict[str, Proposal], values: dict[str, tu
     return rules
 
 
+def _task_code_evidence(sd: SourceDraft) -> None:
+    """Numeric task status codes proposed in the contract's order are checked against the quantities: a code whose
+    tasks are all picked in full is `picked`, the code proposed `open` or `cancelled` whose tasks have nothing picked
+    is taken as such (no TODO); the others stay TODO."""
+    req, got = sd.fields.get("qty_required"), sd.fields.get("qty_picked")
+    status = sd.fields["status"]
+    if req is None or got is None or req.column is None or got.column is None or req.todo or got.todo:
+        return
+    ex = sd.extract
+    assert ex is not None
+    names = [c.name for c in ex.columns]
+    si, ri, gi = names.index(status.column), names.index(req.column), names.index(got.column)
+    full: Counter[str] = Counter()
+    zero: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for r in _rows(ex):
+        if max(si, ri, gi) >= len(r):
+            continue
+        code, q, p = r[si].strip(), r[ri].strip(), r[gi].strip() or "0"
+        if not (INT_RE.match(q) and INT_RE.match(p)):
+            continue
+        seen[code] += 1
+        full[code] += float(p) >= float(q) > 0
+        zero[code] += float(p) == 0
+    mapping = sd.values["status"]
+    for code, (canon, todo, why) in list(mapping.items()):
+        n = seen[code]
+        if not todo or not n:
+            continue
+        if canon == "picked" and full[code] >= 0.95 * n:
+            mapping[code] = (canon, False, why + f"; {full[code]} of {n} tasks picked in full")
+        elif canon in ("open", "cancelled") and zero[code] >= 0.95 * n:
+            mapping[code] = (canon, False, why + f"; {zero[code]} of {n} tasks have nothing picked")
+        else:
+            mapping[code] = (canon, True, why + f"; of {n} tasks {full[code]} picked in full, {zero[code]} nothing picked")
+
+
 def _positions(ex: Extract, name: str) -> dict[int, str]:
     """Row index -> non-blank value of column `name` (re-read: profiles keep values, not rows)."""
     rows = _rows(ex)
@@ -926,6 +963,8 @@ def _complete(sd: SourceDraft) -> None:
             continue
         if f.type == "enum" or (f.type == "int" and col.share["code_int"] > 0.5):
             sd.values[fname] = propose_values(ent, f, col)
+    if sd.entity == "pick_tasks" and "status" in sd.values:
+        _task_code_evidence(sd)
     if sd.entity == "orders" and "release_status" in sd.values:
         rules = _release_rules(ex, sd.fields, sd.values["release_status"])
         if rules:

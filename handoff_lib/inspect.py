@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -899,7 +900,12 @@ def inspect_folder(folder: str | Path, progress: bool = True) -> tuple[dict[str,
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
     if not files:
         raise HandoffError(f"{folder}: no CSV, XLSX or Parquet files to inspect")
-    extracts = [read_extract(p) for p in tqdm(files, desc="reading extracts", unit="file", disable=not progress)]
+    extracts = []
+    for p in tqdm(files, desc="reading extracts", unit="file", disable=not progress):
+        try:
+            extracts.append(read_extract(p))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, duckdb.Error) as exc:
+            raise HandoffError(f"{p}: cannot be read as {p.suffix.lstrip('.').upper()} ({exc}); move it out of the folder or fix it") from None
     table: list[tuple[float, str, Extract, dict[str, Proposal]]] = []
     for ex in tqdm(extracts, desc="matching columns", unit="file", disable=not progress):
         for ent in ENTITIES.values():

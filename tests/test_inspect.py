@@ -205,3 +205,24 @@ def test_xlsx_and_parquet_exports_are_inspected_like_csv(tmp_path):
         "sku": "Item", "location": "Bin", "on_hand": "On Hand", "allocated": "Allocated", "on_hold": "QC Hold"}
     assert draft.sources["account_instructions"].extract.format == "parquet"
     assert load_settings(tmp_path / "site.yaml").sources["inventory"].file == "stock.xlsx"
+
+
+def test_numeric_task_codes_are_taken_where_the_quantities_tell_and_left_todo_where_not(tmp_path):
+    folder = tmp_path / "wms"
+    folder.mkdir()
+    rows = ["TASK_ID,ORDER_REF,ITEM,QTY_REQ,QTY_PICK,TASK_STAT"]
+    rows += [f"T{i},SO-{i},SKU-{1000 + i},4,{q},{c}" for i, (q, c) in enumerate([(0, 10)] * 5 + [(4, 30)] * 6 + [(2, 20), (0, 20)] + [(0, 90)] * 2)]
+    (folder / "tasks.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    draft = draft_site(folder, tmp_path / "site.yaml", progress=False)
+    status = draft.sources["pick_tasks"].values["status"]
+    assert {code: (canon, todo) for code, (canon, todo, _) in status.items()} == {
+        "10": ("open", False), "20": ("in_progress", True), "30": ("picked", False), "90": ("cancelled", False)}
+    assert "pick_tasks.values.status.20" in draft.todos and "pick_tasks.values.status.30" not in draft.todos
+
+
+def test_a_file_that_cannot_be_read_is_named_in_the_error(tmp_path):
+    from handoff_lib.errors import HandoffError
+
+    (tmp_path / "stock.xlsx").write_bytes(b"not a workbook")
+    with pytest.raises(HandoffError, match=r"stock\.xlsx: cannot be read as XLSX"):
+        draft_site(tmp_path, None, progress=False)

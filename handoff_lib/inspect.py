@@ -566,7 +566,7 @@ def field_score(entity: Entity, f: Field, col: Column) -> tuple[float, str]:
     conf = max(0.0, min(1.0, conf))
     why = []
     if ns:
-        why.append(f"name ~ '{syn}'" if syn != f.name else "the contract's name")
+        why.append(f"name ~ '{syn}'" if syn != f.name else "name ~ the contract's")
     why.append(_value_why(f, col))
     return conf, "; ".join(w for w in why if w)
 
@@ -1040,7 +1040,11 @@ def render(folder: Path, out: Path | None, sources: dict[str, SourceDraft], ids:
     if timezone:
         L.append(f"timezone: {timezone}")
     else:
-        L.append("timezone: UTC                 # TODO: the site's IANA timezone (naive times are read in it), e.g. America/Chicago")
+        offsets = Counter(m.group(0) for sd in sources.values() if sd.extract is not None for p in sd.fields.values()
+                          if p.column and ENTITIES[sd.entity].field(p.field).type == "timestamp"
+                          for v in sd.extract.column(p.column).values[:2000] if (m := re.search(r"[+-]\d{2}:?\d{2}$", v)))
+        hint = f"; times written with an offset carry {', '.join(o for o, _ in offsets.most_common(3))}" if offsets else ""
+        L.append(f"timezone: UTC                 # TODO: the site's IANA timezone (naive times are read in it){hint}")
         todos.append("timezone")
     L += ["", "data:", f"  folder: {_q(rel)}", f"  allowed_roots: [{_q(rel)}]", "", "outputs: outputs", ""]
     if left_out:

@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import unicodedata
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ WORDS = {
     "material": "item", "matnr": "item", "part": "item", "articolo": "item",
     "menge": "qty", "quantity": "qty", "cantidad": "qty", "quantidade": "qty", "quantite": "qty", "quantita": "qty",
     "anzahl": "qty", "units": "qty", "pcs": "qty",
-    "lagerplatz": "location", "platz": "location", "ubicacion": "location", "localizacao": "location",
+    "lagerplatz": "location", "ubicacao": "location", "platz": "location", "ubicacion": "location", "localizacao": "location",
     "emplacement": "location", "loc": "location", "bin": "location", "slot": "location", "ubicazione": "location",
     "kunde": "customer", "cliente": "customer", "client": "customer", "cust": "customer", "debitor": "customer",
     "status": "status", "stat": "status", "estado": "status", "statut": "status", "situacao": "status", "stato": "status",
@@ -81,6 +82,13 @@ WORDS = {
     "svc": "service", "servicio": "service", "servico": "service",
     "prio": "priority", "prioritaet": "priority", "prioridad": "priority", "prioridade": "priority",
     "sku": "item", "items": "item",
+    "tarea": "task", "aufgabe": "task", "tache": "task", "tarefa": "task", "compito": "task", "pickauftrag": "task",
+    "zustand": "status",
+    "onda": "wave", "welle": "wave", "vague": "wave",
+    "solicitada": "required", "requerida": "required", "pedida": "required",
+    "recogida": "picked", "pickeada": "picked", "separada": "picked", "kommissioniert": "picked", "gepickt": "picked",
+    "actualizado": "update", "atualizado": "update", "geaendert": "update", "modifie": "update",
+    "seguimiento": "tracking", "rastreio": "tracking", "sendungsnummer": "tracking",
 }
 # Contract field -> names that mean it (as normalised by `name_tokens`).
 SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -224,11 +232,12 @@ VOCAB: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
           r"completed|closed|packed|picked|fulfilled)$"), "released"),
     ),
     ("pick_tasks", "status"): (
-        (r"cancel|^cxl$|void|deleted", "cancelled"),
-        (r"short", "short"),
-        (r"progress|started|active|picking|wip|^in.?work$", "in_progress"),
-        (r"^(picked|complete|completed|done|closed|confirmed|finished)$", "picked"),
-        (r"^(open|new|created|released|assigned|pending|ready|waiting)$", "open"),
+        (r"cancel|^cxl$|void|deleted|anulad|storn|annul", "cancelled"),
+        (r"short|falta|fehlmenge|manquant|^corto", "short"),
+        (r"progress|started|active|picking|wip|^in.?work$|en curso|en proceso|em andamento|in bearbeitung|en cours", "in_progress"),
+        ((r"^(picked|complete|completed|done|closed|confirmed|finished|recogid[ao]|separad[ao]|kommissioniert|erledigt|"
+          r"termin[ée]e?|preparad[ao])$"), "picked"),
+        (r"^(open|new|created|released|assigned|pending|ready|waiting|abiert[ao]|abert[ao]|offen|ouvert[e]?|pendiente)$", "open"),
     ),
     ("pack_events", "status"): (
         (r"cancel|^cxl$|void|deleted", "cancelled"),
@@ -398,11 +407,11 @@ def read_extract(path: Path) -> Extract:
 
 def name_tokens(name: str) -> str:
     """'OrderNo' -> 'order id', 'QTY_OH' -> 'qty on hand', 'Tracking/PRO' -> 'tracking pro'."""
+    name = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))  # Artículo -> Articulo
     s = re.sub(r"([a-z])([A-Z])", r"\1 \2", name.replace("#", " # "))
     parts = [p for p in re.split(r"[^A-Za-z0-9#]+", s.lower()) if p]
     out = []
     for p in parts:
-        p = (p.encode("ascii", "ignore").decode() or p)
         out.extend(WORDS.get(p, p).split())
     return " ".join(out)
 

@@ -226,3 +226,22 @@ def test_a_file_that_cannot_be_read_is_named_in_the_error(tmp_path):
     (tmp_path / "stock.xlsx").write_bytes(b"not a workbook")
     with pytest.raises(HandoffError, match=r"stock\.xlsx: cannot be read as XLSX"):
         draft_site(tmp_path, None, progress=False)
+
+
+def test_a_spanish_pick_task_export_maps_its_words_onto_the_contract(tmp_path):
+    folder = tmp_path / "almacen"
+    folder.mkdir()
+    (folder / "tareas_picking.csv").write_text(
+        "Tarea;Pedido;Artículo;Ubicación;Onda;Cantidad Solicitada;Cantidad Recogida;Estado;Actualizado\n"
+        "900001;PED-1001;FAS-1020;A-03-02;W1;4;4;Recogida;24/11/2026 09:15\n"
+        "900002;PED-1001;FAS-1044;A-03-05;W1;2;0;Abierta;24/11/2026 09:20\n"
+        "900003;PED-1002;ELC-5012;C-02-03;W2;5;2;Anulada;24/11/2026 13:40\n",
+        encoding="utf-8",
+    )
+    draft = draft_site(folder, tmp_path / "site.yaml", progress=False)
+    tasks = draft.sources["pick_tasks"]
+    assert {f: p.column for f, p in tasks.fields.items() if not p.todo} == {
+        "task_id": "Tarea", "order_ref": "Pedido", "sku": "Artículo", "location": "Ubicación", "wave": "Onda",
+        "qty_required": "Cantidad Solicitada", "qty_picked": "Cantidad Recogida", "status": "Estado", "updated_at": "Actualizado"}
+    assert tasks.timestamp_formats == ["%d/%m/%Y %H:%M"]
+    assert tasks.values["status"]["Anulada"][0] == "cancelled"

@@ -459,7 +459,9 @@ def deliver(settings: Settings, history: Path, folder: Path, at: dt.datetime, he
         done = {(r[0], r[1]): r[2] for r in con.execute(
             "SELECT owner, channel, status FROM deliveries WHERE site = ? AND review_date = ? AND review_time = ?", list(review))}
         for owner, route in sorted(ns.routes.items()):
-            info = index[owner]  # every routed owner has files, empty when it has nothing open
+            info = index.get(owner)  # every owner routed when the review ran has files, empty when it has nothing open
+            if info is None:  # routed since: `handoff notify --at` writes its files first
+                continue
             for channel in CHANNELS:
                 if channel == "email" and not route.email or channel == "webhook" and route.webhook is None:
                     continue

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -194,12 +195,14 @@ def run_review(
     from .errors import StaleExtractError
     from .freshness import freshness_settings
     from .kernel import ReviewKernelManager
+    from .notify import notify_settings
     from .store import store_settings
 
     freshness_settings(settings)  # a bad freshness: block fails before the notebook starts
 
     settings = settings.for_review(at)
     store_settings(settings)  # a bad `store:` block fails before the run, not after it is committed
+    notify_settings(settings)  # so does a bad `notify:` block (its deliveries may fail later; its settings may not)
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
     site_root = final.parent.parent
@@ -570,7 +573,10 @@ def schedule(
 
     # deliveries that failed after earlier reviews go first (docs/notify.md); a failure again is recorded, never raised
     with site_lock(review_dir(settings, now, out_root).parent.parent / ".run.lock"):
-        out.retried = retry_failed(settings, history, now)
+        try:
+            out.retried = retry_failed(settings, history, now)
+        except (OSError, sqlite3.Error, HandoffError) as exc:  # the sent-log unreadable: say so, run the reviews anyway
+            print(f"handoff notify: failed deliveries not retried: {exc}", file=sys.stderr)
     for at in due:
         if at != current:
             why = fits_review(settings, at)

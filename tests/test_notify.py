@@ -64,7 +64,7 @@ class SmtpServer:
 class Receiver:
     """An HTTP server on loopback that records every POST body (JSON) and answers 200."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         outer = self
@@ -81,7 +81,7 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000/secretpath"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -238,6 +238,39 @@ def test_a_missing_password_variable_fails_the_delivery_without_showing_a_secret
         folder = written(tmp_path, settings)
         out = notify.deliver(settings, tmp_path / "h.duckdb", folder, at("14:00"))
     assert out[0].status == "failed" and "HANDOFF_TEST_SMTP_PW is not set" in out[0].error
+
+
+def test_a_failed_delivery_does_not_fail_the_review_and_the_next_schedule_sends_it(tmp_path, demo_day):
+    from handoff_lib.runs import schedule
+    from handoff_lib.settings import load_settings
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_day, data)
+    port = free_port()  # refused until the receiver starts below
+    url = f"http://127.0.0.1:{port}/hook"
+    settings = load_settings(make_site(tmp_path, data / "{time}", notify={"owners": {"finance": {"webhook": url}}}))
+    noon = dt.datetime(2026, 11, 24, 12, 5, tzinfo=settings.tz)
+    first = schedule(settings, noon, days_back=0, progress=False)
+    assert len(first.results) == 1  # the review ran and was published
+    manifest = json.loads((first.results[0].out_dir / "manifest.json").read_text())
+    assert manifest["notify"]["failed"] == 1
+    assert manifest["notify"]["deliveries"][0]["status"] == "failed" and "refused" in manifest["notify"]["deliveries"][0]["error"].lower()
+    with Receiver(port) as hook:
+        again = schedule(settings, noon + dt.timedelta(minutes=5), days_back=0, progress=False)
+    assert again.results == [] and [d.status for d in again.retried] == ["sent"]
+    assert len(hook.bodies) == 1 and hook.bodies[0]["text"].startswith("*Finance: ")
+    manifest = json.loads((first.results[0].out_dir / "manifest.json").read_text())
+    assert manifest["notify"]["failed"] == 0 and manifest["notify"]["deliveries"][0]["status"] == "sent"
+
+
+def test_a_bad_notify_block_stops_the_run_before_it_starts(tmp_path, demo_day):
+    from handoff_lib.runs import run_review
+    from handoff_lib.settings import load_settings
+
+    settings = load_settings(make_site(tmp_path, demo_day / "{time}", notify={"owners": {"finanse": {"webhook": "https://x.example/h"}}}))
+    with pytest.raises(SettingsError, match="finanse"):
+        run_review(settings, dt.datetime(2026, 11, 24, 12, 0, tzinfo=settings.tz), progress=False)
+    assert not (tmp_path / "outputs" / "demo" / "history.duckdb").exists()
 
 
 # ------------------------------------------------------------------------------------------- the demo day

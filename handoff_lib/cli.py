@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"needs communication {s.get('promise.needs_communication', 0)}")
     for line in result.stale:
         print(f"  STALE: {line}")
+    _print_notify(result)
     print(f"outputs written to {result.out_dir.resolve()}")
     for name in result.files:
         print(f"  {name}")
@@ -185,6 +186,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     done = schedule(settings, now, history=Path(args.history) if args.history else None,
                     out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
                     progress=not args.quiet, allow_stale=args.allow_stale)
+    _print_deliveries(done.retried)
     for at in done.skipped:
         print(f"  {at:%Y-%m-%d %H:%M} already run: skipped")
     for r in done.results:
@@ -193,6 +195,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
               f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}")
         for line in r.stale:
             print(f"    STALE: {line}")
+        _print_notify(r, "    ")
     for at, why in done.not_run:
         print(f"  {at:%Y-%m-%d %H:%M} not run: no extracts for {at:%Y-%m-%d %H:%M} ({why})")
     if done.stale:
@@ -206,6 +209,63 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if done.stale:  # the current review found an earlier day's extracts: an error (exit 2), as for handoff run
         raise StaleExtractError(done.stale[1])
     return 0
+
+
+def _print_notify(result, indent: str = "  ") -> None:
+    """What the run's notify step did (manifest.json's notify entry)."""
+    import json
+
+    path = result.out_dir / "manifest.json"
+    entry = json.loads(path.read_text(encoding="utf-8")).get("notify") if path.exists() else None
+    if not entry:
+        return
+    if "error" in entry:
+        print(f"{indent}owner queues: not delivered ({entry['error']})")
+        return
+    sent = sum(d["status"] == "sent" for d in entry["deliveries"])
+    print(f"{indent}owner queues: {entry['owners']} in {result.out_dir / entry['folder']}, {sent} sent, {entry['failed']} failed"
+          + (", held back (stale)" if entry.get("held_back") else ""))
+
+
+def _print_deliveries(deliveries, indent: str = "  ") -> None:
+    for d in deliveries:
+        extra = f" ({d.error})" if d.error else (f", {d.bytes:,} bytes" if d.bytes else "")
+        print(f"{indent}{d.owner} by {d.channel} to {d.target}: {d.status}{extra}")
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """Each owner team's queue of one stored review: write its files and send what has not been sent (docs/notify.md);
+    without --at, send again what failed after recent reviews."""
+    from .freshness import freshness_settings, stale_lines, stale_sources
+    from .notify import FOLDER, build_files, deliver, note, notify_settings, retry_failed
+    from .runs import _update_notify_manifest, default_history, review_dir, site_lock
+
+    settings = load_settings(args.site)
+    notify_settings(settings)  # a bad notify: block fails here, naming the line
+    history = Path(args.history) if args.history else default_history(settings, Path(args.outputs) if args.outputs else None)
+    out_root = Path(args.outputs) if args.outputs else None
+    if not args.at:
+        now = dt.datetime.now(settings.tz)
+        with site_lock(review_dir(settings, now, out_root).parent.parent / ".run.lock"):
+            tried = retry_failed(settings, history, now)
+        _print_deliveries(tried)
+        print(f"{settings.name}: {len(tried)} failed deliver{'y' if len(tried) == 1 else 'ies'} tried again")
+        return 1 if any(d.status == "failed" for d in tried) else 0
+    at = parse_at(args.at, settings)
+    folder = review_dir(settings, at, out_root)
+    if not (folder / "picture.duckdb").exists():
+        raise HandoffError(f"{folder}: no stored review at {at:%Y-%m-%d %H:%M} (run it first: handoff run --at ...)")
+    stale = stale_lines(stale_sources(history, settings.site, at.date(), at.strftime("%H%M")), settings, at) if history.exists() else []
+    held = bool(stale) and freshness_settings(settings).on_stale == "hold"
+    with site_lock(folder.parent.parent / ".run.lock"):
+        index = build_files(settings, history, folder, at, stale)
+        deliveries = [] if args.files_only else deliver(settings, history, folder / FOLDER, at, held=held)
+        _update_notify_manifest(folder, note(index, deliveries, held))
+    for info in index.values():
+        print(f"  {info['subject']}")
+    _print_deliveries(deliveries)
+    print(f"owner queues written to {(folder / FOLDER).resolve()}")
+    return 1 if any(d.status == "failed" for d in deliveries) else 0
 
 
 def _ensure_notes_model(settings) -> None:
@@ -343,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--allow-stale", action="store_true",
                     help="run the current review on extracts of an earlier operating day anyway, marked stale (past reviews never are)")
     sc.set_defaults(func=cmd_schedule)
+
+    nf = sub.add_parser("notify", help="each owner team's queue of a review: write its files, send e-mail/webhooks once")
+    nf.add_argument("--site", default=DEFAULT_SITE)
+    nf.add_argument("--at", help="the stored review, 'YYYY-MM-DD HH:MM' site local (default: retry failed deliveries)")
+    nf.add_argument("--history")
+    nf.add_argument("--outputs")
+    nf.add_argument("--files-only", action="store_true", help="write the owner files, send nothing")
+    nf.set_defaults(func=cmd_notify)
 
     from .notes_cli import notes_main, themes_main
 

@@ -261,7 +261,9 @@ GROUP_BY = {
     "packing_supplies": "reason",
 }
 
-ACT_NOW = """
+# the open work blockers of orders, each with the group (reason, group_key) one action clears; the act-now ranking
+# and the owner queues (owners.py) both start from it
+ACT_NOW_KEYED = """
 WITH g AS (SELECT * FROM _act_group_by),
 tasks AS (SELECT task_id, any_value(sku) AS sku, any_value(location) AS location FROM linked_pick_tasks GROUP BY task_id),
 b AS (
@@ -287,7 +289,10 @@ keyed AS (
                      WHEN 'reason' THEN reason
                      ELSE source_entity || ' ' || source_key END AS group_key
     FROM b
-),
+)
+"""
+
+ACT_NOW = ACT_NOW_KEYED + """,
 -- an order is saved by clearing a group when every open work blocker it has is in that group
 order_groups AS (SELECT order_id, count(DISTINCT reason || '|' || group_key) AS n_groups FROM keyed GROUP BY order_id),
 per_order AS (
@@ -361,6 +366,13 @@ def action_text(r: dict) -> str:
     if kind == "reason":
         return f"{label} ({orders})"
     return f"{label}: {r['group_key']}" + (f" ({orders})" if n > 1 else "")
+
+
+def act_now_members(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Which act-now action each open work blocker belongs to: blocker_id, reason, group_key (the key of its
+    `act_now` row). Blockers that do not block work, or hold no order, are in no action."""
+    groups = pd.DataFrame({"reason": list(GROUP_BY), "kind": list(GROUP_BY.values())})  # noqa: F841 - read by DuckDB by name
+    return con.execute(ACT_NOW_KEYED.replace("_act_group_by", "groups") + " SELECT DISTINCT blocker_id, reason, group_key FROM keyed").df()
 
 
 def store_act_now(con: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> None:

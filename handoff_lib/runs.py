@@ -12,7 +12,10 @@ A run works in a temporary folder beside its final place and goes through named 
 4. `history`  the snapshot goes into the history database in one transaction;
 5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole;
 6. (`store`)  when the site file has `store:`, the snapshot is also written to the Parquet snapshot
-              store (store.py); a failure there is reported in manifest.json and does not fail the run.
+              store (store.py); a failure there is reported in manifest.json and does not fail the run;
+7. `notify`   each owner team's queue is written to `owners/` and sent as the site's `notify:` block says
+              (notify.py); a failed delivery is reported in manifest.json, retried by the next `schedule`,
+              and does not fail the run.
 
 A failure at any step raises `RunError` naming the step; history and earlier outputs stay as they
 were, and the temporary folder is removed. A second run of the same site waits for the first
@@ -29,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -191,12 +195,14 @@ def run_review(
     from .errors import StaleExtractError
     from .freshness import freshness_settings
     from .kernel import ReviewKernelManager
+    from .notify import notify_settings
     from .store import store_settings
 
     freshness_settings(settings)  # a bad freshness: block fails before the notebook starts
 
     settings = settings.for_review(at)
     store_settings(settings)  # a bad `store:` block fails before the run, not after it is committed
+    notify_settings(settings)  # so does a bad `notify:` block (its deliveries may fail later; its settings may not)
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
     site_root = final.parent.parent
@@ -296,6 +302,9 @@ def run_review(
             # the shared snapshot store (docs/store.md), when the site has one: written from history after the
             # run is committed and published; a failure is reported in the manifest, never fails the run
             store_note = _write_store(settings, history, at, timings)
+            # each owner team's queue (docs/notify.md): files in owners/, then e-mail/webhook per the site's notify:
+            # block; a failed delivery is in the manifest and retried by the next `handoff schedule`, never fails the run
+            notify_note = _notify(settings, history, final, at, manifest["freshness"], timings)
         except StaleExtractError:
             _discard(tmp, stop=workbook)
             raise
@@ -314,6 +323,7 @@ def run_review(
         manifest["durations_s"] = {k: round(v, 3) for k, v in timings.items()}
         if store_note is not None:
             manifest["store"] = store_note
+        manifest["notify"] = notify_note
         (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         files = {p.name: p for p in sorted(final.iterdir()) if p.is_file()}
         return RunResult(final, files, timings, summary, manifest["freshness"]["stale"])
@@ -401,6 +411,22 @@ def _write_store(settings: Settings, history: Path, at: dt.datetime, timings: di
     if note is not None:
         timings["store"] = time.perf_counter() - t0
     return note
+
+
+def _notify(settings: Settings, history: Path, final: Path, at: dt.datetime, freshness: dict, timings: dict[str, float]) -> dict:
+    from .notify import after_review
+
+    t0 = time.perf_counter()
+    note = after_review(settings, history, final, at, freshness["stale"], freshness["on_stale"])
+    timings["notify"] = time.perf_counter() - t0
+    return note
+
+
+def _update_notify_manifest(folder: Path, entry: dict) -> None:
+    """Replace the `notify` entry of a published review's manifest.json."""
+    from .notify import _update_manifest
+
+    _update_manifest(folder, entry)
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -516,6 +542,7 @@ class Scheduled:
     skipped: list[dt.datetime] = field(default_factory=list)
     not_run: list[tuple[dt.datetime, str]] = field(default_factory=list)
     stale: tuple[dt.datetime, str] | None = None
+    retried: list = field(default_factory=list)  # notify.Delivery: failed owner-queue deliveries sent again
 
 
 def schedule(
@@ -543,6 +570,14 @@ def schedule(
         if (now.date() - d).days <= days_back
     ])
     current = max(due_reviews(settings, now, set(), 0), default=None)  # the latest review time due today
+    from .notify import retry_failed
+
+    # deliveries that failed after earlier reviews go first (docs/notify.md); a failure again is recorded, never raised
+    with site_lock(review_dir(settings, now, out_root).parent.parent / ".run.lock"):
+        try:
+            out.retried = retry_failed(settings, history, now)
+        except (OSError, sqlite3.Error, HandoffError) as exc:  # the sent-log unreadable: say so, run the reviews anyway
+            print(f"handoff notify: failed deliveries not retried: {exc}", file=sys.stderr)
     for at in due:
         if at != current:
             why = fits_review(settings, at)

@@ -3,7 +3,7 @@
 `settings.load_settings` checks the whole file against `schema()` before it reads a value: a key that is
 not known at its place, in any section, is a SettingsError naming the line, the setting and the nearest
 known key (docs/extracts.md, "Strict site files"). The modules that read the sections (settings.py,
-policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py, asof_orders.py) read no
+policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py, asof_orders.py, notify.py) read no
 key this schema lacks:
 tests/test_site_keys.py checks the two stay in step, so a new setting is added here and in its reader.
 
@@ -136,6 +136,12 @@ def schema() -> Keys:
         ),
         store=_keys("root", "engine"),  # store.py
         backtest=_keys("ship_by_known_from"),  # asof_orders.py
+        notify=_keys(  # notify.py
+            "send_when", "quiet_hours", "allowed_domains", "retry_days",
+            smtp=_keys("host", "port", "security", "from", "user", "password", "password_env", "password_file"),
+            owners=Each(_keys("email", "send_when", "quiet_hours",
+                              webhook=_keys("url", "url_env", "url_file", "template", "token", "token_env", "token_file"))),
+        ),
         labour=_keys(  # labour.py
             "productive_share", "load_minutes", "lookahead_hours", "at_risk_above_pct",
             minutes=Each(keys=LABOUR_UNITS, what="a unit of work"),

@@ -132,7 +132,26 @@ MISSPELLED = [
      "'packing' is not an area \\(labour.shifts\\[0\\].people.packing\\); did you mean 'pack'"),
     ("labour.observed", lambda r: r["labour"]["observed"].update(window=60), "window:",
      "unknown setting labour.observed.window; did you mean 'window_minutes'"),
+    ("notify.smtp", lambda r: r.update(notify={"smtp": {"host": "mail", "from": "a@b.c", "pasword_env": "X"}}), "pasword_env:",
+     "unknown setting notify.smtp.pasword_env; did you mean 'password_env'"),
+    ("a notify webhook", lambda r: r.update(notify={"owners": {"finance": {"webhook": {"url_evn": "X"}}}}), "url_evn:",
+     "unknown setting notify.owners.finance.webhook.url_evn; did you mean 'url_env'"),
 ]
+
+
+def test_the_demo_sites_commented_notify_block_loads_under_the_strict_check(tmp_path):
+    """The notify: example in demo.yaml, uncommented, is a valid block (a webhook may also be a plain URL)."""
+    lines = DEMO.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# notify:")
+    block = [ln[2:] for ln in lines[start:] if ln.startswith("# ") or ln == "#"][:9]
+    block.append("    shipping: {webhook: https://chat.example.com/hooks/x}")
+    text = "\n".join(lines) + "\n" + "\n".join(block) + "\n"
+    text = text.replace("folder: ../outputs/demo-data/latest/{time}", f"folder: {ROOT / 'outputs'}").replace(
+        "allowed_roots: [..]", f"allowed_roots: [{ROOT}]").replace("taxonomy: reasons.yaml", f"taxonomy: {DEMO.parent / 'reasons.yaml'}")
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    settings = load_settings(path)
+    assert set(settings.raw["notify"]["owners"]) == {"finance", "replenishment", "shipping"}
 
 
 @pytest.mark.parametrize("edit,text,message", [m[1:] for m in MISSPELLED], ids=[m[0] for m in MISSPELLED])
@@ -169,6 +188,7 @@ READERS = {  # module -> the functions that read the site file
     "store": ("store_settings",),
     "labour": ("load_labour",),
     "asof_orders": ("ship_by_known_from",),
+    "notify": ("notify_settings", "_secret"),
 }
 
 
@@ -223,8 +243,9 @@ def keys_known() -> set[str]:
 
 
 def test_every_key_a_reader_looks_up_is_in_the_schema():
-    # booleans: keys YAML reads as true / false (site_keys.BOOLEAN_KEYS); '..' a path part; '://' tells a URL (`"://" in url`)
-    own = {"true", "false", "..", "://"}
+    # booleans: keys YAML reads as true / false (site_keys.BOOLEAN_KEYS); '..' a path part; '://' tells a URL (`"://" in url`);
+    # '@' tells an e-mail address (notify.py)
+    own = {"true", "false", "..", "://", "@"}
     assert keys_read() - keys_known() - own == set()
 
 

@@ -156,13 +156,6 @@ def _ensure_notes_model() -> None:
         raise HandoffError("training the notes classifier failed (see above)")
 
 
-def cmd_board(args: argparse.Namespace) -> int:
-    """Serve the interactive board (Voila) for the ops meeting."""
-    from .board_server import board_main
-
-    return board_main(args)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in demo data: write a demo day as of each review time of the demo
     site, then run the day's cutoff reviews in order (so each compares with the one before)."""
@@ -246,12 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rules and a learned score")
     )
 
-    bd = sub.add_parser("board", help="serve the interactive handoff board (Voila, 127.0.0.1 by default)")
-    bd.add_argument("--site", default="", help="site file (default $HANDOFF_BOARD_SITE, else parameters/demo.yaml)")
-    bd.add_argument("--host", default="", help="default $HANDOFF_BOARD_HOST, else 127.0.0.1")
-    bd.add_argument("--port", type=int, default=None, help="default $HANDOFF_BOARD_PORT, else 8866")
-    bd.add_argument("--history", default="", help="default outputs/<site>/history.duckdb")
-    bd.set_defaults(func=cmd_board)
+    from .board_cli import board_main
+
+    bd = sub.add_parser("board", help="serve the handoff board (Voila, 127.0.0.1 by default); `board users` manages sign-in",
+                        add_help=False)
+    bd.add_argument("rest", nargs=argparse.REMAINDER)
+    bd.set_defaults(func=lambda a: board_main(a.rest))
 
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)

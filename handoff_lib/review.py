@@ -48,6 +48,13 @@ PROMISE_COLUMNS = [
 ]
 
 
+def _ack_states(history_db: Path | None, site: str) -> dict:
+    """The board's acknowledgement log beside the history database, per blocker ({} without one)."""
+    from . import acks
+
+    return acks.states(acks.log_path(history_db), site) if history_db else {}
+
+
 def parse_review_at(value: str, settings: Settings) -> dt.datetime:
     """'YYYY-MM-DD HH:MM' in site local time -> aware datetime."""
     try:
@@ -103,6 +110,7 @@ class Review:
     previous: ReviewKey | None
     note_model: object | None = None
     picture_writer: PictureWriter | None = None
+    acks: dict | None = None  # blocker_id -> acks.AckState: the board's acknowledgement log when the review was built
 
     @classmethod
     def open(cls, site_file: str, review_at: str, data_folder: str = "", history_db: str = "", out_dir: str = "") -> Review:
@@ -123,6 +131,7 @@ class Review:
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
         review = cls(settings, at, con, hist, out, prev, model)
+        review.acks = _ack_states(hist, settings.site)
         review._build_drafts()
         if out:
             review.picture_writer = PictureWriter(con, out / "picture.duckdb")
@@ -145,7 +154,7 @@ class Review:
         return f"the {later[0]:%H:%M} cutoff review" if later else "the next cutoff review"
 
     def _build_drafts(self) -> None:
-        drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check())
+        drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check(), acks=self.acks, tz=self.settings.tz)
         self.con.register("_drafts", drafts.astype({c: "object" for c in drafts.columns}))
         self.con.execute("CREATE OR REPLACE TABLE drafts AS SELECT * FROM _drafts")
         self.con.unregister("_drafts")
@@ -199,13 +208,30 @@ class Review:
                       count(DISTINCT order_id) AS orders
                FROM blockers GROUP BY ALL ORDER BY open_blockers DESC, owner"""
         ).df()
-        return html_table(df, "blockers-by-owner", "Open blockers by owner and reason")
+        return HTML(html_table(df, "blockers-by-owner", "Open blockers by owner and reason").data + self.unacknowledged().data)
+
+    def unacknowledged(self) -> HTML:
+        """Open blockers nobody has acknowledged on the board yet, per owner."""
+        acked = [b for b, s in (self.acks or {}).items() if s.acknowledged_by]
+        df = self.con.execute(
+            """SELECT owner, count(*) FILTER (WHERE NOT list_contains($acked, blocker_id)) AS unacknowledged,
+                      count(*) AS open_blockers FROM blockers GROUP BY ALL ORDER BY unacknowledged DESC, owner""",
+            {"acked": acked}).df()
+        return html_table(df, "unacknowledged-by-owner", "Open blockers nobody has acknowledged on the board, by owner")
+
+    def handling(self) -> pd.DataFrame:
+        """blocker_id -> who is handling it ('acknowledged by J. Diaz 14:35, expected 15:10: "comment"')."""
+        tz = self.settings.tz
+        return pd.DataFrame({"blocker_id": list(self.acks or {}),
+                             "handling": [s.summary(tz) for s in (self.acks or {}).values()]}, columns=["blocker_id", "handling"])
 
     def blocker_chart(self) -> go.Figure:
         return charts.blockers_by_owner(self.con)
 
     def blocker_queue(self) -> HTML:
-        return html_table(self.table("blockers", BLOCKER_COLUMNS), "blocker-queue", "Blocker queue, highest priority first")
+        queue = self.table("blockers", ["blocker_id", *BLOCKER_COLUMNS])
+        queue = queue.merge(self.handling(), on="blocker_id", how="left").drop(columns=["blocker_id"])
+        return html_table(queue, "blocker-queue", "Blocker queue, highest priority first")
 
     # ---- promise
     def _board_rows(self, column: str, value: str, columns: list[str], limit: int) -> tuple[pd.DataFrame, int]:

@@ -1,8 +1,10 @@
-"""The handoff board's data functions: snapshot copy, filters, paging, lookup, timeline, escaping."""
+"""The handoff board's data functions: reading a review per role, filters, paging, lookup, timeline, drafts,
+acknowledgements, escaping; the server's launcher settings."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +12,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from handoff_lib import board
+from handoff_lib import acks, board
+from handoff_lib.board import actions
+from handoff_lib.board.roles import ROLES, Viewer
+from handoff_lib.errors import HandoffError
 from handoff_lib.history import ReviewKey, write_snapshot
 from handoff_lib.review import Review
 from handoff_lib.settings import load_settings
@@ -74,7 +79,7 @@ def test_reviews_are_listed_newest_first(source):
     assert list(df["review_time"]) == ["1600", "1200"]
 
 
-def test_the_snapshot_copy_holds_every_order_and_blocker_of_the_review(source, snap):
+def test_the_review_read_holds_every_order_and_blocker_of_the_review(source, snap):
     with hist(source) as con:
         n_orders = con.execute("SELECT count(*) FROM snap_orders WHERE review_time = '1600'").fetchone()[0]
         n_blockers = con.execute("SELECT count(*) FROM snap_blockers WHERE review_time = '1600'").fetchone()[0]
@@ -88,6 +93,15 @@ def test_the_snapshot_copy_holds_every_order_and_blocker_of_the_review(source, s
 def test_the_history_file_is_not_held_open_after_loading(source, snap):
     con = duckdb.connect(str(source.history_db))  # a writer can open it: the board holds no lock
     con.close()
+
+
+def test_a_viewer_holds_no_copy_of_the_review(snap):
+    """Only views over the run's picture.duckdb, which is attached only while a query runs."""
+    tables = snap.con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory'").fetchone()[0]
+    attached = [r[0] for r in snap.con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()]
+    assert tables == 0 and attached == ["memory"]
+    assert board.blocker_page(snap).total > 0
+    assert [r[0] for r in snap.con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()] == ["memory"]
 
 
 def test_a_filter_narrows_the_blocker_queue_to_exactly_the_matching_rows(source, snap):
@@ -130,9 +144,7 @@ def test_promise_view_lists_needs_communication_first(snap):
     assert set(rows["promise_status"]) <= {"needs_communication", "at_risk"}
     first_at_risk = list(rows["promise_status"]).index("at_risk")
     assert "needs_communication" not in list(rows["promise_status"])[first_at_risk:]
-    assert ("draft_note" in rows.columns) == snap.has_drafts  # drafts shown when the run wrote them, else left out
-    if snap.has_drafts:
-        assert rows["draft_note"].dropna().str.startswith("DRAFT").all()
+    assert rows["draft_note"].str.startswith("DRAFT").all()  # one draft per order, built on the board
 
 
 def test_change_counts_equal_their_lists(snap):
@@ -161,7 +173,7 @@ def test_an_unknown_identifier_finds_nothing(source, snap):
 def test_without_the_run_folder_changes_come_from_history(tmp_path, source):
     snap2 = board.load_snapshot(source, dt.date(2026, 11, 24), "1600")
     try:
-        n = snap2.con.execute("SELECT count(*) FROM changes").fetchone()[0]
+        n = snap2.rows("SELECT count(*) FROM changes")[0][0]
     finally:
         snap2.close()
     moved = board.BoardSource(source.settings, source.history_db)
@@ -171,9 +183,13 @@ def test_without_the_run_folder_changes_come_from_history(tmp_path, source):
     try:
         snap3 = board.load_snapshot(moved, dt.date(2026, 11, 24), "1600")
         assert snap3.picture is None
-        assert snap3.con.execute("SELECT count(*) FROM changes").fetchone()[0] == n
-        assert board.order_detail(snap3, snap3.con.execute("SELECT order_id FROM order_board LIMIT 1").fetchone()[0]).timeline_note
+        assert snap3.rows("SELECT count(*) FROM changes")[0][0] == n
+        assert board.order_detail(snap3, snap3.rows("SELECT order_id FROM order_board LIMIT 1")[0][0]).timeline_note
         snap3.close()
+        status = board.load_snapshot(moved, dt.date(2026, 11, 24), "1600", ROLES["status"])  # the copy: role columns only
+        assert "state_reason" not in status.query("SELECT * FROM order_board LIMIT 1").columns
+        assert "detail" not in status.query("SELECT * FROM blockers LIMIT 1").columns
+        status.close()
     finally:
         shutil.move(tmp_path / "moved", folder)
 
@@ -206,38 +222,207 @@ def test_the_dashboard_opens_the_latest_review_and_filters(board_site):
     assert b.blockers.html.value != before and "board-error" not in b.status.value
     b.picker.value = b.picker.options[1][1]
     assert "12:00" in b.title.value
-    b.q.value = b.snap.con.execute("SELECT order_id FROM order_board LIMIT 1").fetchone()[0]
+    b.q.value = b.snap.rows("SELECT order_id FROM order_board LIMIT 1")[0][0]
     assert "Timeline across systems" in b.q_out.value
+
+
+# ------------------------------------------------------------------------------------------ roles
+
+OPS = Viewer("jdiaz", "J. Diaz", ROLES["ops"], can_act=True, signed_in=True)
+SALES = Viewer("sam", "Sam Sales", ROLES["status"], can_act=True, signed_in=True)
+
+
+@pytest.fixture(scope="module")
+def noted_site(tmp_path_factory, demo_day) -> Path:
+    """Every open hold's note (and one customer name) carries XSS; the site marks order_value-like fields internal."""
+    return build_history(tmp_path_factory.mktemp("board_noted"), demo_day, note=XSS)
+
+
+def status_snap(source) -> board.Snapshot:
+    return board.load_snapshot(source, dt.date(2026, 11, 24), "1600", ROLES["status"])
+
+
+def test_a_status_view_has_no_blocker_queue_and_no_note_columns(noted_site):
+    source = board.resolve_source(str(noted_site))
+    snap = status_snap(source)
+    try:
+        views = {r[0] for r in snap.con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert "blocker_queue" not in views and {"order_board", "blockers", "changes", "promise"} <= views
+        with snap.reading() as con:
+            assert not {"state_reason", "hold_text"} & {r[0] for r in con.execute("DESCRIBE order_board").fetchall()}
+            assert "detail" not in {r[0] for r in con.execute("DESCRIBE blockers").fetchall()}
+            assert "detail" not in {r[0] for r in con.execute("DESCRIBE changes").fetchall()}
+        with pytest.raises(HandoffError, match="not part of the status view"):
+            board.blocker_page(snap)
+        with pytest.raises(HandoffError, match="not part of the status view"):
+            board.order_page(snap)
+    finally:
+        snap.close()
+
+
+def test_a_status_lookup_and_drafts_show_no_note_text(noted_site):
+    """The hold note (XSS) is in the ops lookup, draft and queue; never in anything the status role reads."""
+    source = board.resolve_source(str(noted_site))
+    ops = board.load_snapshot(source, dt.date(2026, 11, 24), "1600")
+    snap = status_snap(source)
+    try:
+        held = ops.rows("SELECT order_id FROM blockers WHERE contains(detail, '<script>window.__xss') ORDER BY order_id")
+        order_id = held[0][0]
+        ops_detail = board.order_detail(ops, order_id)
+        assert XSS in " ".join(map(str, ops_detail.timeline["detail"]))
+        detail = board.order_detail(snap, order_id)
+        shown = " ".join(map(str, [*detail.order.values(), *detail.blockers.to_numpy().ravel(), *detail.timeline.to_numpy().ravel()]))
+        assert "hold placed" in shown and "__xss" not in shown
+        at_risk = [r[0] for r in ops.rows(
+            "SELECT order_id FROM order_board WHERE promise_status IN ('at_risk', 'needs_communication') "
+            "AND order_id IN (SELECT order_id FROM blockers WHERE contains(detail, '__xss'))")]
+        assert at_risk, "the fixture has an at-risk order with a noted hold"
+        assert "__xss" in board.data.drafts_for(ops, at_risk)[at_risk[0]]
+        drafts = board.data.drafts_for(snap, at_risk)
+        assert drafts[at_risk[0]].startswith("DRAFT") and not any("__xss" in d for d in drafts.values())
+        pages = [board.promise_page(snap, size=1000).rows, board.change_page(snap, size=10_000).rows]
+        assert not any(df.astype(str).apply(lambda c: c.str.contains("__xss")).to_numpy().any() for df in pages)
+    finally:
+        ops.close()
+        snap.close()
+
+
+def test_fields_the_site_marks_internal_are_read_by_ops_only(tmp_path, board_site):
+    import yaml
+
+    raw = yaml.safe_load(board_site.read_text())
+    raw["board"] = {"internal_fields": ["customer_name", "tier"]}
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(raw))
+    source = board.BoardSource(board.resolve_source(str(site)).settings, board.resolve_source(str(board_site)).history_db)
+    for role, hidden in (("ops", False), ("status", True)):
+        snap = board.load_snapshot(source, dt.date(2026, 11, 24), "1600", ROLES[role])
+        try:
+            cols = set(snap.query("SELECT * FROM order_board LIMIT 1").columns)
+            assert ({"customer_name", "tier"} & cols == set()) == hidden
+        finally:
+            snap.close()
+
+
+def test_a_malformed_board_block_names_the_site_file_line(tmp_path, board_site):
+    import yaml
+
+    raw = yaml.safe_load(board_site.read_text())
+    raw["board"] = {"internal_fields": "order_value"}
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(raw))
+    with pytest.raises(HandoffError, match=r"site.yaml line \d+: board.internal_fields must be a list"):
+        board.resolve_source(str(site))
+
+
+def test_each_role_gets_only_its_tabs(board_site):
+    source = board.resolve_source(str(board_site))
+    tabs = {name: board.Board(source, viewer=Viewer("u", "U", ROLES[name], can_act=True)).tab_names for name in ROLES}
+    assert tabs["status"] == ["Order lookup", "Promises at risk", "Changes since last review"]
+    assert tabs["planner"] == ["Cutoff burn-down & charts", "Recurring themes", "Exports"]
+    assert tabs["ops"][0] == "Blocker queue" and {"All orders", "Exports", "Order lookup"} <= set(tabs["ops"])
+    status = board.Board(source, viewer=SALES)
+    assert status.blockers is None and status.act is None and status.orders is None
+
+
+# -------------------------------------------------------------------------------- acknowledgements
+
+
+@pytest.fixture
+def acked(tmp_path, demo_day):
+    """A fresh site (its own acknowledgement log), and the 16:00 ops read of it."""
+    site = build_history(tmp_path, demo_day)
+    source = board.resolve_source(str(site))
+    snap = board.load_snapshot(source, dt.date(2026, 11, 24), "1600")
+    yield source, snap
+    snap.close()
+
+
+def test_an_acknowledgement_shows_in_the_queue_for_everyone_and_in_the_drafts(acked):
+    source, snap = acked
+    row = snap.rows("""SELECT b.blocker_id, b.order_id FROM blockers b JOIN order_board o USING (order_id)
+                       WHERE o.promise_status IN ('at_risk', 'needs_communication') ORDER BY b.blocker_id LIMIT 1""")[0]
+    now = dt.datetime(2026, 11, 24, 19, 35, tzinfo=dt.UTC)  # 14:35 at the site
+    actions.record(source, snap, OPS, "acknowledge", row[0], assignee="M. Chen", comment="recount <b>bin</b>",
+                   expected_by="15:10", now=now)
+    queue = board.blocker_page(snap, size=1000).rows.set_index("blocker_id")
+    assert re.fullmatch(r'acknowledged by J\. Diaz 14:35( \(Tue 24 Nov\))?, assigned to M\. Chen, expected 15:10: '
+                        r'"recount <b>bin</b>" \(J\. Diaz\)', queue.loc[row[0], "handling"])  # a date when not today
+    assert (queue.drop(index=row[0])["handling"] == "").all()
+    acked_only = board.blocker_page(snap, board.BlockerFilter(handling="acknowledged")).rows
+    assert list(acked_only["blocker_id"]) == [row[0]]
+    assert row[0] not in set(board.blocker_page(snap, board.BlockerFilter(handling="open"), size=1000).rows["blocker_id"])
+    draft = board.data.drafts_for(snap, [row[1]])[row[1]]
+    assert "What is being done: [" in draft and "acknowledged by J. Diaz" in draft and "expected 15:10" in draft
+    status = status_snap(source)
+    try:  # a status reader sees who is on it, never the comment
+        status_draft = board.data.drafts_for(status, [row[1]])[row[1]]
+        assert "acknowledged by J. Diaz" in status_draft and "recount" not in status_draft
+        lookup = board.order_detail(status, row[1]).blockers
+        assert any("acknowledged by J. Diaz" in h for h in lookup["handling"]) and not any("recount" in h for h in lookup["handling"])
+    finally:
+        status.close()
+
+
+def test_only_a_signed_in_ops_user_can_act(acked):
+    source, snap = acked
+    blocker_id = snap.rows("SELECT blocker_id FROM blockers LIMIT 1")[0][0]
+    for viewer in (SALES, Viewer("anon", "anonymous", ROLES["ops"], can_act=False)):
+        with pytest.raises(HandoffError, match="cannot act"):
+            actions.record(source, snap, viewer, "acknowledge", blocker_id)
+    with pytest.raises(HandoffError, match="pick a blocker of this review"):
+        actions.record(source, snap, OPS, "acknowledge", "not-a-blocker-of-this-review")
+    assert acks.states(source.ack_log, source.site) == {}
+
+
+def test_the_act_panel_signs_with_the_viewer_the_server_named(acked):
+    source, _ = acked
+    b = board.Board(source, viewer=OPS)
+    blocker_id = b.act.pick.value
+    b.act.comment.value = "on it"
+    b.act.buttons["comment"].click()
+    assert "board-error" not in b.status.value, b.status.value
+    entry = acks.history(source.ack_log, source.site, blocker_id)[-1]
+    assert (entry["what"], entry["actor_name"], entry["comment"]) == ("comment", "J. Diaz", "on it")
+    assert "on it" in b.act.log.value and "on it" in b.blockers.html.value
+    b.act.buttons["assign"].click()  # no assignee: refused, shown on the board
+    assert "give the name of the person" in b.status.value
 
 
 # ---------------------------------------------------------------------------------- the launcher
 
 
 def test_the_server_binds_to_loopback_with_culling_and_without_tracebacks():
-    from handoff_lib import board_server
+    from handoff_lib.board import server as board_server
 
     argv = board_server.voila_argv(board_server.DEFAULT_HOST, 8866)
     assert board_server.DEFAULT_HOST == "127.0.0.1" and "--Voila.ip=127.0.0.1" in argv
     assert "--VoilaConfiguration.show_tracebacks=False" in argv and "--VoilaConfiguration.preheat_kernel=True" in argv
-    assert any(a.startswith("--MappingKernelManager.cull_idle_timeout=") and int(a.split("=")[1]) > 0 for a in argv)
+    idle = [int(a.split("=")[1]) for a in argv if a.startswith("--MappingKernelManager.cull_idle_timeout=")]
+    interval = [int(a.split("=")[1]) for a in argv if a.startswith("--MappingKernelManager.cull_interval=")]
+    assert idle and interval and 0 < idle[0] + interval[0] <= 90  # an abandoned page's kernel goes within about a minute
+    assert "--MappingKernelManager.cull_connected=False" in argv
 
 
-def test_the_kernel_limit_refuses_one_page_too_many(monkeypatch):
+def test_the_kernel_limit_refuses_a_page_one_too_many(monkeypatch):
     import asyncio
 
     from tornado.web import HTTPError
 
-    from handoff_lib.board_server import LimitedKernelManager
+    from handoff_lib.board.server import LimitedKernelManager
 
     km = LimitedKernelManager(max_kernels=2)
     monkeypatch.setattr(km, "list_kernel_ids", lambda: ["a", "b"])
+    assert not km.room_for_page("board.ipynb")
     with pytest.raises(HTTPError) as err:
-        asyncio.run(km.start_kernel())
+        asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
     assert err.value.status_code == 503
+    monkeypatch.setattr(km, "list_kernel_ids", lambda: ["a"])
+    assert km.room_for_page("board.ipynb")
 
 
 def test_after_a_send_a_socket_with_pending_receives_rechecks_its_events():
-    from handoff_lib.board_server import _rearm
+    from handoff_lib.board.server import _rearm
 
     class Sock:
         _current_loop = None
@@ -258,7 +443,7 @@ def test_after_a_send_a_socket_with_pending_receives_rechecks_its_events():
 def test_the_session_send_patch_wraps_once():
     from jupyter_client.session import Session
 
-    from handoff_lib.board_server import patch_session_send
+    from handoff_lib.board.server import patch_session_send
 
     original = Session.send
     try:

@@ -1,0 +1,192 @@
+"""The board as HTML strings: tables, tiles, the order lookup answer, banners, the page style.
+
+Untrusted text (notes, comments, customer names, details) only reaches the page through `html_table`
+and `text`, which escape every cell; links are anchors only when they are http(s) URLs and open in a
+new tab with rel="noopener noreferrer".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from typing import Any
+
+import pandas as pd
+
+from .data import Found, OrderDetail
+
+MAX_TEXT = 300  # characters of one text cell shown (the exports hold the full text)
+LINK_COLUMNS = ("source_link", "order_link", "source_links")
+WHOLE_TEXT_COLUMNS = ("draft_note",)  # shown whole (a draft is written to be read in full)
+_HTTP = re.compile(r"https?://[^\s\"'<>]+\Z", re.IGNORECASE)
+
+
+def safe_url(value: object) -> str | None:
+    """The value when it is an http(s) URL without spaces or quotes, else None."""
+    return value if isinstance(value, str) and _HTTP.match(value.strip()) else None
+
+
+def _is_missing(v: object) -> bool:
+    if v is None or v is pd.NaT:
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt(v: object) -> str:
+    """One cell as plain text."""
+    if isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, (str, pd.Timestamp)):
+        seq = v.tolist() if hasattr(v, "tolist") else v
+        if isinstance(seq, list):
+            return "; ".join(_fmt(x) for x in seq)
+    if _is_missing(v):
+        return ""
+    if isinstance(v, (pd.Timestamp, dt.datetime)):
+        ts = pd.Timestamp(v)
+        return ts.strftime("%a %d %b" if ts.tzinfo is None and ts == ts.normalize() else "%a %d %b %H:%M")
+    if isinstance(v, dt.date):
+        return v.strftime("%a %d %b")
+    if isinstance(v, float):
+        return f"{v:,.0f}" if v.is_integer() or abs(v) >= 100 else f"{v:,.1f}"
+    s = str(v)
+    return s if len(s) <= MAX_TEXT else s[: MAX_TEXT - 1] + "…"
+
+
+def _link(url: str, label: str = "open ↗") -> str:
+    u = html.escape(url.strip(), quote=True)
+    return f'<a href="{u}" target="_blank" rel="noopener noreferrer" title="{u}">{html.escape(label)}</a>'
+
+
+def _cell(col: str, v: object) -> str:
+    if col in WHOLE_TEXT_COLUMNS and isinstance(v, str):
+        return html.escape(v)
+    if col in LINK_COLUMNS:
+        urls = v.tolist() if hasattr(v, "tolist") and not isinstance(v, str) else (v if isinstance(v, (list, tuple)) else [v])
+        safe = [u for u in (safe_url(x) for x in urls) if u]
+        if safe:
+            return " ".join(_link(u) for u in safe)
+    return html.escape(_fmt(v))
+
+
+def html_table(df: pd.DataFrame, table_id: str, total: int | None = None, version: int = 0) -> str:
+    """The rows as an HTML table in which every header and cell is escaped text; *_link columns are
+    anchors (http(s) only, new tab, noopener). data-rows / data-total / data-version attributes let
+    tests and the benchmark see what is shown."""
+    tid = html.escape(table_id, quote=True)
+    head = "".join(f"<th>{html.escape(str(c).replace('_', ' '))}</th>" for c in df.columns)
+    cols = list(df.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td data-col="{html.escape(str(c), quote=True)}">{_cell(c, v)}</td>' for c, v in zip(cols, row)) + "</tr>"
+        for row in df.itertuples(index=False, name=None)
+    )
+    n_total = len(df) if total is None else total
+    return (f'<table class="board-table" id="{tid}" data-rows="{len(df)}" data-total="{n_total}" data-version="{version}">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def text(s: object, tag: str = "p", cls: str = "") -> str:
+    """Escaped text in one element."""
+    c = f' class="{html.escape(cls, quote=True)}"' if cls else ""
+    return f"<{tag}{c}>{html.escape(_fmt(s) if not isinstance(s, str) else s)}</{tag}>"
+
+
+def tiles_html(h: dict[str, Any]) -> str:
+    """Headline tiles as escaped HTML."""
+
+    def tile(label: str, n: int, cls: str = "", key: str = "") -> str:
+        return (f'<div class="board-tile {cls}" data-key="{html.escape(key, quote=True)}" data-count="{int(n)}">'
+                f'<div class="n">{int(n):,}</div><div class="l">{html.escape(label)}</div></div>')
+
+    nxt = f"at risk on the next pickup ({h['next_pickup']})" if h["next_pickup"] else "at risk on the next pickup (none ahead)"
+    top = [tile("orders", h["orders"], key="orders"),
+           tile(f"open blockers on {h['blocked_orders']:,} orders", h["open_blockers"], "warn", "open_blockers"),
+           tile(nxt, h["at_risk_next_pickup"], "alert", "at_risk_next_pickup")]
+    promise = [tile(f"promise: {k.replace('_', ' ')}", n, f"p-{k}", f"promise.{k}") for k, n in h["by_promise"].items()]
+    states = [tile(k.replace("_", " "), n, "state", f"state.{k}") for k, n in h["by_state"].items()]
+    return ('<div class="board-tiles">' + "".join(top) + "</div>"
+            + '<div class="board-tiles small">' + "".join(promise) + "</div>"
+            + '<div class="board-tiles small">' + "".join(states) + "</div>")
+
+
+def timeline_html(d: OrderDetail, found: Found | None, version: int = 0) -> str:
+    """The order lookup answer: what matched, state and promise with their reasons, blockers, timeline."""
+    o = d.order
+    out = [f'<div class="board-order" data-order="{html.escape(d.order_id, quote=True)}">']
+    head = f"Order {d.order_id}"
+    if found:
+        head += f" (matched {found.kind.replace('_', ' ')} {found.matched})"
+    out.append(text(head, "h4"))
+    if o:
+        facts = [("customer", f"{_fmt(o.get('customer_name'))} ({_fmt(o.get('customer_id'))})"),
+                 ("state", ": ".join(x for x in (_fmt(o.get("state")), _fmt(o.get("state_reason"))) if x)),
+                 ("promise", ": ".join(x for x in (_fmt(o.get("promise_status")), _fmt(o.get("promise_reason"))) if x)),
+                 ("carrier pickup", f"{_fmt(o.get('carrier'))} {_fmt(o.get('service'))}, {_fmt(o.get('cutoff_label'))}"),
+                 ("priority", _fmt(o.get("priority")))]
+        out.append('<dl class="board-facts">' + "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>")
+        link = safe_url(o.get("order_link"))
+        if link:
+            out.append("<p>OMS: " + _link(link, "open the order ↗") + "</p>")
+    else:
+        out.append(text("This order is not on the board of this review (it may be newer or older than the extract)."))
+    out.append(text(f"Open blockers ({len(d.blockers)})", "h5"))
+    if len(d.blockers):
+        out.append(html_table(d.blockers, "board-order-blockers", version=version))
+    out.append(text(f"Timeline across systems ({len(d.timeline)} events)", "h5"))
+    if d.timeline_note:
+        out.append(text(d.timeline_note))
+    else:
+        out.append(html_table(d.timeline, "board-order-timeline", version=version))
+    out.append("</div>")
+    return "".join(out)
+
+
+STYLE = """<style>
+.board-root { font-family: system-ui, sans-serif; font-size: 13px; }
+.board-tiles { display: flex; flex-wrap: wrap; gap: 8px; margin: 6px 0; }
+.board-tile { border: 1px solid #ccd; border-radius: 6px; padding: 6px 12px; min-width: 110px; background: #fafbfc; }
+.board-tile .n { font-size: 24px; font-weight: 600; } .board-tiles.small .board-tile .n { font-size: 16px; }
+.board-tile.warn { border-color: #f9a825; } .board-tile.alert { border-color: #c62828; }
+.board-tile.p-needs_communication .n { color: #c62828; } .board-tile.p-at_risk .n { color: #b26a00; }
+table.board-table { border-collapse: collapse; width: 100%; margin: 4px 0; }
+table.board-table th { text-align: left; background: #eef1f5; position: sticky; top: 0; }
+table.board-table th, table.board-table td { border-bottom: 1px solid #e3e6ea; padding: 3px 6px; vertical-align: top; }
+table.board-table td[data-col="detail"], table.board-table td[data-col="draft_note"] { white-space: pre-wrap; max-width: 520px; }
+table.board-table tbody tr:nth-child(even) { background: #f8f9fb; }
+.board-facts { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
+.board-facts dt { font-weight: 600; } .board-facts dd { margin: 0; }
+.board-tabs .lm-TabBar-tab, .board-tabs .p-TabBar-tab { flex: 0 0 auto !important; max-width: none !important; }
+.board-msg { color: #555; } .board-error { color: #c62828; }
+.board-banner { background: #fff3cd; border: 2px solid #b26a00; padding: 6px 10px; font-weight: 600; margin: 4px 0; }
+.board-who { color: #555; text-align: right; }
+.board-act { border-top: 1px solid #e3e6ea; margin-top: 8px; padding-top: 6px; }
+table.board-table td[data-col="handling"] { max-width: 360px; }
+</style>"""
+
+
+def banner_html(message: str) -> str:
+    """A warning the server wants on every page (escaped), or nothing."""
+    return text(message, "div", "board-banner") if message else ""
+
+
+def who_html(name: str, role_label: str, signed_in: bool, base_url: str = "/") -> str:
+    """'J. Diaz (operations) · sign out' (escaped), top right of the board."""
+    out = f"{html.escape(name)} ({html.escape(role_label)})"
+    if signed_in:
+        out += f' · <a href="{html.escape(base_url.rstrip("/") + "/logout", quote=True)}">sign out</a>'
+    return f'<div class="board-who">{out}</div>'
+
+
+def entries_html(entries: list[dict], tz: Any, comments: bool = True) -> str:
+    """The acknowledgement log of one blocker as an escaped table (oldest first)."""
+    if not entries:
+        return text("Nobody has acted on this blocker yet.", "p", "board-msg")
+    rows = [{"when": f"{e['acted_at'].astimezone(tz):%a %d %b %H:%M}", "who": e["actor_name"], "what": e["what"],
+             "assigned to": e["assignee"] or "",
+             "expected by": f"{e['expected_by'].astimezone(tz):%a %d %b %H:%M}" if e["expected_by"] else "",
+             **({"comment": e["comment"] or ""} if comments else {})} for e in entries]
+    return html_table(pd.DataFrame(rows), "board-act-log")
+

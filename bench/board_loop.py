@@ -12,6 +12,12 @@ Modes (each starts `python -m handoff_lib.board.server` on a free loopback port 
 * `open`: V viewers open the board one after another and stay open; the server's memory (RSS and PSS of
   the server and its kernels) and the memory per viewer.
 
+`--clients browser` (the default for close, abrupt and concurrent) drives headless Chromium pages;
+`--clients http` (the default for open) has each viewer fetch the whole page over HTTP and then hold its
+kernel's websocket open, as a browser does, without a browser's CPU and memory on this machine: the
+server does the same work (a kernel per page, run to the end, connected), and its "time" is until the
+page has arrived whole (the board is built; a browser then draws it).
+
 A load is *rendered* when the board (`.board-ready`) is on the page; one that is not within --timeout
 seconds counts as hung and is never retried. "Time to widget" runs from the request to that moment.
 
@@ -117,15 +123,15 @@ class Server:
 
         root = psutil.Process(self.proc.pid)
         procs = [root, *root.children(recursive=True)]
-        rss = pss = 0
+        rss = pss = kernels = 0
         for p in procs:
             try:
                 full = p.memory_full_info()
-            except psutil.Error:
+                kernels += p is not root and "ipykernel" in " ".join(p.cmdline())
+            except psutil.Error:  # a kernel that ended meanwhile
                 continue
             rss += full.rss
             pss += getattr(full, "pss", full.rss)
-        kernels = sum(1 for p in procs[1:] if "ipykernel" in " ".join(p.cmdline()))
         return {"rss_mb": rss / 2**20, "pss_mb": pss / 2**20, "kernels": kernels,
                 "server_rss_mb": root.memory_info().rss / 2**20}
 
@@ -256,15 +262,15 @@ def run_abrupt(server: Server, loads: int, timeout_s: float, pause_s: float, set
 
 
 async def _concurrent(url: str, viewers: int, timeout_s: float, hold: callable) -> tuple[list[float], list[str]]:
+    """Each viewer in a browser context of its own (its own cookies and connections) of one Chromium."""
     from playwright.async_api import async_playwright
 
+    base = re.match(r"https?://[^/]+", url).group(0)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        base = re.match(r"https?://[^/]+", url).group(0)
         pages = []
         for _ in range(viewers):
-            ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = await ctx.new_page()
+            page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
             await page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
             pages.append(page)
 
@@ -285,16 +291,99 @@ async def _concurrent(url: str, viewers: int, timeout_s: float, hold: callable) 
     return [t for t, _ in results if t is not None], [s for t, s in results if t is None]
 
 
-def run_concurrent(server: Server, viewers: int, timeout_s: float) -> dict:
+def _fetch(url: str, timeout_s: float) -> tuple[int, str, list[str]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace"), resp.headers.get_all("Set-Cookie") or []
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace"), []
+
+
+async def http_viewer(url: str, timeout_s: float, pool=None):
+    """Fetch the whole board page (Voila streams it while the kernel runs the notebook), then connect to
+    the page's kernel as the page's JavaScript would. Returns (seconds until the page arrived, websocket)."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    t0 = time.perf_counter()
+    fetch = asyncio.get_running_loop().run_in_executor(pool, _fetch, url, timeout_s)
+    code, page, cookies = await asyncio.wait_for(fetch, timeout_s)  # Voila's heartbeats keep a read alive: bound the whole
+    took = time.perf_counter() - t0
+    built = "application/vnd.jupyter.widget-view+json" in page and "There was an error when executing cell" not in page
+    if code != 200 or not built:
+        said = re.search(r"There was an error when executing cell \[\d+\]", page) or re.search(r"<h2[^>]*>(.*?)</h2>", page, re.DOTALL)
+        raise RuntimeError(f"HTTP {code}: {said.group(0) if said else 'no board on the page'}")
+    config = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.DOTALL)
+    kid = json.loads(config.group(1))["kernelId"]
+    cookie = "; ".join(c.split(";")[0] for c in cookies)
+    ws_url = re.sub(r"^http", "ws", url.rstrip("/")) + f"/api/kernels/{kid}/channels?session_id=bench-{kid[:8]}"
+    ws = await websocket_connect(HTTPRequest(ws_url, headers={"Cookie": cookie} if cookie else {}))
+
+    async def drain() -> None:  # read everything, as a page does: tornado answers the server's pings while reading
+        while await ws.read_message() is not None:
+            pass
+
+    ws.drain = asyncio.ensure_future(drain())
+    return took, ws
+
+
+async def _http_viewers(url: str, viewers: int, timeout_s: float, at_once: bool, hold, every: int = 0, report=None):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sockets, times, failed = [], [], []
+    pool = ThreadPoolExecutor(max_workers=viewers)  # one connection per viewer, as separate machines would open
+
+    async def one():
+        try:
+            took, ws = await http_viewer(url, timeout_s, pool)
+            times.append(took)
+            sockets.append(ws)
+        except Exception as exc:  # noqa: BLE001 - a viewer that does not get the board is counted
+            failed.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    if at_once:
+        await asyncio.gather(*(one() for _ in range(viewers)))
+    else:
+        for i in range(viewers):
+            await one()
+            if every and report and (i + 1) % every == 0:
+                report(i + 1)
+    await asyncio.sleep(3)
+    hold()
+    for ws in sockets:
+        ws.close()
+    pool.shutdown(wait=False, cancel_futures=True)
+    return times, failed
+
+
+def run_concurrent(server: Server, viewers: int, timeout_s: float, clients: str) -> dict:
     memory = {}
-    tti, failed = asyncio.run(_concurrent(server.url, viewers, timeout_s, lambda: memory.update(server.memory())))
-    return {"viewers": viewers, "rendered": len(tti), "tti_s": tti, "failed": failed, "memory_open": memory}
+    if clients == "http":
+        tti, failed = asyncio.run(_http_viewers(server.url, viewers, timeout_s, True, lambda: memory.update(server.memory())))
+    else:
+        tti, failed = asyncio.run(_concurrent(server.url, viewers, timeout_s, lambda: memory.update(server.memory())))
+    return {"viewers": viewers, "clients": clients, "rendered": len(tti), "tti_s": tti, "failed": failed, "memory_open": memory}
 
 
-def run_open(server: Server, viewers: int, timeout_s: float, wave: int) -> dict:
+def run_open(server: Server, viewers: int, timeout_s: float, wave: int, clients: str) -> dict:
     from playwright.sync_api import sync_playwright
 
     idle = server.memory()
+    if clients == "http":
+        memory = {}
+
+        def report(n: int) -> None:
+            m = server.memory()
+            print(f"{n:3d} viewers open: server + kernels RSS {m['rss_mb']:,.0f} MB, PSS {m['pss_mb']:,.0f} MB, "
+                  f"{m['kernels']} kernels", flush=True)
+
+        tti, failed = asyncio.run(_http_viewers(server.url, viewers, timeout_s, False, lambda: memory.update(server.memory()),
+                                                wave, report))
+        return {"viewers": viewers, "clients": clients, "rendered": len(tti), "tti_s": tti, "failed": failed,
+                "memory_idle": idle, "memory_open": memory}
     tti, failed = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -321,8 +410,8 @@ def run_open(server: Server, viewers: int, timeout_s: float, wave: int) -> dict:
         time.sleep(3)
         memory = server.memory()
         browser.close()
-    return {"viewers": viewers, "rendered": len(tti), "tti_s": tti, "failed": failed, "memory_idle": idle,
-            "memory_open": memory}
+    return {"viewers": viewers, "clients": clients, "rendered": len(tti), "tti_s": tti, "failed": failed,
+            "memory_idle": idle, "memory_open": memory}
 
 
 def main() -> int:
@@ -333,10 +422,13 @@ def main() -> int:
     ap.add_argument("--loads", type=int, default=100, help="loads, for close and abrupt")
     ap.add_argument("--viewers", type=int, default=20, help="viewers, for concurrent and open")
     ap.add_argument("--wave", type=int, default=10, help="open: print memory every this many viewers")
+    ap.add_argument("--clients", choices=("browser", "http"), default=None,
+                    help="concurrent/open: Chromium pages, or HTTP page fetch + kernel websocket (default: browser; open: http)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds after which a load counts as hung")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between loads")
     ap.add_argument("--settle", type=float, default=150.0, help="abrupt: seconds to wait for the culler after the last load")
     ap.add_argument("--pool-size", type=int, default=None)
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds between the server's start and the first page (the pool fills)")
     ap.add_argument("--max-kernels", type=int, default=None)
     ap.add_argument("--cull-idle", type=int, default=None)
     ap.add_argument("--cull-interval", type=int, default=None)
@@ -356,7 +448,7 @@ def main() -> int:
     log = Path(tempfile.mkdtemp(prefix="board_loop_")) / "server.log"
     server = Server(server_args, log)
     try:
-        time.sleep(3)  # the pre-heated pool starts
+        time.sleep(args.warmup)  # the pre-heated pool starts
         if args.mode == "abrupt":
             r = run_abrupt(server, args.loads, args.timeout, args.pause, args.settle)
             print(f"\nabrupt closes: {r['loads']} loads, rendered {r['rendered']}")
@@ -366,16 +458,18 @@ def main() -> int:
             m = r["memory_after"]
             print(f"after the loop: {m['kernels']} kernels, server + kernels RSS {m['rss_mb']:,.0f} MB")
         elif args.mode == "concurrent":
-            r = run_concurrent(server, args.viewers, args.timeout)
+            r = run_concurrent(server, args.viewers, args.timeout, args.clients or "browser")
             m = r["memory_open"]
-            print(f"\n{args.viewers} viewers at once: rendered {r['rendered']}")
-            print(f"time to widget: {dist(r['tti_s'])}")
+            what = "time to widget" if r["clients"] == "browser" else "time until the whole page arrived (HTTP clients)"
+            print(f"\n{args.viewers} viewers at once ({r['clients']} clients): rendered {r['rendered']}")
+            print(f"{what}: {dist(r['tti_s'])}")
             print(f"with them open: {m['kernels']} kernels, server + kernels RSS {m['rss_mb']:,.0f} MB, PSS {m['pss_mb']:,.0f} MB")
         elif args.mode == "open":
-            r = run_open(server, args.viewers, args.timeout, args.wave)
+            r = run_open(server, args.viewers, args.timeout, args.wave, args.clients or "http")
             idle, m = r["memory_idle"], r["memory_open"]
             per = (m["pss_mb"] - idle["pss_mb"]) / max(1, r["rendered"])
-            print(f"\n{args.viewers} viewers opened one after another: rendered {r['rendered']}; time to widget: {dist(r['tti_s'])}")
+            print(f"\n{args.viewers} viewers opened one after another ({r['clients']} clients): rendered {r['rendered']}; "
+                  f"time to {'widget' if r['clients'] == 'browser' else 'whole page'}: {dist(r['tti_s'])}")
             print(f"server + kernels before: RSS {idle['rss_mb']:,.0f} MB, PSS {idle['pss_mb']:,.0f} MB ({idle['kernels']} pre-heated)")
             print(f"with {r['rendered']} viewers open: RSS {m['rss_mb']:,.0f} MB, PSS {m['pss_mb']:,.0f} MB, {m['kernels']} kernels "
                   f"({per:,.0f} MB PSS per viewer); the server process alone {m['server_rss_mb']:,.0f} MB")

@@ -256,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["board"]:  # `board` parses its own options (argparse hands a leading --option to the top level)
+        from .board_cli import main as board_main
+
+        return board_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

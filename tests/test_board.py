@@ -325,6 +325,30 @@ def test_each_role_gets_only_its_tabs(board_site):
     assert status.blockers is None and status.act is None and status.orders is None
 
 
+def test_a_tab_reads_its_rows_when_first_shown(board_site):
+    b = board.Board(board.resolve_source(str(board_site)), viewer=SALES)
+    assert b.promise.html.value == "" and b.changes.html.value == ""  # the page opens on the lookup
+    b.tabs.selected_index = b.tab_names.index("Promises at risk")
+    assert 'id="board-promise"' in b.promise.html.value and b.changes.html.value == ""
+
+
+def test_a_page_kernel_learns_its_viewer_from_the_server_not_the_page(tmp_path, monkeypatch):
+    from handoff_lib.board import session
+
+    monkeypatch.delenv(session.ENV_SESSIONS, raising=False)
+    assert board.viewer().role.name == "ops" and board.viewer().can_act  # outside the board server: the local user
+    sessions = session.Sessions(tmp_path / "sessions")
+    monkeypatch.setenv(session.ENV_SESSIONS, str(sessions.folder))
+    monkeypatch.setenv("VOILA_KERNEL_ID", "k-1")
+    with pytest.raises(HandoffError, match="did not say who opened this page"):
+        board.viewer(timeout_s=0.1)  # a pre-heated kernel waits here until its page is requested
+    sessions.bind("k-1", SALES)
+    assert board.viewer() == SALES and sessions.owner("k-1") == "sam"
+    assert oct((tmp_path / "sessions").stat().st_mode & 0o777) == "0o700"
+    sessions.forget("k-1")
+    assert sessions.owner("k-1") is None and not (tmp_path / "sessions" / "k-1.json").exists()
+
+
 # -------------------------------------------------------------------------------- acknowledgements
 
 

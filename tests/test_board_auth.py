@@ -118,7 +118,9 @@ def test_a_users_file_means_sign_in_on_any_host(tmp_path, site):
 
 
 def test_the_cli_refuses_an_open_network_board_with_exit_2(site, capsys):
-    assert board_cli(["--site", str(site), "--host", "0.0.0.0"]) == 2
+    from handoff_lib.cli import main as handoff
+
+    assert handoff(["board", "--site", str(site), "--host", "0.0.0.0"]) == 2
     assert "refusing to serve the board on 0.0.0.0 without sign-in" in capsys.readouterr().err
 
 

@@ -419,8 +419,8 @@ def test_pages_closed_abruptly_all_render_and_give_their_kernels_back(browser, c
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, board_site):
-    """Room for two kernels, one of them pre-heated."""
-    s = start(tmp_path_factory, "small", "--site", str(board_site), "--pool-size", "1", "--max-kernels", "2")
+    """Room for two kernels and none pre-heated: every page starts its own (the path a burst of viewers takes)."""
+    s = start(tmp_path_factory, "small", "--site", str(board_site), "--pool-size", "0", "--max-kernels", "2")
     yield s
     s.stop()
 

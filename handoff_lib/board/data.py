@@ -43,7 +43,7 @@ DEFAULT_SITE = "parameters/demo.yaml"
 PAGE_SIZE = 50
 # A viewer's DuckDB: one thread (50 viewers share 2 cores; a page query takes milliseconds) and its
 # allocator handing freed memory back after each query, so a kernel stays near its import size.
-KERNEL_DUCKDB = {"threads": 1, "allocator_flush_threshold": "8MB", "memory_limit": "512MB"}
+KERNEL_DUCKDB = {"threads": 1, "allocator_flush_threshold": "8MB", "memory_limit": "1GB"}
 
 # What roles without `notes` may read (allow-lists; see the module docstring).
 STATUS_ORDER_COLUMNS = [

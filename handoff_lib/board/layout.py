@@ -65,7 +65,7 @@ class Board:
         self.blockers = self.promise = self.changes = self.orders = self.act = None
         self.q_found: dict[str, Found] = {}
         self.q_version = 0
-        self.charts_stale = True
+        self.shown: set[str] = set()
         if role.blocker_queue:
             tabs.append(("Blocker queue", self._blocker_tab(w, guard)))
         if role.lookup and not role.blocker_queue:  # sales and support come to look an order up
@@ -96,7 +96,7 @@ class Board:
         for i, t in enumerate(self.tab_names):
             self.tabs.set_title(i, t)
         self.tabs.add_class("board-tabs")
-        self.tabs.observe(guard(lambda _: self.show_charts_if_visible()), names="selected_index")
+        self.tabs.observe(guard(lambda _: self.show_tab()), names="selected_index")
 
         self._quiet = False
         self.picker.observe(guard(lambda ch: ch["new"] and not self._quiet and self.open_review(ch["new"])), names="value")
@@ -213,6 +213,8 @@ class Board:
             self.open_review(target)
 
     def open_review(self, value: str) -> None:
+        """Open a review: header and tiles now, each tab's rows when the tab is first shown (a page opens on
+        one tab: the others cost nothing until someone looks at them)."""
         day, hhmm = value.split("|")
         t0 = time.perf_counter()
         snap = load_snapshot(self.source, dt.date.fromisoformat(day), hhmm, self.role)
@@ -220,56 +222,64 @@ class Board:
             self.snap.close()
         self.snap = snap
         self.title.value = text(f"{self.source.settings.name}: handoff board, cutoff review {snap.label}", "h2")
-        h = headline(snap)
-        self.tiles.value = tiles_html(h)
-        if self.blockers is not None:
-            opts = blocker_options(snap)
-            for d, key in ((self.f_owner, "owner"), (self.f_reason, "reason"), (self.f_priority, "min_priority"),
-                           (self.f_carrier, "carrier"), (self.f_cutoff, "cutoff")):
-                with d.hold_trait_notifications():
-                    d.options = [(d.options[0][0], ALL)] + [(str(v), v) for v in opts[key]]
-                    d.value = ALL
-            self.f_age.value = self.f_handling.value = ALL
-            self.blockers.show(0)
-        if self.promise is not None:
-            self.promise.show(0)
-        if self.changes is not None:
-            counts = change_counts(snap)
-            if snap.previous is None:
-                self.c_counts.value = text("No earlier review of this site in the history: nothing to compare with.", "p", "board-msg")
-            else:
-                prev = review_label(snap.previous.review_date, snap.previous.review_time)
-                self.c_counts.value = text(f"Since the review of {prev}:", "p") + html_table(counts, "board-change-counts")
-            with self.c_kind.hold_trait_notifications():
-                self.c_kind.options = [(ANY, ALL)] + [(k.replace("_", " "), k) for k, n in counts.itertuples(index=False) if n]
-                self.c_kind.value = ALL
-            self.changes.show(0)
-        if self.orders is not None:
-            for d, key in ((self.o_state, "by_state"), (self.o_promise, "by_promise")):
-                with d.hold_trait_notifications():
-                    d.options = [(ANY, ALL)] + [(k.replace("_", " "), k) for k in h[key]]
-                    d.value = ALL
-            self.orders.show(0)
+        self.h = headline(snap)
+        self.tiles.value = tiles_html(self.h)
         if self.role.lookup:
             self.q_out.value = ""
             self.q_pick.layout.display = "none"
-        if self.role.exports:
-            self.exports.value = exports_html(snap)
-        self.charts_stale = True
-        self.show_charts_if_visible()
+        self.shown: set[str] = set()
+        self.show_tab()
         took = time.perf_counter() - t0
         self.status.value = text(f"Review {snap.label} loaded in {took:.1f} s"
                                  + ("" if snap.picture else " (run folder gone: no timelines, changes from history)"),
                                  "p", "board-msg")
 
-    def show_charts_if_visible(self) -> None:
-        if self.role.charts and self.charts_stale and self.tab_names[self.tabs.selected_index or 0] == "Cutoff burn-down & charts":
-            self.show_charts()
+    def show_tab(self) -> None:
+        """Fill the visible tab for the open review, once."""
+        name = self.tab_names[self.tabs.selected_index or 0] if self.tab_names else ""
+        if self.snap is None or name in self.shown:
+            return
+        self.shown.add(name)
+        fill = {"Blocker queue": self._fill_blockers, "Promises at risk": lambda: self.promise.show(0),
+                "Changes since last review": self._fill_changes, "All orders": self._fill_orders,
+                "Cutoff burn-down & charts": self.show_charts,
+                "Exports": lambda: setattr(self.exports, "value", exports_html(self.snap))}.get(name)
+        if fill is not None:
+            fill()
+
+    def _fill_blockers(self) -> None:
+        opts = blocker_options(self.snap)
+        for d, key in ((self.f_owner, "owner"), (self.f_reason, "reason"), (self.f_priority, "min_priority"),
+                       (self.f_carrier, "carrier"), (self.f_cutoff, "cutoff")):
+            with d.hold_trait_notifications():
+                d.options = [(d.options[0][0], ALL)] + [(str(v), v) for v in opts[key]]
+                d.value = ALL
+        self.f_age.value = self.f_handling.value = ALL
+        self.blockers.show(0)
+
+    def _fill_changes(self) -> None:
+        snap = self.snap
+        counts = change_counts(snap)
+        if snap.previous is None:
+            self.c_counts.value = text("No earlier review of this site in the history: nothing to compare with.", "p", "board-msg")
+        else:
+            prev = review_label(snap.previous.review_date, snap.previous.review_time)
+            self.c_counts.value = text(f"Since the review of {prev}:", "p") + html_table(counts, "board-change-counts")
+        with self.c_kind.hold_trait_notifications():
+            self.c_kind.options = [(ANY, ALL)] + [(k.replace("_", " "), k) for k, n in counts.itertuples(index=False) if n]
+            self.c_kind.value = ALL
+        self.changes.show(0)
+
+    def _fill_orders(self) -> None:
+        for d, key in ((self.o_state, "by_state"), (self.o_promise, "by_promise")):
+            with d.hold_trait_notifications():
+                d.options = [(ANY, ALL)] + [(k.replace("_", " "), k) for k in self.h[key]]
+                d.value = ALL
+        self.orders.show(0)
 
     def show_charts(self) -> None:
         from .. import charts
 
-        self.charts_stale = False
         with self.snap.reading() as con:
             show_figure(self.fig_burn, charts.cutoff_burndown(con))
             show_figure(self.fig_funnel, charts.state_funnel(con))

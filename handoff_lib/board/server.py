@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import datetime as dt
 import functools
 import html
@@ -48,7 +47,7 @@ from .auth import UsersFile, users_file
 from .data import ENV_HISTORY, ENV_SITE, PROJECT, BoardSource, resolve_source, run_folder
 from .layout import EXPORT_FILES
 from .roles import ROLES, Viewer
-from .session import ENV_SESSIONS, Sessions, local_user
+from .session import ENV_SESSIONS, PAGE_VIEWER, Sessions, local_user
 
 NOTEBOOK = PROJECT / "notebooks" / "board.ipynb"
 ENV_HOST = "HANDOFF_BOARD_HOST"
@@ -58,15 +57,17 @@ DEFAULT_PORT = 8866
 POOL_SIZE = 2  # pre-heated kernels kept ready (each waits for its page at `board.viewer()`)
 CULL_IDLE_S = 45  # a kernel with no page connected and no activity this long is shut down ...
 CULL_INTERVAL_S = 15  # ... checked this often: an abandoned page's kernel lives about a minute
-WS_PING_MS = 15_000  # websocket keep-alive: a page that stops answering (network gone, laptop asleep) ...
-WS_PING_TIMEOUT_MS = 15_000  # ... is disconnected this long after a ping it left unanswered (at most the interval), then culled
+WS_PING_MS = 10_000  # websocket keep-alive: a page that stops answering (network gone, laptop asleep) ...
+WS_PING_TIMEOUT_MS = 25_000  # ... is disconnected once its last pong is this old (more than the interval: Jupyter checks
+# at each ping, so equal values drop live pages; tornado warns once that its own, unused, timeout is clamped)
 MAX_KERNELS = 60  # kernels at once, pre-heated ones included; a page beyond gets "the board is full"
+FIRST_CONNECT_S = 180  # a page's kernel whose page has not connected yet (still loading on a busy machine) is kept this long
 RETRY_S = 15  # a "board is full" page retries this often
+IOPUB_TIMEOUT_S = 120  # how long Voila waits for a cell's output after the kernel says the cell is done
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 NO_LOGIN_BANNER = ("No sign-in: anyone who can reach this address can open this board "
                    "(served with --no-login; see docs/board.md to set up users).")
 
-PAGE_VIEWER: contextvars.ContextVar[Viewer | None] = contextvars.ContextVar("handoff_page_viewer", default=None)
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -151,7 +152,11 @@ class BoardIdentityProvider(IdentityProvider):
             return user
         if user is None:
             return None
-        known = cfg.users.get(user.username) if cfg.users else None
+        try:
+            known = cfg.users.get(user.username) if cfg.users else None
+        except HandoffError as exc:  # the users file was removed or broken while serving: nobody is signed in
+            self.log.error("handoff board: %s", exc)
+            known = None
         if known is None or known.stamp != user.display_name:  # removed, or the password changed since
             self.clear_login_cookie(handler)
             return None
@@ -192,7 +197,12 @@ class BoardLoginHandler(LoginFormHandler):
         name = self.get_argument("username", default="").strip()
         password = self.get_argument("password", default="")
         loop = asyncio.get_running_loop()
-        user = await loop.run_in_executor(None, cfg.users.verify, name, password)
+        try:
+            user = await loop.run_in_executor(None, cfg.users.verify, name, password)
+        except HandoffError as exc:
+            self.log.error("handoff board: sign-in failed: %s", exc)
+            self._render("Sign-in is not available right now; the board server's log says why.", 503)
+            return
         if user is None:
             self.log.warning("handoff board: sign-in refused for %r from %s (wrong user name or password)",
                              name[:64], self.request.remote_ip)
@@ -291,6 +301,10 @@ def _voila_page_handler():
                 await super().get(path)
             finally:
                 PAGE_VIEWER.reset(token)
+
+        def should_use_rendered_notebook(self, notebook_data, pool_size, template_name, theme, request_args) -> bool:
+            return (super().should_use_rendered_notebook(notebook_data, pool_size, template_name, theme, request_args)
+                    and self.kernel_manager.pooled_ready(self.notebook_path))
 
         def write_error(self, status_code: int, **kwargs) -> None:
             if status_code == 503:  # a kernel could not start because the board filled up meanwhile
@@ -412,16 +426,43 @@ class LimitedKernelManager(AsyncMappingKernelManager):
     kernel goes (closed page, culled, server stopping)."""
 
     max_kernels = Integer(MAX_KERNELS, config=True, help="Most kernels running at once (0 = no limit).")
+    first_connect = Integer(FIRST_CONNECT_S, config=True,
+                            help="Seconds a page's kernel is kept before its page first connects (then cull_idle_timeout applies).")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._ever_connected: set[str] = set()
+
+    def notify_connect(self, kernel_id):
+        self._ever_connected.add(kernel_id)
+        return super().notify_connect(kernel_id)
+
+    async def cull_kernel_if_idle(self, kernel_id):
+        """As Jupyter's culler, but a page's kernel whose page has never connected (a page still loading
+        when the machine is busy) gets `first_connect` seconds instead of cull_idle_timeout."""
+        kernel = self._kernels.get(kernel_id)
+        if kernel_id not in self._ever_connected and getattr(kernel, "last_activity", None) is not None:
+            idle = (dt.datetime.now(dt.UTC) - kernel.last_activity).total_seconds()
+            if idle < self.first_connect and getattr(kernel, "execution_state", None) != "dead":
+                return None
+        return await super().cull_kernel_if_idle(kernel_id)
 
     def _full(self) -> bool:
         return self.max_kernels > 0 and len(self.list_kernel_ids()) >= self.max_kernels
 
+    def pooled_ready(self, notebook: str) -> bool:
+        """The pre-heated kernel Voila would hand out next has run the notebook up to `board.viewer()` and
+        waits there. Handing out one still running an earlier cell loses the later cells' output (Voila
+        0.5.13, seen when pages arrive faster than the pool refills): such a page starts its own kernel."""
+        pool = getattr(self, "_pools", {}).get(notebook, [])
+        if not pool or not pool[0].done() or pool[0].cancelled() or pool[0].exception() is not None:
+            return False
+        rendered = "".join(pool[0].result()["renderer"].rendered_cache)
+        return f'cell-index="{wait_cell(notebook) - 1}"' in rendered
+
     def room_for_page(self, notebook: str) -> bool:
         """A pre-heated kernel is ready for the page, or there is room to start one."""
-        for task in getattr(self, "_pools", {}).get(notebook, []):
-            if task.done() and not task.cancelled() and task.exception() is None:
-                return True
-        return not self._full()
+        return self.pooled_ready(notebook) or not self._full()
 
     def log_full(self, viewer: Viewer) -> None:
         cfg = self._board
@@ -463,8 +504,22 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         try:
             return await super().shutdown_kernel(kernel_id, *args, **kwargs)
         finally:
+            self._ever_connected.discard(kernel_id)
             if self._board:
                 self._board.sessions.forget(kernel_id)
+            from voila.request_info_handler import RequestInfoSocketHandler
+
+            RequestInfoSocketHandler._cache.pop(kernel_id, None)  # Voila keeps each page's request info until then
+
+
+@functools.cache
+def wait_cell(notebook: str) -> int:
+    """The (1-based, as Voila numbers them in the page) cell of the notebook that calls board.viewer()."""
+    import json
+
+    path = Path(notebook) if Path(notebook).is_absolute() else NOTEBOOK.parent / Path(notebook).name
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return next(i for i, c in enumerate(cells, start=1) if "board.viewer(" in "".join(c["source"]))
 
 
 def _bind_preheated(km) -> None:
@@ -538,6 +593,9 @@ def voila_argv(host: str, port: int, pool_size: int = POOL_SIZE, cull_idle_s: in
         f"--VoilaConfiguration.default_pool_size={pool_size}",
         "--VoilaConfiguration.multi_kernel_manager_class=handoff_lib.board.server.LimitedKernelManager",
         f"--LimitedKernelManager.max_kernels={max_kernels}",
+        # nbclient waits only 4 s for a cell's output after its reply and then drops what has not come: with many
+        # kernels starting on a busy machine the board's own output came later and pages showed no board
+        f"--VoilaExecutor.iopub_timeout={IOPUB_TIMEOUT_S}",
         "--MappingKernelManager.allow_tracebacks=False",
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}",
         f"--MappingKernelManager.cull_interval={cull_interval_s}",
@@ -659,4 +717,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this `__main__` copy: Voila loads the kernel manager, identity provider
+    # and authorizer by their dotted names, and they must share this module's state (e.g. PAGE_VIEWER).
+    import importlib
+
+    sys.exit(importlib.import_module("handoff_lib.board.server").main())

@@ -11,6 +11,7 @@ papermill) has no $HANDOFF_BOARD_SESSIONS and is the local user with the `ops` r
 
 from __future__ import annotations
 
+import contextvars
 import getpass
 import json
 import os
@@ -23,6 +24,9 @@ from .roles import ROLES, Viewer, role
 
 ENV_SESSIONS = "HANDOFF_BOARD_SESSIONS"
 POLL_S = 0.02
+# The viewer of the page request being served (set by the server's page handler for the request's task):
+# the kernel manager binds the kernel it hands to that request to this viewer.
+PAGE_VIEWER: contextvars.ContextVar[Viewer | None] = contextvars.ContextVar("handoff_page_viewer", default=None)
 
 
 def local_user() -> str:

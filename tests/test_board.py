@@ -166,6 +166,34 @@ def test_lookup_by_tracking_number_finds_the_order_and_its_timeline(source, snap
     assert detail.order["state"]
 
 
+def test_a_po_two_orders_share_lists_both_to_choose_from_and_shows_neither(source):
+    b = board.Board(source, "2026-11-24 16:00", viewer=OPS)
+    with duckdb.connect(str(b.snap.picture), read_only=True) as pic:
+        po, orders = pic.execute(
+            "SELECT raw_key, list_sort(list(DISTINCT order_id)) FROM id_index WHERE kind = 'customer_po' "
+            "GROUP BY raw_key HAVING count(DISTINCT order_id) > 1 ORDER BY raw_key LIMIT 1").fetchone()
+    b.lookup(orders[0])  # an answer on screen first: it must not stay there
+    assert f'data-order="{orders[0]}"' in b.q_out.value
+    b.lookup(po)
+    assert [v for _, v in b.q_pick.options][1:] == orders and b.q_pick.value == "" and b.q_pick.layout.display == ""
+    assert f'data-matches="{len(orders)}"' in b.q_out.value and "data-order=" not in b.q_out.value
+    assert all(o in b.q_out.value for o in orders) and "board-error" not in b.status.value
+    b.q_pick.value = orders[1]  # chosen: that order is shown
+    assert f'data-order="{orders[1]}"' in b.q_out.value
+
+
+def test_a_widget_error_shows_a_plain_message_and_logs_its_traceback(source, capfd):
+    b = board.Board(source, "2026-11-24 16:00", viewer=OPS)
+
+    def broken(_):
+        raise ZeroDivisionError("an internal detail")
+
+    b.guard(broken)(None)
+    assert "Something went wrong (ZeroDivisionError)" in b.status.value and "internal detail" not in b.status.value
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: an internal detail" in err and "in broken" in err
+
+
 def test_an_unknown_identifier_finds_nothing(source, snap):
     assert board.find(snap, source.settings, "NO-SUCH-THING-42") == []
 

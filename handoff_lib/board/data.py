@@ -635,6 +635,13 @@ def find(snap: Snapshot, settings: Settings, identifier: str) -> list[Found]:
     return [Found(r[0], "order", r[0]) for r in rows]
 
 
+def order_summaries(snap: Snapshot, order_ids: list[str]) -> pd.DataFrame:
+    """order_id, customer_name, state, promise_status, cutoff_label of the orders (those on this review's board)."""
+    cols = _columns(snap, "order_board", ["order_id", "customer_name", "state", "promise_status", "cutoff_label"])
+    return snap.query(f"SELECT {', '.join(cols)} FROM order_board WHERE list_contains($ids, order_id) ORDER BY order_id",
+                      {"ids": order_ids})
+
+
 # Each system's events of one order; {note}/{text} are the note columns, or NULL for roles without notes.
 TIMELINE = {
     "orders": """

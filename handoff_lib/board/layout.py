@@ -25,12 +25,13 @@ from .data import (
     list_reviews,
     load_snapshot,
     order_detail,
+    order_summaries,
     order_page,
     promise_page,
     resolve_source,
     review_label,
 )
-from .render import STYLE, banner_html, html_table, text, tiles_html, timeline_html, who_html
+from .render import STYLE, banner_html, html_table, matches_html, text, tiles_html, timeline_html, who_html
 from .roles import Viewer
 from .session import local_viewer
 from .widgets import AGE_OPTIONS, ALL, ANY, PagedTable, dropdown, guard_with, show_figure, unset
@@ -175,7 +176,7 @@ class Board:
         self.q_out.add_class("board-lookup-result")
         self.q_go.on_click(guard(lambda _: self.lookup(self.q.value)))
         self.q.observe(guard(lambda ch: self.lookup(ch["new"])), names="value")
-        self.q_pick.observe(guard(lambda ch: ch["new"] and self.show_order(ch["new"])), names="value")
+        self.q_pick.observe(guard(lambda ch: ch["new"] and not self._quiet and self.show_order(ch["new"])), names="value")
         return w.VBox([w.HBox([self.q, self.q_go]), self.q_pick, self.q_out])
 
     # ---- state
@@ -286,24 +287,31 @@ class Board:
             show_figure(self.fig_owner, charts.blockers_by_owner(con))
 
     def lookup(self, identifier: str) -> None:
+        """Look an identifier up; one order is shown at once, several (a PO two orders share) are listed
+        to choose from, as `handoff lookup` lists them."""
         if not (identifier or "").strip():
             return
         found = find(self.snap, self.source.settings, identifier)
         self.q_found = {f.order_id: f for f in found}
+        self.q_version += 1
+        self._quiet = True
+        try:
+            # options, then value, each on its own: under hold_trait_notifications a Dropdown validates the
+            # value against its old options and refuses it (TraitError: the multi-match lookup used to fail so)
+            self.q_pick.options = ([(f"choose one of {len(found)} orders", ALL)]
+                                   + [(f"{f.order_id} ({f.kind} {f.matched})", f.order_id) for f in found])
+            self.q_pick.value = ALL
+        finally:
+            self._quiet = False
+        self.q_pick.layout.display = "" if len(found) > 1 else "none"
         if not found:
-            self.q_pick.layout.display = "none"
-            self.q_version += 1
             self.q_out.value = text(f"'{identifier.strip()}' matches no order in the review of {self.snap.label}.",
                                     "p", "board-msg board-lookup-none")
-            return
-        if len(found) > 1:
-            with self.q_pick.hold_trait_notifications():
-                self.q_pick.options = [(f"{f.order_id} ({f.kind} {f.matched})", f.order_id) for f in found]
-                self.q_pick.value = found[0].order_id
-            self.q_pick.layout.display = ""
+        elif len(found) > 1:
+            self.q_out.value = matches_html(identifier.strip(), found, order_summaries(self.snap, list(self.q_found)),
+                                            self.q_version)
         else:
-            self.q_pick.layout.display = "none"
-        self.show_order(found[0].order_id)
+            self.show_order(found[0].order_id)
 
     def show_order(self, order_id: str) -> None:
         self.q_version += 1

@@ -144,6 +144,21 @@ def timeline_html(d: OrderDetail, found: Found | None, version: int = 0) -> str:
     return "".join(out)
 
 
+def matches_html(identifier: str, found: list[Found], summaries: pd.DataFrame, version: int = 0) -> str:
+    """An identifier that matches several orders: each order with what matched and its state and promise,
+    to choose one from (escaped)."""
+    by_id = summaries.set_index("order_id") if len(summaries) else summaries
+    rows = []
+    for f in found:
+        s = by_id.loc[f.order_id] if f.order_id in getattr(by_id, "index", []) else {}
+        rows.append({"order": f.order_id, "matched": f"{f.kind.replace('_', ' ')} {f.matched}",
+                     "customer": s.get("customer_name", ""), "state": s.get("state", ""),
+                     "promise": s.get("promise_status", ""), "pickup": s.get("cutoff_label", "")})
+    return (f'<div class="board-lookup-matches" data-matches="{len(found)}">'
+            + text(f"'{identifier}' matches {len(found)} orders: choose one above to see it.", "p", "board-msg")
+            + html_table(pd.DataFrame(rows), "board-lookup-matches-table", version=version) + "</div>")
+
+
 STYLE = """<style>
 .board-root { font-family: system-ui, sans-serif; font-size: 13px; }
 .board-tiles { display: flex; flex-wrap: wrap; gap: 8px; margin: 6px 0; }

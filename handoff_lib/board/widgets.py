@@ -20,8 +20,12 @@ ALL = ""  # the value of a filter's "(all)" option (ipywidgets shows a None valu
 
 
 def guard_with(status: Any) -> Callable:
-    """Run a widget callback; a HandoffError shows its message on the board, anything else says
-    'see the server log' (the traceback goes to the kernel's stderr, never to the page)."""
+    """Run a widget callback; a HandoffError shows its message on the board, anything else a plain
+    message on the page and its traceback in the board server's log.
+
+    The traceback goes to the kernel process's own stderr (`sys.__stderr__`), which the server's log
+    receives: the kernel's `sys.stderr` is sent to the page's output, and a widget callback's output is
+    shown nowhere."""
 
     def wrap(fn: Callable) -> Callable:
         def run(*args: Any, **kwargs: Any) -> None:
@@ -29,13 +33,25 @@ def guard_with(status: Any) -> Callable:
                 fn(*args, **kwargs)
             except HandoffError as exc:
                 status.value = text(str(exc), "p", "board-error")
-            except Exception:  # noqa: BLE001 - the page must stay usable; details go to the log
-                traceback.print_exc(file=sys.stderr)
-                status.value = text("Something went wrong; the details are in the board server's log.", "p", "board-error")
+            except Exception as exc:  # noqa: BLE001 - the page must stay usable; details go to the log
+                log_error(exc)
+                status.value = text(f"Something went wrong ({type(exc).__name__}); the page still works, and the board "
+                                    "server's log has the details.", "p", "board-error")
 
         return run
 
     return wrap
+
+
+def log_error(exc: BaseException) -> None:
+    """The traceback of `exc` in the board server's log, marked with the kernel it came from."""
+    import os
+
+    err = sys.__stderr__ or sys.stderr
+    kernel = os.environ.get("VOILA_KERNEL_ID", "")
+    print(f"handoff board: widget error in kernel {kernel or '(outside the board server)'}:", file=err)
+    traceback.print_exception(exc, file=err)
+    err.flush()
 
 
 class PagedTable:

@@ -124,6 +124,22 @@ def test_filters_combine(snap):
     assert len(got) == len(want)
 
 
+def test_the_pickup_filter_offers_carrier_pickups_only_and_ship_by_deadlines_are_their_own(source, snap):
+    opts = board.blocker_options(snap)
+    with duckdb.connect(str(snap.picture), read_only=True) as pic:
+        by_source = dict(pic.execute(
+            "SELECT p.cutoff_source, list(DISTINCT b.cutoff_label ORDER BY b.cutoff_label) FROM blockers b JOIN promise p USING (order_id) "
+            "WHERE b.cutoff_label IS NOT NULL GROUP BY 1").fetchall())
+        first = dict(pic.execute("SELECT cutoff_label, min(cutoff_at) FROM blockers GROUP BY 1").fetchall())
+    assert by_source["ship_by"] and by_source["pickup"]  # the demo day has both
+    assert sorted(opts["cutoff"]) == by_source["pickup"] and sorted(opts["ship_by"]) == by_source["ship_by"]
+    assert [first[c] for c in opts["cutoff"]] == sorted(first[c] for c in opts["cutoff"])  # in time order
+    ship_by = opts["ship_by"][0]
+    got = board.blocker_page(snap, board.BlockerFilter(ship_by=ship_by), size=10_000)
+    assert got.total > 0 and set(got.rows["cutoff_label"]) == {ship_by}
+    assert board.blocker_page(snap, board.BlockerFilter(cutoff=ship_by)).total == 0  # not a pickup
+
+
 def test_pages_cover_the_queue_once_in_priority_order(snap):
     total = board.blocker_page(snap).total
     seen = []

@@ -264,11 +264,15 @@ CREATE VIEW blocker_queue AS
 SELECT row_number() OVER (ORDER BY b.priority DESC NULLS LAST, b.minutes_to_cutoff NULLS LAST,
                                    b.age_minutes DESC NULLS LAST, b.blocker_id) AS rank,
        b.blocker_id, b.priority, b.order_id, b.order_state, b.reason, b.reason_label, b.owner, o.carrier, o.service,
-       b.cutoff_label, b.minutes_to_cutoff, b.age_minutes, b.detail, b.source_system, b.source_key, b.source_link
-FROM blockers b LEFT JOIN order_board o USING (order_id)
+       b.cutoff_label, b.minutes_to_cutoff, b.age_minutes, b.detail, b.source_system, b.source_key, b.source_link,
+       b.cutoff_at, p.cutoff_source
+FROM blockers b LEFT JOIN order_board o USING (order_id) LEFT JOIN promise p USING (order_id)
 """
 PROMISE_FROM_BOARD = """
-SELECT order_id, state, cutoff_at, cutoff_label, minutes_to_cutoff, CAST(NULL AS BIGINT) AS work_minutes,
+SELECT order_id, state, cutoff_at,
+       -- the snapshot keeps the label, not its source: promise.CUTOFFS writes an OMS ship-by as 'ship-by ...'
+       CASE WHEN starts_with(cutoff_label, 'ship-by ') THEN 'ship_by' WHEN cutoff_at IS NOT NULL THEN 'pickup' END AS cutoff_source,
+       cutoff_label, minutes_to_cutoff, CAST(NULL AS BIGINT) AS work_minutes,
        next_pickup_at, promised_delivery, n_blockers, promise_status, promise_reason
 FROM order_board
 """
@@ -413,7 +417,8 @@ class BlockerFilter:
     reason: str | None = None  # reason label as shown
     min_priority: int | None = None
     carrier: str | None = None
-    cutoff: str | None = None  # cutoff label (carrier pickup)
+    cutoff: str | None = None  # label of a carrier pickup (orders whose deadline is that pickup)
+    ship_by: str | None = None  # label of an OMS ship-by deadline (orders whose deadline it is)
     min_age: int | None = None  # minutes
     handling: str | None = None  # "open" (not acknowledged) or "acknowledged"
 
@@ -421,7 +426,8 @@ class BlockerFilter:
         parts, params = [], {}
         for name, sql in (("owner", "owner = $owner"), ("reason", "reason_label = $reason"),
                           ("min_priority", "priority >= $min_priority"), ("carrier", "carrier = $carrier"),
-                          ("cutoff", "cutoff_label = $cutoff"), ("min_age", "age_minutes >= $min_age")):
+                          ("cutoff", "cutoff_label = $cutoff AND cutoff_source = 'pickup'"),
+                          ("ship_by", "cutoff_label = $ship_by AND cutoff_source = 'ship_by'"), ("min_age", "age_minutes >= $min_age")):
             value = getattr(self, name)
             if value is not None:
                 parts.append(sql)
@@ -461,16 +467,22 @@ def with_handling(snap: Snapshot, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def blocker_options(snap: Snapshot) -> dict[str, list]:
-    """The values each blocker filter offers (owners, reasons, carriers, cutoffs, priority thresholds)."""
+    """The values each blocker filter offers: owners, reasons, carriers, carrier pickups and OMS ship-by
+    deadlines (each its own filter, in time order), priority thresholds."""
     with snap.reading() as con:
         def distinct(col: str) -> list:
             return [r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM blocker_queue WHERE {col} IS NOT NULL ORDER BY 1").fetchall()]
+
+        def deadlines(source: str) -> list:  # in time order
+            return [r[0] for r in con.execute(
+                "SELECT cutoff_label FROM blocker_queue WHERE cutoff_source = ? AND cutoff_label IS NOT NULL "
+                "GROUP BY cutoff_label ORDER BY min(cutoff_at), cutoff_label", [source]).fetchall()]
 
         prios = [r[0] for r in con.execute(
             "SELECT DISTINCT CAST(floor(priority / 10) * 10 AS INTEGER) FROM blocker_queue WHERE priority IS NOT NULL ORDER BY 1 DESC"
         ).fetchall()]
         return {"owner": distinct("owner"), "reason": distinct("reason_label"), "carrier": distinct("carrier"),
-                "cutoff": distinct("cutoff_label"), "min_priority": prios}
+                "cutoff": deadlines("pickup"), "ship_by": deadlines("ship_by"), "min_priority": prios}
 
 
 def blocker_choices(snap: Snapshot, rows: pd.DataFrame) -> list[tuple[str, str]]:

@@ -120,6 +120,7 @@ class Board:
         self.f_priority = dropdown("Priority ≥", [], cls="board-filter-priority", any_label="any")
         self.f_carrier = dropdown("Carrier", [], cls="board-filter-carrier")
         self.f_cutoff = dropdown("Pickup", [], cls="board-filter-cutoff")
+        self.f_ship_by = dropdown("Ship-by", [], cls="board-filter-ship-by")
         self.f_age = w.Dropdown(options=list(AGE_OPTIONS), value=ALL, description="Age", style={"description_width": "initial"},
                                 layout=w.Layout(width="auto"))
         self.f_age.add_class("board-filter-age")
@@ -130,10 +131,11 @@ class Board:
             self.act = ActPanel(self.source, self.viewer, lambda: self.snap, guard, lambda: self.blockers.show(self.blockers.page))
         self.blockers = PagedTable("board-blockers", lambda p: blocker_page(self.snap, self.blocker_filter(), p), guard,
                                    hidden=("blocker_id",), on_show=self.act.set_page if self.act else None)
-        for d in (self.f_owner, self.f_reason, self.f_priority, self.f_carrier, self.f_cutoff, self.f_age, self.f_handling):
+        for d in (self.f_owner, self.f_reason, self.f_priority, self.f_carrier, self.f_cutoff, self.f_ship_by, self.f_age,
+                  self.f_handling):
             d.observe(guard(lambda _: self.blockers.show(0)), names="value")
         rows = [w.HBox([self.f_owner, self.f_reason, self.f_priority], layout=w.Layout(flex_flow="row wrap")),
-                w.HBox([self.f_carrier, self.f_cutoff, self.f_age, self.f_handling], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.f_carrier, self.f_cutoff, self.f_ship_by, self.f_age, self.f_handling], layout=w.Layout(flex_flow="row wrap")),
                 self.blockers.widget]
         if self.act:
             rows.append(self.act.widget)
@@ -183,7 +185,7 @@ class Board:
     def blocker_filter(self) -> BlockerFilter:
         return BlockerFilter(owner=unset(self.f_owner.value), reason=unset(self.f_reason.value),
                              min_priority=unset(self.f_priority.value), carrier=unset(self.f_carrier.value),
-                             cutoff=unset(self.f_cutoff.value), min_age=unset(self.f_age.value),
+                             cutoff=unset(self.f_cutoff.value), ship_by=unset(self.f_ship_by.value), min_age=unset(self.f_age.value),
                              handling=unset(self.f_handling.value))
 
     def load_reviews(self, prefer: str = "", keep: bool = True) -> None:
@@ -251,7 +253,7 @@ class Board:
     def _fill_blockers(self) -> None:
         opts = blocker_options(self.snap)
         for d, key in ((self.f_owner, "owner"), (self.f_reason, "reason"), (self.f_priority, "min_priority"),
-                       (self.f_carrier, "carrier"), (self.f_cutoff, "cutoff")):
+                       (self.f_carrier, "carrier"), (self.f_cutoff, "cutoff"), (self.f_ship_by, "ship_by")):
             with d.hold_trait_notifications():
                 d.options = [(d.options[0][0], ALL)] + [(str(v), v) for v in opts[key]]
                 d.value = ALL

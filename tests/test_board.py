@@ -261,6 +261,8 @@ def test_a_missing_history_shows_a_message_not_a_traceback(tmp_path, board_site)
 def test_the_dashboard_opens_the_latest_review_and_filters(board_site):
     b = board.Board(board.resolve_source(str(board_site)))
     assert "16:00" in b.title.value
+    assert b.tab_names[0] == "Cutoff meeting" and b.blockers.html.value == ""  # the queue fills when first shown
+    b.tabs.selected_index = b.tab_names.index("Blocker queue")
     before = b.blockers.html.value
     b.f_owner.value = b.f_owner.options[1][1]
     assert b.blockers.html.value != before and "board-error" not in b.status.value
@@ -362,11 +364,13 @@ def test_a_malformed_board_block_names_the_site_file_line(tmp_path, board_site):
 def test_each_role_gets_only_its_tabs(board_site):
     source = board.resolve_source(str(board_site))
     tabs = {name: board.Board(source, viewer=Viewer("u", "U", ROLES[name], can_act=True)).tab_names for name in ROLES}
-    assert tabs["status"] == ["Order lookup", "Promises at risk", "Changes since last review"]
-    assert tabs["planner"] == ["Cutoff burn-down & charts", "Recurring themes", "Exports"]
-    assert tabs["ops"][0] == "Blocker queue" and {"All orders", "Exports", "Order lookup"} <= set(tabs["ops"])
+    assert tabs["status"] == ["Order lookup", "Cutoff meeting", "Promises at risk", "Changes since last review"]
+    assert tabs["planner"] == ["Cutoff meeting", "Cutoff burn-down & charts", "Recurring themes", "Exports"]
+    assert tabs["ops"][:2] == ["Cutoff meeting", "Blocker queue"] and {"All orders", "Exports", "Order lookup"} <= set(tabs["ops"])
     status = board.Board(source, viewer=SALES)
-    assert status.blockers is None and status.act is None and status.orders is None
+    assert status.blockers is None and status.act is None and status.orders is None and status.m_act is None
+    planner = board.Board(source, viewer=Viewer("p", "P", ROLES["planner"], can_act=True))
+    assert planner.m_act is None and planner.m_calls is None  # next pickups only
 
 
 def test_a_tab_reads_its_rows_when_first_shown(board_site):
@@ -446,6 +450,7 @@ def test_only_a_signed_in_ops_user_can_act(acked):
 def test_the_act_panel_signs_with_the_viewer_the_server_named(acked):
     source, _ = acked
     b = board.Board(source, viewer=OPS)
+    b.tabs.selected_index = b.tab_names.index("Blocker queue")
     blocker_id = b.act.pick.value
     b.act.comment.value = "on it"
     b.act.buttons["comment"].click()

@@ -143,14 +143,15 @@ def _table_columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> 
 
 
 REVIEWS = """
-SELECT review_date, review_time, review_at, run_id, outputs FROM hist.runs WHERE site = ?
+SELECT review_date, review_time, review_at, run_id, outputs, {stale} AS stale FROM hist.runs WHERE site = ?
 ORDER BY review_date DESC, review_time DESC
 """
 
 
 def list_reviews(source: BoardSource, wait_s: float = 30.0) -> pd.DataFrame:
-    """Every stored review of the site, newest first (empty when there is none yet)."""
-    empty = pd.DataFrame(columns=["review_date", "review_time", "review_at", "run_id", "outputs"])
+    """Every stored review of the site, newest first (empty when there is none yet), with `stale` (built on
+    a source past its freshness limit; false in a history that predates freshness)."""
+    empty = pd.DataFrame(columns=["review_date", "review_time", "review_at", "run_id", "outputs", "stale"])
     if not source.history_db.exists():
         return empty
     con = duckdb.connect()
@@ -158,7 +159,8 @@ def list_reviews(source: BoardSource, wait_s: float = 30.0) -> pd.DataFrame:
         _attach_read_only(con, source.history_db, "hist", wait_s)
         if not _has_table(con, "hist", "runs"):
             return empty
-        return con.execute(REVIEWS, [source.site]).df()
+        stale = "coalesce(stale, false)" if "stale" in _table_columns(con, "hist", "runs") else "false"
+        return con.execute(REVIEWS.format(stale=stale), [source.site]).df()
     finally:
         con.close()
 
@@ -207,6 +209,10 @@ class Snapshot:
     role: Role
     settings: Settings
     ack_log: Path | None = None
+    meeting: bool = False  # the picture holds the meeting view (meeting_pickups, meeting_orders; act_now for the queue)
+    stale: list[str] = field(default_factory=list)  # one sentence per source past its freshness limit (freshness.stale_lines)
+    stale_headline: str | None = None  # 'STALE: WMS pick tasks as of ...' (freshness.headline), None when fresh
+    on_stale: str = "hold"  # freshness.on_stale: drafts of a stale review held back, or marked
     timings: dict[str, float] = field(default_factory=dict)
     _depth: int = 0
 
@@ -294,7 +300,9 @@ def load_snapshot(source: BoardSource, review_date: dt.date, review_time: str, r
             if run is None:
                 raise HandoffError(f"{source.history_db}: no review {key.site} {review_label(key.review_date, review_time)}")
             prev = con.execute(PREVIOUS, [key.site, key.review_date, key.review_date, key.review_time]).fetchone()
+            stale = _stale_sources(con, key)
         finally:
+            con.execute("USE memory")
             con.execute("DETACH hist")
         previous = ReviewKey(key.site, prev[0], prev[1]) if prev else None
         outputs = Path(run[1]) if run[1] else None
@@ -305,7 +313,9 @@ def load_snapshot(source: BoardSource, review_date: dt.date, review_time: str, r
             _copy_from_history(con, source, key, role, internal, wait_s)
             if role.blocker_queue:
                 con.execute(BLOCKER_QUEUE)
-        snap = Snapshot(key, con, run[0], outputs, picture, previous, role, source.settings, source.ack_log)
+        snap = Snapshot(key, con, run[0], outputs, picture, previous, role, source.settings, source.ack_log,
+                        meeting=_has_table(con, "memory", "meeting_pickups"))
+        _judge_freshness(snap, stale)
         snap.timings["open"] = time.perf_counter() - t0
         return snap
     except BaseException:
@@ -334,9 +344,57 @@ def _views_over_picture(con: duckdb.DuckDBPyConnection, picture: Path, role: Rol
         con.execute("CREATE VIEW promise AS SELECT * FROM pic.promise")
         if role.blocker_queue:
             con.execute(BLOCKER_QUEUE)  # a view binds when it is created: while the picture is attached
+        _meeting_views(con, role, internal)
         return True
     finally:
         con.execute("DETACH pic")
+
+
+# The meeting view a review run keeps in its picture (meeting.py): the columns the board reads of each. act_now
+# (its `example` quotes a blocker's detail) only for roles with the blocker queue, the example only with notes.
+MEETING_PICKUP_COLUMNS = ["pickup_at", "carrier", "service", "pickup", "orders_due", "ready", "to_do", "blocked", "too_late",
+                          "at_risk", "carried_over", "short_of_labour", "will_not_make", "verdict", "verdict_text",
+                          "binding_area", "work_min", "available_min", "usage_pct"]
+MEETING_ORDER_COLUMNS = ["order_id", "customer_name", "priority", "promise_status", "promise_reason", "pickup", "pickup_at",
+                         "makes_it", "carried_over", "order_value"]
+ACT_NOW_COLUMNS = ["rank", "action", "owner", "orders_saved", "value_saved", "orders_held", "top_priority", "minutes_left",
+                   "first_pickup", "example", "source_link"]
+
+
+def _meeting_views(con: duckdb.DuckDBPyConnection, role: Role, internal: frozenset[str]) -> None:
+    """Views over the picture's meeting tables (when the review run made them), in the role's columns."""
+    if not _has_table(con, "pic", "meeting_pickups") or not _has_table(con, "pic", "meeting_orders"):
+        return
+    value = role.internal_fields or "order_value" not in internal  # an order's value, where the site marks it internal
+    wanted = {"meeting_pickups": MEETING_PICKUP_COLUMNS,
+              "meeting_orders": [c for c in MEETING_ORDER_COLUMNS if value or c != "order_value"]}
+    if role.blocker_queue and _has_table(con, "pic", "act_now"):
+        wanted["act_now"] = [c for c in ACT_NOW_COLUMNS if (role.notes or c != "example") and (value or c != "value_saved")]
+    for table, cols in wanted.items():
+        have = set(_table_columns(con, "pic", table))
+        con.execute(f"CREATE VIEW {table} AS SELECT {_select([c for c in cols if c in have and c not in internal])} FROM pic.{table}")
+
+
+def _stale_sources(con: duckdb.DuckDBPyConnection, key: ReviewKey) -> pd.DataFrame | None:
+    """The review's stale sources from history (`hist` attached), None when this version has no freshness."""
+    try:
+        from .. import freshness
+    except ImportError:
+        return None
+    con.execute("USE hist")
+    return freshness.stale_sources(con, key.site, key.review_date, key.review_time)
+
+
+def _judge_freshness(snap: Snapshot, stale: pd.DataFrame | None) -> None:
+    """snap.stale, stale_headline and on_stale from the stale sources and the site's freshness settings."""
+    if stale is None or not len(stale) or snap.review_at is None:
+        return
+    from .. import freshness
+
+    at = pd.Timestamp(snap.review_at).to_pydatetime()
+    snap.stale = freshness.stale_lines(stale, snap.settings, at)
+    snap.stale_headline = freshness.headline(stale, snap.settings, at)
+    snap.on_stale = freshness.freshness_settings(snap.settings).on_stale
 
 
 def _copy_from_history(con: duckdb.DuckDBPyConnection, source: BoardSource, key: ReviewKey, role: Role,
@@ -532,9 +590,23 @@ def drafts_for(snap: Snapshot, order_ids: list[str]) -> dict[str, str]:
         b.setdefault("detail", None)
         by_order.setdefault(b["order_id"], []).append(b)
     check = next_check(snap.settings, snap.review_at)
-    return {o["order_id"]: draft_note(o, by_order.get(o["order_id"], []), snap.review_at, check, acks=states,
-                                      tz=snap.settings.tz)[0]
-            for o in orders.to_dict("records")}
+    notes = {o["order_id"]: draft_note(o, by_order.get(o["order_id"], []), snap.review_at, check, acks=states,
+                                       tz=snap.settings.tz)[0]
+             for o in orders.to_dict("records")}
+    return stale_drafts(snap, notes)
+
+
+def stale_drafts(snap: Snapshot, notes: dict[str, str]) -> dict[str, str]:
+    """The drafts of a review built on stale extracts as the site's `freshness.on_stale` says: `hold` replaces
+    each with a line saying it is held back and why; `mark` keeps it, marked on its second line
+    (freshness.apply_to_drafts, as the review's drafts.csv)."""
+    if not snap.stale or not notes:
+        return notes
+    from ..freshness import apply_to_drafts
+
+    df = apply_to_drafts(pd.DataFrame({"order_id": list(notes), "draft": list(notes.values())}), snap.stale, snap.on_stale)
+    held = "HELD BACK, not to be sent: this review was built on stale extracts (" + "; ".join(snap.stale) + ")."
+    return {o: (held if h else d) for o, d, h in zip(df["order_id"], df["draft"], df["held_back"])}
 
 
 def promise_page(snap: Snapshot, status: str | None = None, page: int = 0, size: int = PAGE_SIZE) -> Page:
@@ -547,6 +619,51 @@ def promise_page(snap: Snapshot, status: str | None = None, page: int = 0, size:
               page, size)
     drafts = drafts_for(snap, p.rows["order_id"].tolist())
     p.rows = p.rows.assign(draft_note=[drafts.get(o) for o in p.rows["order_id"]])
+    return p
+
+
+def meeting_pickups(snap: Snapshot) -> pd.DataFrame:
+    """The carrier pickups of the coming hours with their verdicts (meeting.build_meeting), in time order;
+    empty when the review run made no meeting view."""
+    if not snap.meeting:
+        return pd.DataFrame(columns=MEETING_PICKUP_COLUMNS)
+    return snap.query("SELECT * FROM meeting_pickups ORDER BY pickup_at, carrier, service")
+
+
+def act_now_page(snap: Snapshot, page: int = 0, size: int = 10) -> Page:
+    """The act-now list (meeting.act_now): blockers grouped where one action clears many, ranked by what
+    clearing them saves before the coming pickups."""
+    if not snap.role.blocker_queue:
+        raise HandoffError(f"the act-now list is not part of the {snap.role.name} view")
+    if not snap.meeting:
+        return Page(pd.DataFrame(columns=ACT_NOW_COLUMNS), 0, 0, size)
+    return _page(snap, "FROM act_now", {}, _columns(snap, "act_now", ACT_NOW_COLUMNS), "rank", page, size)
+
+
+CALL_OWNERS = """
+SELECT order_id, string_agg(DISTINCT owner, ', ' ORDER BY owner) AS owners FROM blockers
+WHERE list_contains($ids, order_id) AND owner IS NOT NULL GROUP BY order_id
+"""
+
+
+def calls_page(snap: Snapshot, status: str = "needs_communication", page: int = 0, size: int = 10) -> Page:
+    """Who calls the customer (meeting.calls): orders of one promise status, highest priority first, then
+    by truck, with the owners of their blockers and their draft note (built for the role, held back or
+    marked when the review is stale)."""
+    if not snap.role.promise:
+        raise HandoffError(f"the promise view is not part of the {snap.role.name} view")
+    if not snap.meeting:
+        return Page(pd.DataFrame(columns=["order_id"]), 0, 0, size)
+    cols = [c for c in _columns(snap, "meeting_orders", ["order_id", "customer_name", "priority", "pickup", "makes_it",
+                                                         "promise_reason"])]
+    p = _page(snap, "FROM meeting_orders WHERE promise_status = $status", {"status": status}, cols,
+              "priority DESC NULLS LAST, pickup_at NULLS LAST, order_id", page, size)
+    ids = p.rows["order_id"].tolist()
+    owners = dict(snap.rows(CALL_OWNERS, {"ids": ids})) if ids else {}
+    p.rows.insert(p.rows.columns.get_loc("pickup"), "owners", [owners.get(o, "") for o in ids])
+    if status == "needs_communication":
+        drafts = drafts_for(snap, ids)
+        p.rows = p.rows.assign(draft_note=[drafts.get(o) for o in ids])
     return p
 
 

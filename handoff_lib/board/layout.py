@@ -16,14 +16,17 @@ from .data import (
     BoardSource,
     Found,
     Snapshot,
+    act_now_page,
     blocker_options,
     blocker_page,
+    calls_page,
     change_counts,
     change_page,
     find,
     headline,
     list_reviews,
     load_snapshot,
+    meeting_pickups,
     order_detail,
     order_page,
     order_summaries,
@@ -31,11 +34,23 @@ from .data import (
     resolve_source,
     review_label,
 )
-from .render import STYLE, banner_html, html_table, matches_html, text, tiles_html, timeline_html, who_html
+from .render import (
+    STYLE,
+    banner_html,
+    html_table,
+    matches_html,
+    pickups_html,
+    stale_html,
+    text,
+    tiles_html,
+    timeline_html,
+    who_html,
+)
 from .roles import Viewer
 from .session import local_viewer
 from .widgets import AGE_OPTIONS, ALL, ANY, PagedTable, dropdown, guard_with, show_figure, unset
 
+MEETING_TAB = "Cutoff meeting"
 EXPORT_FILES = ("cutoff_review.html", "cutoff_review.xlsx", "order_board.csv", "blocker_queue.csv", "promise_view.csv",
                 "changes.csv", "drafts.csv", "rejects.csv", "join_quality.csv")
 
@@ -62,15 +77,19 @@ class Board:
         self.title = w.HTML()
         self.tiles = w.HTML()
         self.tiles.add_class("board-tiles-html")
+        self.stale = w.HTML()
+        self.stale.add_class("board-stale-html")
         tabs: list[tuple[str, object]] = []
         self.blockers = self.promise = self.changes = self.orders = self.act = None
+        self.m_act = self.m_calls = self.m_risk = None
         self.q_found: dict[str, Found] = {}
         self.q_version = 0
         self.shown: set[str] = set()
-        if role.blocker_queue:
-            tabs.append(("Blocker queue", self._blocker_tab(w, guard)))
         if role.lookup and not role.blocker_queue:  # sales and support come to look an order up
             tabs.append(("Order lookup", self._lookup_tab(w, guard)))
+        tabs.append((MEETING_TAB, self._meeting_tab(w, guard)))  # the report's order: pickups, act now, who calls
+        if role.blocker_queue:
+            tabs.append(("Blocker queue", self._blocker_tab(w, guard)))
         if role.promise:
             tabs.append(("Promises at risk", self._promise_tab(w, guard)))
         if role.changes:
@@ -104,14 +123,35 @@ class Board:
         self.refresh.on_click(guard(lambda _: self.load_reviews(keep=False)))
         head = w.HTML(banner_html(self.viewer.banner) + who_html(self.viewer.name, role.label, self.viewer.signed_in,
                                                                  os.environ.get("VOILA_BASE_URL", "/")))
-        self.widget = w.VBox([w.HTML(STYLE), head, self.title, w.HBox([self.picker, self.refresh]), self.status, self.tiles,
-                              self.tabs])
+        self.widget = w.VBox([w.HTML(STYLE), head, self.title, w.HBox([self.picker, self.refresh]), self.status, self.stale,
+                              self.tiles, self.tabs])
         self.widget.add_class("board-root")
         self.widget.add_class(f"board-role-{role.name}")
         self.load_reviews(prefer=review)
         self.widget.add_class("board-ready")
 
     # ---- tabs
+    def _meeting_tab(self, w, guard):
+        """The cutoff meeting's questions in the report's order: which trucks we will miss (next pickups and
+        their verdicts), what to do first (act now, for the queue's role), who calls the customer (needs
+        communication with drafts, then at risk), then how much changed."""
+        self.m_pickups = w.HTML()
+        self.m_pickups.add_class("board-meeting-pickups")
+        parts = [self.m_pickups]
+        if self.role.blocker_queue:
+            self.m_act = PagedTable("board-act-now", lambda p: act_now_page(self.snap, p), guard)
+            parts += [w.HTML(text("Act now: what clearing saves before the coming pickups", "h4", "board-section")), self.m_act.widget]
+        if self.role.promise:
+            self.m_calls = PagedTable("board-calls", lambda p: calls_page(self.snap, "needs_communication", p), guard)
+            self.m_risk = PagedTable("board-calls-at-risk", lambda p: calls_page(self.snap, "at_risk", p), guard)
+            parts += [w.HTML(text("Who calls the customer: needs communication, highest priority first", "h4", "board-section")),
+                      self.m_calls.widget, w.HTML(text("Then: promise at risk", "h4", "board-section")), self.m_risk.widget]
+        self.m_changes = w.HTML()
+        parts.append(self.m_changes)
+        box = w.VBox(parts)
+        box.add_class("board-meeting")
+        return box
+
     def _blocker_tab(self, w, guard):
         from .actions import ActPanel
 
@@ -196,8 +236,8 @@ class Board:
             raise HandoffError(f"{self.source.history_db}: no cutoff review of site '{self.source.site}' stored yet "
                                f"(run one: handoff run --site ... --at 'YYYY-MM-DD HH:MM')")
         options = []
-        for i, (d, t) in enumerate(zip(df["review_date"], df["review_time"])):
-            label = review_label(d, t) + (" (latest)" if i == 0 else "")
+        for i, (d, t, stale) in enumerate(zip(df["review_date"], df["review_time"], df["stale"])):
+            label = review_label(d, t) + (" (latest)" if i == 0 else "") + (" STALE" if stale else "")
             options.append((label, f"{pd.Timestamp(d):%Y-%m-%d}|{t}"))
         values = [v for _, v in options]
         want = prefer.replace(" ", "|").replace(":", "") if prefer else ""
@@ -226,6 +266,7 @@ class Board:
         self.snap = snap
         self.title.value = text(f"{self.source.settings.name}: handoff board, cutoff review {snap.label}", "h2")
         self.h = headline(snap)
+        self.stale.value = stale_html(snap.stale_headline, snap.on_stale, self.role.promise)
         self.tiles.value = tiles_html(self.h)
         if self.role.lookup:
             self.q_out.value = ""
@@ -243,12 +284,32 @@ class Board:
         if self.snap is None or name in self.shown:
             return
         self.shown.add(name)
-        fill = {"Blocker queue": self._fill_blockers, "Promises at risk": lambda: self.promise.show(0),
+        fill = {MEETING_TAB: self._fill_meeting, "Blocker queue": self._fill_blockers, "Promises at risk": lambda: self.promise.show(0),
                 "Changes since last review": self._fill_changes, "All orders": self._fill_orders,
                 "Cutoff burn-down & charts": self.show_charts,
                 "Exports": lambda: setattr(self.exports, "value", exports_html(self.snap))}.get(name)
         if fill is not None:
             fill()
+
+    def _fill_meeting(self) -> None:
+        snap = self.snap
+        if not snap.meeting:
+            self.m_pickups.value = text(
+                "This review holds no meeting view (it was run before the meeting view existed, or its run folder is gone): "
+                "the other tabs show its blockers and promises.", "p", "board-msg board-meeting-none")
+        else:
+            self.m_pickups.value = pickups_html(meeting_pickups(snap))
+        for t in (self.m_act, self.m_calls, self.m_risk):
+            if t is not None:
+                t.show(0)
+        if self.role.changes:
+            if snap.previous is None:
+                self.m_changes.value = text("No earlier review to compare with.", "p", "board-msg")
+            else:
+                n = int(change_counts(snap)["count"].sum())
+                prev = review_label(snap.previous.review_date, snap.previous.review_time)
+                self.m_changes.value = text(f"{n:,} changes since the review of {prev}: see the tab Changes since last review.",
+                                            "p", "board-msg board-meeting-changes")
 
     def _fill_blockers(self) -> None:
         opts = blocker_options(self.snap)

@@ -144,6 +144,47 @@ def timeline_html(d: OrderDetail, found: Found | None, version: int = 0) -> str:
     return "".join(out)
 
 
+VERDICT_CLASS = {"will make": "v-make", "at risk": "v-risk", "will miss": "v-miss"}
+
+
+def pickups_html(df: pd.DataFrame) -> str:
+    """The next carrier pickups as one card each, in time order: the verdict first (will make / at risk /
+    will miss N orders), then what it rests on: orders due, ready, to do, blocked, at risk, and the labour
+    of the binding area. Escaped."""
+    if not len(df):
+        return text("No carrier pickup in the coming hours.", "p", "board-msg board-pickups-none")
+    cards = []
+    for r in df.to_dict("records"):
+        verdict = str(r.get("verdict") or "")
+        counts = " · ".join(f"{_fmt(r.get(k))} {label}" for k, label in (
+            ("orders_due", "due"), ("ready", "ready"), ("to_do", "to do"), ("blocked", "blocked"), ("at_risk", "at risk"))
+            if not _is_missing(r.get(k)))
+        labour = ""
+        if not _is_missing(r.get("binding_area")) and not _is_missing(r.get("work_min")):
+            usage = "" if _is_missing(r.get("usage_pct")) else f" ({_fmt(r.get('usage_pct'))} %)"
+            labour = (f"{r['binding_area']}: {_fmt(r.get('work_min'))} min of work, {_fmt(r.get('available_min'))} min of "
+                      f"labour{usage}")
+        cards.append(
+            f'<div class="board-pickup {VERDICT_CLASS.get(verdict, "")}" data-verdict="{html.escape(verdict, quote=True)}" '
+            f'data-not-make="{int(r.get("will_not_make") or 0)}">'
+            f'<div class="when">{html.escape(_fmt(r.get("pickup")))}</div>'
+            f'<div class="verdict">{html.escape(_fmt(r.get("verdict_text")))}</div>'
+            f'<div class="counts">{html.escape(counts)}</div>'
+            + (f'<div class="labour">{html.escape(labour)}</div>' if labour else "") + "</div>")
+    return ('<div class="board-section-title">Next carrier pickups: will we make them?</div>'
+            f'<div class="board-pickups" data-pickups="{len(cards)}">' + "".join(cards) + "</div>")
+
+
+def stale_html(headline: str | None, on_stale: str, drafts: bool) -> str:
+    """The first-screen warning of a review built on stale extracts: which source, and how old (escaped)."""
+    if not headline:
+        return ""
+    what = ("Draft notes of this review are held back (freshness.on_stale: hold)." if on_stale == "hold"
+            else "Draft notes of this review are marked stale (freshness.on_stale: mark).")
+    return ('<div class="board-stale">' + html.escape(headline) + (" " + html.escape(what) if drafts else "")
+            + " This is not the current picture of the floor.</div>")
+
+
 def matches_html(identifier: str, found: list[Found], summaries: pd.DataFrame, version: int = 0) -> str:
     """An identifier that matches several orders: each order with what matched and its state and promise,
     to choose one from (escaped)."""
@@ -179,6 +220,16 @@ table.board-table tbody tr:nth-child(even) { background: #f8f9fb; }
 .board-who { color: #555; text-align: right; }
 .board-act { border-top: 1px solid #e3e6ea; margin-top: 8px; padding-top: 6px; }
 table.board-table td[data-col="handling"] { max-width: 360px; }
+table.board-table td[data-col="action"] { max-width: 420px; }
+.board-stale { background: #fdecea; border: 2px solid #c62828; color: #8e0000; padding: 6px 10px; font-weight: 600; margin: 4px 0; }
+.board-pickups { display: flex; flex-wrap: wrap; gap: 8px; margin: 4px 0 8px; }
+.board-pickup { border: 1px solid #ccd; border-left-width: 6px; border-radius: 6px; padding: 4px 10px; min-width: 220px; max-width: 330px; }
+.board-pickup .when { font-weight: 600; } .board-pickup .verdict { font-size: 16px; font-weight: 700; }
+.board-pickup .counts, .board-pickup .labour { color: #444; font-size: 12px; }
+.board-pickup.v-make { border-left-color: #2e7d32; } .board-pickup.v-make .verdict { color: #2e7d32; }
+.board-pickup.v-risk { border-left-color: #f9a825; } .board-pickup.v-risk .verdict { color: #b26a00; }
+.board-pickup.v-miss { border-left-color: #c62828; } .board-pickup.v-miss .verdict { color: #c62828; }
+.board-section-title, h4.board-section { font-weight: 700; font-size: 14px; margin: 6px 0 2px; }
 </style>"""
 
 

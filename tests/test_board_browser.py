@@ -22,7 +22,8 @@ from handoff_lib.board.auth import UsersFile
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
 ARTIFACTS.mkdir(parents=True, exist_ok=True)
-READY = ".board-ready .board-blockers-html table.board-table"
+READY = ".board-ready .board-act-now-html table.board-table"  # an ops page opens on the cutoff meeting: its act-now list
+QUEUE = ".board-ready .board-blockers-html table.board-table"
 sys.path.insert(0, str(ROOT / "bench"))
 from board_loop import Server, abrupt_load, route_local
 
@@ -83,6 +84,12 @@ def snap(board_site):
     s.close()
 
 
+def show_queue(page) -> None:
+    """The Blocker queue tab, its table filled (it fills when the tab is first shown)."""
+    page.get_by_role("tab", name="Blocker queue").click()
+    page.wait_for_selector(QUEUE, timeout=30_000)
+
+
 def version(page, table_class: str) -> str:
     return page.get_attribute(f".{table_class}-html table.board-table", "data-version")
 
@@ -104,6 +111,7 @@ def test_an_owner_filter_narrows_the_blocker_queue_to_the_right_rows(page, snap)
     owner = snap.rows(
         "SELECT owner, count(*) FROM blockers GROUP BY 1 HAVING count(*) BETWEEN 2 AND 50 ORDER BY 2 DESC, 1 LIMIT 1")[0][0]
     want = snap.rows("SELECT order_id, source_key FROM blockers WHERE owner = ? ORDER BY order_id, source_key", [owner])
+    show_queue(page)
     before = version(page, "board-blockers")
     page.select_option(".board-filter-owner select", label=owner)
     page.wait_for_function(
@@ -152,7 +160,7 @@ def test_a_note_with_script_and_img_onerror_shows_as_text_and_runs_nothing(page,
     lookup(page, order_id, order_id)
     assert XSS in page.inner_text(".board-lookup-result")  # the note, as text
     owner = snap.rows("SELECT owner FROM blocker_queue WHERE contains(detail, '<script>window.__xss') ORDER BY rank LIMIT 1")[0][0]
-    page.get_by_role("tab", name="Blocker queue").click()
+    show_queue(page)
     before = version(page, "board-blockers")
     page.select_option(".board-filter-owner select", label=owner)
     page.wait_for_function(
@@ -230,9 +238,9 @@ def test_each_role_sees_its_own_board(browser, team):
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"board-{USERS[user][1]}.png"))
         page.context.close()
-    assert tabs["status"] == ["Order lookup", "Promises at risk", "Changes since last review"]
-    assert tabs["planner"] == ["Cutoff burn-down & charts", "Recurring themes", "Exports"]
-    assert tabs["ops"][0] == "Blocker queue" and "Exports" in tabs["ops"]
+    assert tabs["status"] == ["Order lookup", "Cutoff meeting", "Promises at risk", "Changes since last review"]
+    assert tabs["planner"] == ["Cutoff meeting", "Cutoff burn-down & charts", "Recurring themes", "Exports"]
+    assert tabs["ops"][:2] == ["Cutoff meeting", "Blocker queue"] and "Exports" in tabs["ops"]
 
 
 def test_an_acknowledgement_shows_for_another_user_after_refresh_and_in_the_next_report(browser, team, team_site, snap):
@@ -242,6 +250,7 @@ def test_an_acknowledgement_shows_for_another_user_after_refresh_and_in_the_next
     # the same day's 16:00 review (another site, the same data): a blocker still open then is in the next report
     at_1600 = {label: b for label, b in board.data.blocker_choices(snap, snap.query("SELECT * FROM blockers"))}
     ops = sign_in(browser, team, "jdiaz", selector=READY)
+    show_queue(ops)
     offered = ops.locator(".board-act-blocker select option").all_inner_texts()
     shown = next(t for t in offered if t.replace("\xa0", " ") in at_1600)  # ipywidgets shows spaces as no-break spaces
     label = shown.replace("\xa0", " ")
@@ -257,6 +266,7 @@ def test_an_acknowledgement_shows_for_another_user_after_refresh_and_in_the_next
     ops.context.close()
 
     other = sign_in(browser, team, "mchen", selector=READY)  # another user, a fresh page
+    show_queue(other)
     row = other.locator(".board-blockers-html tbody tr").filter(has_text=order_id).filter(has_text=reason).first
     handling = row.locator('td[data-col="handling"]').inner_text()
     assert re.match(r"acknowledged by J\. Diaz \d\d:\d\d, assigned to M\. Chen, expected 15:10: ", handling)

@@ -18,7 +18,8 @@ import make_labelled_notes as mk
 from sklearn.metrics import f1_score
 
 from handoff_lib import notes
-from handoff_lib.taxonomy import load_taxonomy
+from handoff_lib.settings import load_settings
+from handoff_lib.taxonomy import notes_settings
 
 
 def synth(n: int, seed: int, phrases: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
@@ -40,8 +41,9 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=10_000)
     ap.add_argument("--classify", type=int, default=100_000)
     args = ap.parse_args()
-    t = load_taxonomy()
-    df = notes.read_labelled(t.labelled_notes, t)
+    site = notes_settings(load_settings(Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"))
+    t = site.taxonomy()
+    df = notes.read_labelled(site.labelled, t)
 
     t0 = time.perf_counter()
     ev = notes.evaluate(df, t.threshold)

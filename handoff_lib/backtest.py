@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .engines import DuckDBEngine, Engine
 from .errors import HandoffError
 from .policy import load_policy
 from .settings import Settings
@@ -54,6 +55,7 @@ ship AS (
 ),
 o AS (
     SELECT o.order_id, o.customer_id, o.ordered_at, o.released_at, o.release_status, o.cancelled_at, o.promised_delivery,
+           upper(trim(o.carrier)) AS carrier, upper(trim(o.service)) AS service,
            coalesce(CASE WHEN $deadline = 'latest' THEN l.latest_ship_by ELSE l.earliest_ship_by END, o.ship_by) AS deadline,
            CASE WHEN s.n_ship > 0 AND s.n_handed = s.n_ship THEN s.last_handed_off END AS handed_off_at,
            l.order_id IS NOT NULL AS has_lines, coalesce(l.n_lines, 0) AS n_lines, coalesce(l.units, 0) AS units,
@@ -96,12 +98,11 @@ ORDER BY list_position(['skipped', 'outside the period', 'not scored', 'late', '
 # the review leave this query: a release after the review is NULL here. The hand-off time and the
 # outcome stay behind.
 REVIEW_ROWS = """
-INSERT INTO bt_review_rows
 SELECT r.review_at, o.order_id, o.customer_id, o.ship_from, o.n_ship_from, o.n_lines, o.units, o.order_value,
        o.ordered_at, CASE WHEN o.released_at <= r.review_at THEN o.released_at END AS released_at,
        o.deadline, o.promised_delivery,
-       (epoch(o.deadline) - epoch(r.review_at)) / 60.0 AS minutes_left
-FROM bt_review_batch r
+       (epoch(o.deadline) - epoch(r.review_at)) / 60.0 AS minutes_left, o.carrier, o.service
+FROM {reviews} r
 JOIN bt_orders o ON o.ordered_at <= r.review_at AND r.review_at < o.deadline
 WHERE o.skip_reason IS NULL
   AND NOT coalesce(o.handed_off_at <= r.review_at, FALSE)
@@ -112,32 +113,38 @@ REVIEW_ROWS_DDL = """
 CREATE OR REPLACE TABLE bt_review_rows (
     review_at TIMESTAMPTZ, order_id VARCHAR, customer_id VARCHAR, ship_from VARCHAR, n_ship_from BIGINT, n_lines BIGINT,
     units BIGINT, order_value DOUBLE, ordered_at TIMESTAMPTZ, released_at TIMESTAMPTZ, deadline TIMESTAMPTZ,
-    promised_delivery DATE, minutes_left DOUBLE)
+    promised_delivery DATE, minutes_left DOUBLE, carrier VARCHAR, service VARCHAR)
 """
 
-# The rules, one row per (rule, setting) in bt_rule_settings(rule, setting, value). Remaining work
-# is the policy's: pick_per_line x lines + pack + label + manifest (order history knows no picks).
-#   promise                          what the promise view flags (at_risk or needs_communication):
-#                                    work + buffer (value) > minutes left, or not released near the deadline
-#   promise: needs_communication     cannot make it: minutes left < work
-#   promise: at_risk (buffer)        can make it, but work + buffer (value) > minutes left
+# The rules, one row per (rule, setting) in bt_rule_settings(rule, setting, value):
+#   promise                          THE promise rule of docs/states.md (promise.decide), replayed at every review
+#                                    with the buffer swept: warns when the order is at_risk or needs_communication
+#   promise: needs_communication     the same rule at the policy's buffer, needs_communication only
+#   promise: at_risk                 the same rule at the policy's buffer, at_risk only
 #   promise: at_risk (not released)  the not_released blocker: not released, deadline within value minutes
 #   hours left < X                   the plain baseline: less than value hours to the deadline
+# Order history knows no picks, packs or labels: the work is the policy's for every line and step
+# (pick_per_line x lines + pack + label + manifest); its only blocker is not_released. The deadline (the line
+# ship-by) is the rule's ship-by, the estimated delivery its promised delivery.
+PROMISE_INPUT = """
+(SELECT r.review_at AS now, r.order_id, 'open' AS state, CAST(NULL AS VARCHAR) AS state_reason, r.carrier, r.service,
+        $pick_per_line * r.n_lines + $pack + $label + $manifest AS work_minutes, CAST(k.value AS INTEGER) AS buffer_minutes,
+        r.promised_delivery, r.deadline AS ship_by, CAST(NULL AS TIMESTAMPTZ) AS due_at,
+        CASE WHEN r.released_at IS NULL AND r.minutes_left <= $not_released_within THEN 1 ELSE 0 END AS n_work_blockers,
+        FALSE AS communicate, h.horizon_at, r.minutes_left, k.rule, k.setting
+ FROM bt_review_rows r JOIN bt_horizons h USING (review_at)
+ JOIN bt_rule_settings k ON k.rule = 'promise' OR (k.rule IN ('promise: needs_communication', 'promise: at_risk')))
+"""
 WARNINGS = """
-CREATE OR REPLACE TABLE bt_warnings AS
-WITH w AS (
-    SELECT review_at, order_id, minutes_left, released_at IS NOT NULL AS released,
-           $pick_per_line * n_lines + $pack + $label + $manifest AS work_minutes
-    FROM bt_review_rows
-)
-SELECT w.review_at, w.order_id, w.minutes_left, k.rule, k.setting
-FROM w JOIN bt_rule_settings k ON
-     (k.rule = 'promise'
-        AND (w.minutes_left < w.work_minutes + k.value OR (NOT w.released AND w.minutes_left <= $not_released_within)))
-  OR (k.rule = 'promise: needs_communication' AND w.minutes_left < w.work_minutes)
-  OR (k.rule = 'promise: at_risk (buffer)' AND w.minutes_left >= w.work_minutes AND w.minutes_left < w.work_minutes + k.value)
-  OR (k.rule = 'promise: at_risk (not released)' AND NOT w.released AND w.minutes_left <= k.value)
-  OR (k.rule = 'hours left < X' AND w.minutes_left < 60 * k.value)
+SELECT now AS review_at, order_id, minutes_left, rule, setting FROM bt_promise
+WHERE (rule = 'promise' AND promise_status IN ('at_risk', 'needs_communication'))
+   OR (rule = 'promise: needs_communication' AND promise_status = 'needs_communication')
+   OR (rule = 'promise: at_risk' AND promise_status = 'at_risk')
+UNION ALL
+SELECT r.review_at, r.order_id, r.minutes_left, k.rule, k.setting
+FROM bt_review_rows r JOIN bt_rule_settings k ON
+     (k.rule = 'promise: at_risk (not released)' AND r.released_at IS NULL AND r.minutes_left <= k.value)
+  OR (k.rule = 'hours left < X' AND r.minutes_left < 60 * k.value)
 """
 
 # Per rule and setting, over the scored orders (late or on time) placed at or after $since:
@@ -303,24 +310,48 @@ def review_times(settings: Settings, date_from: dt.date, date_to: dt.date, times
 
 
 def replay(
-    con: duckdb.DuckDBPyConnection, reviews: list[dt.datetime], batch: int = 21, progress: bool = True
+    con: duckdb.DuckDBPyConnection, reviews: list[dt.datetime], batch: int = 21, progress: bool = True, engine: Engine | None = None
 ) -> int:
     """Create `bt_reviews` and `bt_review_rows` (needs `bt_orders`): the as-of picture of every open
-    order at every review. Returns the number of rows. Shows a progress bar over the reviews."""
+    order at every review. Returns the number of rows. Runs on `engine` (default: DuckDB on `con`, in
+    batches of reviews under a progress bar); on another engine (Spark) in one pass there, the rows
+    then copied back into `con` for the learned score."""
     from tqdm.auto import tqdm
 
+    engine = engine or DuckDBEngine(con)
     con.execute("CREATE OR REPLACE TABLE bt_reviews (review_at TIMESTAMPTZ)")
     con.executemany("INSERT INTO bt_reviews VALUES (?)", [(r,) for r in reviews])
+    if not _on(engine, con):
+        engine.put("bt_orders", con.sql("SELECT * FROM bt_orders").to_arrow_table())
+        engine.put("bt_reviews", con.sql("SELECT * FROM bt_reviews").to_arrow_table())
+        engine.create("bt_review_rows", REVIEW_ROWS.format(reviews="bt_reviews"))
+        _copy_back(con, engine, "bt_review_rows", REVIEW_ROWS_DDL)
+        return int(con.execute("SELECT count(*) FROM bt_review_rows").fetchall()[0][0])
     con.execute(REVIEW_ROWS_DDL)
     with tqdm(total=len(reviews), desc="replaying reviews", unit="review", disable=not progress) as bar:
         for i in range(0, len(reviews), batch):
             chunk = reviews[i : i + batch]
             con.execute("CREATE OR REPLACE TEMP TABLE bt_review_batch (review_at TIMESTAMPTZ)")
             con.executemany("INSERT INTO bt_review_batch VALUES (?)", [(r,) for r in chunk])
-            con.execute(REVIEW_ROWS)
+            engine.insert("bt_review_rows", REVIEW_ROWS.format(reviews="bt_review_batch"))
             bar.update(len(chunk))
     con.execute("DROP TABLE IF EXISTS bt_review_batch")
     return int(con.execute("SELECT count(*) FROM bt_review_rows").fetchall()[0][0])
+
+
+def _on(engine: Engine, con: duckdb.DuckDBPyConnection) -> bool:
+    """The engine runs on `con` itself (its tables are con's)."""
+    return isinstance(engine, DuckDBEngine) and engine.con is con
+
+
+def _copy_back(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, ddl: str | None = None) -> None:
+    """Table `name` of another engine into `con` (with the types of `ddl` when given)."""
+    rows = engine.fetch(name)  # noqa: F841 (read by DuckDB by name)
+    if ddl is None:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM rows")
+    else:
+        con.execute(ddl)
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM rows")
 
 
 def rule_settings(settings: Settings, buffers: tuple[int, ...] = BUFFER_SWEEP, hours: tuple[int, ...] = HOURS_LEFT) -> pd.DataFrame:
@@ -329,8 +360,8 @@ def rule_settings(settings: Settings, buffers: tuple[int, ...] = BUFFER_SWEEP, h
     policy = load_policy(settings)
     buffers = tuple(sorted(set(buffers) | {policy.buffer_minutes}))
     rows = [("promise", f"buffer {b} min" + (" (policy)" if b == policy.buffer_minutes else ""), float(b)) for b in buffers]
-    rows += [("promise: needs_communication", "cannot make it", 0.0)]
-    rows += [("promise: at_risk (buffer)", f"buffer {policy.buffer_minutes} min (policy)", float(policy.buffer_minutes))]
+    rows += [("promise: needs_communication", f"buffer {policy.buffer_minutes} min (policy)", float(policy.buffer_minutes))]
+    rows += [("promise: at_risk", f"buffer {policy.buffer_minutes} min (policy)", float(policy.buffer_minutes))]
     rows += [
         (
             "promise: at_risk (not released)",
@@ -344,24 +375,53 @@ def rule_settings(settings: Settings, buffers: tuple[int, ...] = BUFFER_SWEEP, h
     return df
 
 
-def warnings_of(con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.DataFrame) -> int:
-    """Create `bt_warnings` (review_at, order_id, minutes_left, rule, setting) from `bt_review_rows`;
-    returns how many warnings."""
+def warnings_of(con: duckdb.DuckDBPyConnection, settings: Settings, rules: pd.DataFrame, engine: Engine | None = None) -> int:
+    """Create `bt_promise` (the promise rule's decision at every review, per buffer setting) and `bt_warnings`
+    (review_at, order_id, minutes_left, rule, setting) from `bt_review_rows`; returns how many warnings.
+    The decision is promise.decide, on DuckDB (`con`) whatever the engine: its pickups and arrivals are
+    as-of joins over the lane tables. On another engine (Spark) the review rows were made there and copied
+    back (replay); the warnings and the rule settings are sent to it for the scores."""
+    from .promise import build_lanes, decide, lane_key
+
     policy = load_policy(settings)
+    engine = engine or DuckDBEngine(con)
     con.register("bt_rule_settings_df", rules)
     con.execute("CREATE OR REPLACE TABLE bt_rule_settings AS SELECT * FROM bt_rule_settings_df")
     con.unregister("bt_rule_settings_df")
-    con.execute(WARNINGS, {**policy.work_minutes, "not_released_within": policy.not_released_within_minutes})
+    # the horizon of each review: the next review replayed (a day after the last)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE bt_horizons AS
+           SELECT review_at, coalesce(lead(review_at) OVER (ORDER BY review_at), review_at + INTERVAL 1 DAY) AS horizon_at
+           FROM bt_reviews"""
+    )
+    span = con.execute(
+        "SELECT min(CAST(timezone($tz, review_at) AS DATE)), max(CAST(timezone($tz, deadline) AS DATE)), max(promised_delivery) "
+        "FROM bt_review_rows",
+        {"tz": settings.timezone},
+    ).fetchall()[0]
+    lanes = [(lane_key(c), lane_key(v)) for c, v in con.execute("SELECT DISTINCT carrier, service FROM bt_review_rows").fetchall()]
+    if span[0] is not None:
+        last = max(d for d in span[1:] if d is not None) + dt.timedelta(days=policy.pickup_lookahead_days)
+        build_lanes(con, settings, policy, lanes, span[0] - dt.timedelta(days=1), last)
+    else:
+        build_lanes(con, settings, policy, [], dt.date(2000, 1, 1), dt.date(2000, 1, 1))
+    params = {**policy.work_minutes, "not_released_within": policy.not_released_within_minutes}
+    decide(con, PROMISE_INPUT, "bt_promise", settings, params)
+    con.execute("CREATE OR REPLACE TABLE bt_warnings AS " + WARNINGS)
+    if not _on(engine, con):
+        engine.put("bt_rule_settings", con.sql("SELECT * FROM bt_rule_settings").to_arrow_table())
+        engine.put("bt_warnings", con.sql("SELECT * FROM bt_warnings").to_arrow_table())
     return int(con.execute("SELECT count(*) FROM bt_warnings").fetchall()[0][0])
 
 
 def score(
-    con: duckdb.DuckDBPyConnection, since: dt.datetime | None = None, warnings: str = "bt_warnings", rules: str = "bt_rule_settings"
+    con: duckdb.DuckDBPyConnection, since: dt.datetime | None = None, warnings: str = "bt_warnings", rules: str = "bt_rule_settings",
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Per rule and setting: precision, recall, median lead time (h), false alarms per review, over
-    scored orders placed at or after `since` (all when None)."""
+    scored orders placed at or after `since` (all when None). On `engine` (default DuckDB on `con`)."""
     since = since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return con.execute(SCORES.format(warnings=warnings, settings=rules), {"since": since}).df()
+    return (engine or DuckDBEngine(con)).query(SCORES.format(warnings=warnings, settings=rules), {"since": since})
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,11 +438,15 @@ def run_backtest(
     with_risk: bool = True,
     progress: bool = True,
     con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "duckdb",
 ) -> BacktestResult:
     """Load the history, replay the reviews, score the rules, and (with_risk) train and compare the
     learned score; returns every table. `split_at` (default: two thirds into the period, on a month
-    start) separates training months from test months for the learned score."""
+    start) separates training months from test months for the learned score. `engine` 'spark' runs the
+    replay, the warnings and the scores on Spark (engines.py), the rest on DuckDB."""
     import time
+
+    from .engines import open_engine
 
     t0 = time.perf_counter()
     con = load_history(settings, con, progress=progress)
@@ -390,10 +454,15 @@ def run_backtest(
     accounting = order_history(con, settings, date_from, date_to, deadline)
     reviews = review_times(settings, date_from, date_to, times)
     t1 = time.perf_counter()
-    n_rows = replay(con, reviews, progress=progress)
-    rules = rule_settings(settings)
-    warnings_of(con, settings, rules)
-    scores = score(con)
+    eng = open_engine(engine, con)
+    try:
+        n_rows = replay(con, reviews, progress=progress, engine=eng)
+        rules = rule_settings(settings)
+        warnings_of(con, settings, rules, engine=eng)
+        scores = score(con, engine=eng)
+    finally:
+        if not _on(eng, con):
+            eng.close()
     t_replay = time.perf_counter() - t1
     n_with, n_late = late_handoffs(con)
     skipped = accounting[accounting["category"] == "skipped"][["outcome", "orders"]].rename(columns={"outcome": "reason"})
@@ -410,6 +479,7 @@ def run_backtest(
         "review_times": [t.strftime("%H:%M") for t in times],
         "reviews": len(reviews),
         "deadline": deadline,
+        "engine": engine,
         "orders": int(accounting["orders"].sum()),
         "review_rows": n_rows,
         "late_share_pct": round(100 * late / max(int(scored["orders"].sum()), 1), 2),

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                    "(default: a month start two thirds into the period)")
     p.add_argument("--deadline", choices=("latest", "earliest"), default="latest",
                    help="an order's deadline is its latest (default) or earliest line ship-by")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default=None,
+                   help="where the replay, warnings and scores run (default: the site file's store.engine, else duckdb)")
     p.add_argument("--out", help="output folder (default: <outputs>/<site>/backtest/<from>_<to>)")
     p.add_argument("--no-report", action="store_true", help="write the CSV tables only, no notebook/HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -45,8 +47,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     else:
         raise HandoffError(f"{settings.where('reviews')}: no review times: give --reviews, e.g. 09:00,12:00,16:00")
     split = backtest.parse_date(args.split, "--split") if args.split else None
+    from .store import store_settings
+
+    conf = store_settings(settings)
+    engine = args.engine or (conf.engine if conf else "duckdb")
     result = backtest.run_backtest(settings, date_from, date_to, times, split_at=split, deadline=args.deadline,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, engine=engine)
     out = Path(args.out) if args.out else settings.outputs / settings.site / "backtest" / f"{date_from}_{date_to}"
     out = out.resolve()
     model = result.meta.pop("_model", None)
@@ -55,7 +61,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         written["risk_model"] = risk.save_model(model, out / "risk_model.joblib")
     m = result.meta
     print(f"{settings.name}: {m['reviews']} reviews ({', '.join(m['review_times'])}) from {date_from} to {date_to}, "
-          f"{m['orders']} orders, {m['review_rows']} open order-reviews; backtest {m['wall_s']:.1f} s")
+          f"{m['orders']} orders, {m['review_rows']} open order-reviews; backtest {m['wall_s']:.1f} s ({engine})")
     print(f"  read through the mapping: {m['handed_off_after_latest_ship_by']} of {m['orders_with_items_and_handoff']} orders "
           f"with items and a hand-off were handed off after their latest ship-by")
     for r in result.tables["skipped"].itertuples(index=False):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
 
-from .errors import HandoffError, LookupNotFound
+from .errors import HandoffError, LookupNotFound, StaleExtractError
 from .settings import load_settings
 
 DEFAULT_SITE = "parameters/demo.yaml"
+DEMO_MEETING = "14:30"  # the demo review the cutoff meeting uses (make demo names its report)
 DEMO_DATE = "2026-11-24"
 
 
@@ -53,17 +55,17 @@ def _settings(args: argparse.Namespace, at: str | None = None):
         raise HandoffError(
             f"{settings.where('data', 'folder')}: data.folder has {{date}}/{{time}} placeholders: give --at (the review time) or --data"
         )
-    return settings
+    return settings.with_files_resolved()
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
     """Load + link one moment's extracts and write the joined picture and the join-quality report."""
-    from .pipeline import build_picture, write_foundation_outputs
+    from .pipeline import build_picture, trained_note_model, write_foundation_outputs
 
     settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
     t0 = time.perf_counter()
-    con = build_picture(settings, now=now, progress=not args.quiet)
+    con = build_picture(settings, now=now, progress=not args.quiet, note_model=trained_note_model(settings) if now else None)
     stamp = now.strftime("%Y-%m-%d/%H%M") if now else "latest"
     out = Path(args.out) if args.out else settings.outputs / settings.site / stamp
     written = write_foundation_outputs(con, out)
@@ -79,11 +81,11 @@ def cmd_picture(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup import find_orders, format_view, order_view
-    from .pipeline import build_picture
+    from .pipeline import build_picture, trained_note_model
 
     settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None
-    con = build_picture(settings, now=now)
+    con = build_picture(settings, now=now, note_model=trained_note_model(settings) if now else None)
     matches = find_orders(con, settings, args.identifier)
     if not matches:
         raise LookupNotFound(f"'{args.identifier}' matches no order in {settings.data_folder}")
@@ -103,13 +105,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     at = parse_at(args.at, settings)
     t0 = time.perf_counter()
     result = run_review(settings, at, history=Path(args.history) if args.history else None,
-                        out_root=Path(args.outputs) if args.outputs else None, progress=not args.quiet)
+                        out_root=Path(args.outputs) if args.outputs else None, progress=not args.quiet,
+                        allow_stale=args.allow_stale)
     print(f"{settings.name}: cutoff review {at:%Y-%m-%d %H:%M} done in {time.perf_counter() - t0:.1f} s "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())})")
     s = result.summary
     if s:
         print(f"  orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, at risk {s.get('promise.at_risk', 0)}, "
               f"needs communication {s.get('promise.needs_communication', 0)}")
+    for line in result.stale:
+        print(f"  STALE: {line}")
     print(f"outputs written to {result.out_dir.resolve()}")
     for name in result.files:
         print(f"  {name}")
@@ -124,45 +129,63 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     now = parse_at(args.now, settings) if args.now else dt.datetime.now(settings.tz)
     if not settings.review_times:
         raise HandoffError(f"{settings.where('reviews')}: no review times configured (reviews: times: [\"09:00\", ...])")
-    results, skipped = schedule(settings, now, history=Path(args.history) if args.history else None,
-                                out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
-                                progress=not args.quiet)
-    for at in skipped:
+    done = schedule(settings, now, history=Path(args.history) if args.history else None,
+                    out_root=Path(args.outputs) if args.outputs else None, days_back=args.days_back,
+                    progress=not args.quiet, allow_stale=args.allow_stale)
+    for at in done.skipped:
         print(f"  {at:%Y-%m-%d %H:%M} already run: skipped")
-    for r in results:
+    for r in done.results:
         s = r.summary
         print(f"  {r.out_dir.parent.name} {r.out_dir.name}: orders {s.get('orders', 0)}, open blockers {s.get('blockers', 0)}, "
               f"at risk {s.get('promise.at_risk', 0)} -> {r.out_dir.resolve()}")
-    if not results:
-        print(f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
+        for line in r.stale:
+            print(f"    STALE: {line}")
+    for at, why in done.not_run:
+        print(f"  {at:%Y-%m-%d %H:%M} not run: no extracts for {at:%Y-%m-%d %H:%M} ({why})")
+    if done.stale:
+        print(f"  {done.stale[0]:%Y-%m-%d %H:%M} not run: its extracts are of an earlier day (below)")
+    if not done.results:
+        print(f"{settings.name}: no review run at {now:%Y-%m-%d %H:%M}" if done.not_run or done.stale
+              else f"{settings.name}: no review due at {now:%Y-%m-%d %H:%M}")
     else:
-        print(f"{settings.name}: {len(results)} review(s) run; outputs written under {results[-1].out_dir.parent.parent.resolve()}")
+        print(f"{settings.name}: {len(done.results)} review(s) run; outputs written under "
+              f"{done.results[-1].out_dir.parent.parent.resolve()}")
+    if done.stale:  # the current review found an earlier day's extracts: an error (exit 2), as for handoff run
+        raise StaleExtractError(done.stale[1])
     return 0
 
 
-def _ensure_notes_model() -> None:
-    """Train the notes classifier on the shipped labelled notes when there is no current model."""
-    from .errors import HandoffError as _E
+def _ensure_notes_model(settings) -> None:
+    """Train the site's notes model (notes.model) on its labelled notes when it is missing or stale
+    (`handoff demo` does this for the demo site); nothing when the site has no model (rules only)."""
+    from .notes import ModelError, load_model
     from .notes_cli import notes_main
-    from .pipeline import trained_note_model
+    from .taxonomy import notes_settings
 
+    site = notes_settings(settings)
+    if site.model is None:
+        return
     try:
-        if trained_note_model() is not None:
-            return
-    except _E:
-        pass  # stale: retrain below
-    print("training the blocker-notes classifier on the labelled notes (handoff notes train)")
-    if notes_main(["train"]) != 0:
-        raise HandoffError("training the notes classifier failed (see above)")
+        load_model(site)
+        return
+    except ModelError as exc:  # missing, stale or of another site: train this site's own below
+        why = str(exc)
+    print(f"training the site's blocker-notes model (handoff notes train --site {settings.path}): {why.split(';')[0]}")
+    if notes_main(["train", "--site", str(settings.path)]) != 0:
+        raise HandoffError("training the notes model failed (see above)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in demo data: write a demo day as of each review time of the demo
     site, then run the day's cutoff reviews in order (so each compares with the one before)."""
     settings = load_settings(args.site)
-    _ensure_notes_model()
+    _ensure_notes_model(settings)
     times = ",".join(t.strftime("%H:%M") for t in settings.review_times)
-    data = Path(args.out_data) if args.out_data else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
+    data = (
+        Path(args.out_data)
+        if args.out_data
+        else (settings.data_folder.parent if settings.data_is_template else settings.data_folder)
+    )
     cmd_demo_data(argparse.Namespace(orders=args.orders, seed=args.seed, out=str(data), date=DEMO_DATE, at=times, site=args.site))
     history = settings.outputs / settings.site / "history.duckdb"
     if history.exists():  # the demo day is regenerated: start its history afresh
@@ -170,16 +193,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     last = settings.review_times[-1]
     now = f"{DEMO_DATE} {(dt.datetime.combine(dt.date.today(), last) + dt.timedelta(minutes=5)):%H:%M}"
     code = cmd_schedule(argparse.Namespace(site=args.site, data=None, now=now, history=None, outputs=None, days_back=0,
-                                           quiet=False))
+                                           quiet=False, allow_stale=False))
     if code == 0:
         from .notes_cli import themes_main
 
         code = themes_main(["export", "--site", str(args.site)])
+    if code == 0:
+        report = settings.outputs / settings.site / DEMO_DATE / DEMO_MEETING.replace(":", "") / "cutoff_review.html"
+        print(f"\nThe {DEMO_MEETING} cutoff meeting's report: {report.resolve()}")
+        exe = Path(sys.argv[0]) if sys.argv and Path(sys.argv[0]).is_file() else Path("handoff")
+        exe_text = os.path.relpath(exe) if exe.is_absolute() and not os.path.relpath(exe).startswith("..") else str(exe)
+        print(f"Open the board: {exe_text} board --site {args.site}   (then http://127.0.0.1:8866/)")
     return code
 
 
+def cmd_preset(args: argparse.Namespace) -> int:
+    from .presets import list_presets, preset_text
+
+    if args.action == "list":
+        for p in list_presets():
+            print(f"{p.name:<22} {p.title}")
+            print(f"{'':<22} maps: {', '.join(p.entities)}; follows: {p.follows[0] if p.follows else '-'}")
+        print(
+            "\nhandoff preset show NAME prints one; copy its entries under sources: into your site file's sources: (and set file:)"
+        )
+        return 0
+    if not args.name:
+        raise HandoffError("handoff preset show NAME: which preset? (handoff preset list)")
+    sys.stdout.write(preset_text(args.name))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="handoff", description="The pick-pack handoff picture across OMS, WMS, carrier and CRM extracts.")
+    p = argparse.ArgumentParser(
+        prog="handoff", description="The pick-pack handoff picture across OMS, WMS, carrier and CRM extracts."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo-data", help="write a realistic demo day of extracts (and its ground truth)")
@@ -213,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--history", help="history database (default: outputs/<site>/history.duckdb)")
     rn.add_argument("--outputs", help="outputs root (default: the site file's outputs)")
     rn.add_argument("--quiet", action="store_true", help="no progress bar")
+    rn.add_argument("--allow-stale", action="store_true",
+                    help="review extracts of an earlier operating day anyway (stored marked stale) instead of stopping")
     rn.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("schedule", help="run every configured review that is due and not yet run (cron)")
@@ -222,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--history")
     sc.add_argument("--outputs")
     sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--allow-stale", action="store_true",
+                    help="run the current review on extracts of an earlier operating day anyway, marked stale (past reviews never are)")
     sc.set_defaults(func=cmd_schedule)
 
     from .notes_cli import notes_main, themes_main
@@ -232,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     th = sub.add_parser("themes", help="recurring blocker themes: export --site --from --to", add_help=False)
     th.add_argument("rest", nargs=argparse.REMAINDER)
     th.set_defaults(func=lambda a: themes_main(a.rest))
+
+    from .store_cli import store_main
+
+    st = sub.add_parser("store", help="the Parquet snapshot store of every site: export --site | info", add_help=False)
+    st.add_argument("rest", nargs=argparse.REMAINDER)
+    st.set_defaults(func=lambda a: store_main(a.rest))
 
     from .backtest_cli import add_arguments as add_backtest_arguments
 
@@ -245,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     bd.add_argument("rest", nargs=argparse.REMAINDER)
     bd.set_defaults(func=lambda a: board_main(a.rest))
+
+    ps = sub.add_parser("preset", help="mapping presets for documented exports: list | show NAME")
+    ps.add_argument("action", choices=("list", "show"))
+    ps.add_argument("name", nargs="?")
+    ps.set_defaults(func=cmd_preset)
 
     dm = sub.add_parser("demo", help="the main job on built-in demo data")
     dm.add_argument("--orders", type=int, default=10_000)

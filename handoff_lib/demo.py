@@ -475,7 +475,8 @@ def _orders(c: _Ctx, cust: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     override = _flag(rng, due_today & (ov_time >= ordered + HOUR) & (ov_time < target), 0.03, 2)
     ship_by = np.where(override, ov_time, NEVER)
     transit = rng.integers(lo_t, hi_t + 1)
-    promise = np.busday_offset((target // DAY).astype("datetime64[D]"), transit, roll="forward")
+    # the OMS promises in carrier business days, which know the public holidays (no delivery on Thanksgiving)
+    promise = np.busday_offset((target // DAY).astype("datetime64[D]"), transit, roll="forward", holidays=_us_holidays(c))
     sc_flag = np.where(cust["sc"][ocust], rng.random(n) < 0.95, rng.random(n) < 0.04)
     cxl = _flag(rng, np.ones(n, bool), 0.015, 3)
     cancel = np.where(cxl, ordered + _u(rng, 10 * MIN, 10 * HOUR, n), NEVER)
@@ -489,6 +490,15 @@ def _orders(c: _Ctx, cust: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "unknown": np.concatenate([num[gap] - 1, np.arange(*UNKNOWN_ORDERS)]),
         "unknown_po": PO_BASE + (np.arange(n, n + 5000, dtype=np.int64) * 1_000_003 + po_off) % PO_SPACE,
     }  # fmt: skip
+
+
+def _us_holidays(c: _Ctx) -> np.ndarray:
+    """US public holidays around the demo day (the `holidays` package), as numpy days."""
+    import holidays
+
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=int(c.d0 // DAY))
+    years = sorted({day.year, day.year + 1})
+    return np.array(sorted(holidays.country_holidays("US", years=years)), dtype="datetime64[D]")
 
 
 def _release(c: _Ctx, o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

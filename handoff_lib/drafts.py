@@ -215,17 +215,17 @@ def since_last_cutoff(changes: pd.DataFrame, min_priority: int = 0, top: int = 1
     return "\n".join(lines)
 
 
-def write_drafts(drafts: pd.DataFrame, out_dir: str | Path, summary: str | None = None) -> dict[str, Path]:
+def write_drafts(drafts: pd.DataFrame, out_dir: str | Path, summary: str | None = None, held: str | None = None) -> dict[str, Path]:
     """Write drafts.txt (every draft, separated), drafts.csv (neutralised for spreadsheets) and, when
-    given, since_last_cutoff.txt under `out_dir`. Returns name -> path."""
+    given, since_last_cutoff.txt under `out_dir`. Returns name -> path. `held`: why drafts were held back
+    (a stale review), said at the top of drafts.txt."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     txt = out / "drafts.txt"
     body = "\n\n" + ("-" * 72) + "\n\n"
-    txt.write_text(
-        (body.join(drafts["draft"]) if len(drafts) else "No at-risk or needs-communication orders.") + "\n", encoding="utf-8"
-    )
+    text = body.join(drafts["draft"]) if len(drafts) else "" if held else "No at-risk or needs-communication orders."
+    txt.write_text("\n\n".join(t for t in (held, text) if t) + "\n", encoding="utf-8")
     written["drafts_txt"] = txt
     written["drafts_csv"] = write_csv(drafts, out / "drafts.csv")
     if summary is not None:

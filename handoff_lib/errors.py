@@ -15,6 +15,10 @@ class ExtractError(HandoffError):
     """A source extract cannot be read as the contract and the site mapping say."""
 
 
+class StaleExtractError(ExtractError):
+    """An extract is of an earlier operating day than the review (docs/extracts.md, "How current the extracts are")."""
+
+
 class MissingColumnError(ExtractError):
     """A required contract field is not in the file under its mapped name."""
 

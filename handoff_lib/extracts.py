@@ -7,7 +7,8 @@
   physical line for CSV, header = line 1; the sheet row for XLSX; the 1-based row for Parquet);
 * `rejects(source, file, line, "column", value, reason, raw)`: one row per rejected record;
 * `load_report(source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256)`;
-  rows_read = rows_accepted + rows_rejected holds for every file, and is checked.
+  rows_read = rows_accepted + rows_rejected holds for every file, and is checked. A database source
+  (dbsource.py) has its label as `file`, `database` as format and its row fingerprint as sha256.
 
 A problem with a whole file or with the site mapping (missing file or column, 0-byte file,
 unmapped status code) stops the load with an ExtractError naming the file and the setting to fix.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import difflib
 import hashlib
 import io
@@ -28,7 +30,7 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,21 @@ import pandas as pd
 
 from .contract import ENTITIES, SQL_TYPES, Entity, Field
 from .errors import ExtractError, MissingColumnError, UnmappedValueError
-from .settings import Settings, SourceSpec
+from .settings import DeriveRule, Settings, SourceSpec
 
+# action: 'row' = the record was rejected whole (its identity is unreadable, broken CSV structure, a duplicate);
+#         'value' = the value was bad and is NULL in the table, the record stays;
+#         'flag' = the value is kept but flagged (decoded as Windows-1252, events out of order)
 REJECTS_DDL = """CREATE TABLE IF NOT EXISTS rejects (
-    source VARCHAR, file VARCHAR, line BIGINT, "column" VARCHAR, value VARCHAR, reason VARCHAR, raw VARCHAR)"""
+    source VARCHAR, file VARCHAR, line BIGINT, "column" VARCHAR, value VARCHAR, reason VARCHAR, raw VARCHAR, action VARCHAR)"""
 REPORT_DDL = """CREATE TABLE IF NOT EXISTS load_report (
     source VARCHAR, file VARCHAR, format VARCHAR, rows_read BIGINT, rows_accepted BIGINT,
-    rows_rejected BIGINT, extra_columns VARCHAR, sha256 VARCHAR)"""
+    rows_rejected BIGINT, extra_columns VARCHAR, sha256 VARCHAR, values_nulled BIGINT, values_flagged BIGINT,
+    severity VARCHAR)"""
+COLUMNS_DDL = """CREATE TABLE IF NOT EXISTS load_columns (
+    source VARCHAR, file VARCHAR, "column" VARCHAR, values_nulled BIGINT, values_flagged BIGINT, share_pct DOUBLE,
+    top_reason VARCHAR)"""
+SEVERITIES = ("ok", "info", "warning", "error")  # docs/extracts.md: duplicates / flags = info, values or rows lost = warning
 
 WHITESPACE = " \t\r\n\u00a0"  # trimmed before a value is judged blank or parsed (ids and text keep it)
 EDGE_CODES = "(9, 10, 12, 13, 32, 160)"  # tab, LF, FF, CR, space, NBSP (RE2's [\s\x{00A0}]): trim() is worth calling
@@ -52,6 +62,7 @@ INT_RE = r"[+-]?[0-9]+(\.0*)?"  # 5, +5, 5.0, 5.
 NUM_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"  # plain decimal notation: no exponent, no separators
 ISO_DATE_RE = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 VALUE_IN_REASON = 80  # characters of a bad value quoted in its reason
+MAX_VALUE = 200  # characters of a bad value kept in rejects.value
 CSV_BUFFER = 16 << 20  # bytes DuckDB's CSV reader reads at a time: measured ~1/5 less CPU than its default
 
 # Checks across the fields of one row, on the typed values p_<field>: entity -> (column blamed,
@@ -96,38 +107,48 @@ class _Source:
     native_bools: bool = False  # Parquet / XLSX hold real booleans: accept true / false as well
     delimiter: str = ","
     first_line: int | None = None  # set when _hx_src is the view `_hx_csv` with _line = first_line + rowid
+    derive_cols: dict[str, int] = field(default_factory=dict)  # column a derive rule tests -> its index
+    flags: pd.DataFrame | None = None  # REJECT_COLUMNS: values kept but flagged (decoded as Windows-1252)
+    fingerprint: str | None = None  # a database source: what the load report holds instead of a file's sha256
 
 
 # --------------------------------------------------------------------------------------------
 # public API
 
 
-def load_extracts(con: duckdb.DuckDBPyConnection, settings: Settings, progress: bool = False) -> pd.DataFrame:
-    """Load every source of the site into `con` (fresh `rejects` and `load_report` tables);
-    returns the load report, one row per source in contract order."""
+def load_extracts(
+    con: duckdb.DuckDBPyConnection, settings: Settings, progress: bool = False, as_of: dt.datetime | None = None
+) -> pd.DataFrame:
+    """Load every source of the site into `con` (fresh `rejects`, `load_report` and `load_columns` tables);
+    returns the load report, one row per source in contract order. `as_of` is the review time the derive
+    rules' `after review` compares with (default: now)."""
     from tqdm.auto import tqdm
 
-    con.execute("DROP TABLE IF EXISTS rejects")
-    con.execute("DROP TABLE IF EXISTS load_report")
+    for table in ("rejects", "load_report", "load_columns"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     names = list(settings.sources)
     bar = tqdm(names, desc="loading extracts", unit="source", disable=not progress)
     for entity in bar:
         bar.set_postfix_str(entity)
-        load_source(con, settings, entity)
+        load_source(con, settings, entity, as_of=as_of)
     return con.execute("SELECT * FROM load_report ORDER BY list_position($names, source)", {"names": names}).df()
 
 
-def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str) -> dict:
-    """Load one entity into table `entity` and replace its rows in `rejects` and `load_report`;
-    returns its load-report row as a dict. A source the site does not supply loads empty."""
+def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str, as_of: dt.datetime | None = None) -> dict:
+    """Load one entity into table `entity` and replace its rows in `rejects`, `load_report` and
+    `load_columns`; returns its load-report row as a dict. A source the site does not supply loads empty.
+    Raises ExtractError when the file cannot be read as mapped, or when so much of it is bad that the
+    mapping, not the data, must be wrong (docs/extracts.md, "What happens to bad input")."""
     ent = ENTITIES[entity]
     spec = settings.sources[entity]
-    con.execute(REJECTS_DDL)
-    con.execute(REPORT_DDL)
-    con.execute("DELETE FROM rejects WHERE source = $s", {"s": entity})
-    con.execute("DELETE FROM load_report WHERE source = $s", {"s": entity})
+    for ddl in (REJECTS_DDL, REPORT_DDL, COLUMNS_DDL):
+        con.execute(ddl)
+    for table in ("rejects", "load_report", "load_columns"):
+        con.execute(f"DELETE FROM {table} WHERE source = $s", {"s": entity})
     if _scalar(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = $e AND NOT temporary AND NOT internal", {"e": entity}):
         con.execute(f"DROP VIEW {entity}")  # after a crosswalk a linked source is a view over linked_<entity>
+    if spec.database is not None:  # a query or table of a database (dbsource.py): no file to find or hash
+        return _load(con, settings, ent, spec, None, str(spec.file), as_of)
     path = settings.source_path(entity)
     where_file = settings.where("sources", entity, "file")
     if path is None or (not path.exists() and not ent.required_file):
@@ -148,32 +169,58 @@ def load_source(con: duckdb.DuckDBPyConnection, settings: Settings, entity: str)
             f"{file}: file is empty (0 bytes), expected a header with columns {_required_names(ent, spec)} "
             f"(sources.{entity}.file, {where_file}); re-export it"
         )
+    return _load(con, settings, ent, spec, path, file, as_of)
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    ent: Entity,
+    spec: SourceSpec,
+    path: Path | None,
+    file: str,
+    as_of: dt.datetime | None = None,
+) -> dict:
+    """Read, type, check and write one source (`path` None: a database source); its load-report row."""
+    entity = ent.name
+    review_at = as_of or dt.datetime.now(dt.UTC)
     # The file's hash is computed beside DuckDB's work (hashlib releases the GIL).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="handoff-sha256") as pool:
-        sha = pool.submit(_sha256, path)
+        sha = pool.submit(_sha256, path) if path is not None else None
         with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
             try:
                 src = _read(con, settings, ent, spec, path, Path(tmp))
-                _check_enums(con, ent, spec, settings, src)
-                _type_rows(con, ent, spec, settings, src, file)
+                src.derive_cols = _match_derive_columns(src.names, ent, spec, settings)
+                _type_rows(con, ent, spec, settings, src, file, review_at)
                 _check_constants(con, ent, spec, settings)
                 n_dups = _find_duplicates(con, ent, spec)
-                accepted, rejected = _write(con, ent, file, src, n_dups)
+                _check_systemic(con, ent, spec, settings, src, file)
+                counts = _write(con, ent, file, src, n_dups)
             finally:
                 _drop_temp(con)
                 con.execute(f"DROP TABLE IF EXISTS {TYPED}")  # left over only when the load failed
+        accepted, rejected = counts["accepted"], counts["rejected"]
         if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
             raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
-        used = set(src.cols.values())
+        used = set(src.cols.values()) | set(src.derive_cols.values())
         extras = [n for i, n in enumerate(src.names) if i not in used]
-        return _report(con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, sha.result())
+        severity = _severity(con, entity)
+        fingerprint = sha.result() if sha is not None else src.fingerprint
+        return _report(
+            con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, fingerprint,
+            counts["nulled"], counts["flagged"], severity,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # reading: every format ends in _hx_src(c0.., _line) of VARCHAR values
 
 
-def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path, tmp: Path) -> _Source:
+def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path | None, tmp: Path) -> _Source:
+    if spec.database is not None:
+        from .dbsource import read_database
+
+        return read_database(con, settings, ent, spec)
     if spec.format == "csv":
         return _read_csv(con, settings, ent, spec, path, tmp)
     if spec.format == "parquet":
@@ -239,10 +286,90 @@ def _read_csv(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}lines AS SELECT _line FROM {TMP}lines_df")
         con.unregister(f"{TMP}lines_df")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {TMP}src AS SELECT * FROM {TMP}csv POSITIONAL JOIN {TMP}lines")
-    structural = _structural_rejects(errors, rej_lines, rej_spans, names, read_path, settings, ent.name)
-    return _Source(
-        names, cols, n_rows + len(structural), structural, delimiter=delim, first_line=int(first) if row_lines is None else None
+    bad_bytes = errors["error_type"].isin(["INVALID ENCODING", "INVALID UNICODE"]).to_numpy()
+    fixed, flags, repaired = (
+        _decode_cp1252(read_path, errors.loc[bad_bytes], rej_lines[bad_bytes], rej_spans[bad_bytes], scan.newlines, names, delim)
+        if bad_bytes.any()
+        else ([], None, np.zeros(0, dtype=bool))
     )
+    keep = np.ones(len(errors), dtype=bool)
+    keep[np.flatnonzero(bad_bytes)[repaired]] = False  # rows read again as Windows-1252 are no longer rejects
+    structural = _structural_rejects(
+        errors.loc[keep].reset_index(drop=True), rej_lines[keep], rej_spans[keep], names, read_path, settings, ent.name
+    )
+    if fixed:  # the rows read again join the others, in file order
+        con.register(f"{TMP}fixed_df", pd.DataFrame(fixed, columns=[*(f"c{i}" for i in range(n)), "_line"]))
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {TMP}src2 AS
+                SELECT * FROM (SELECT * FROM {TMP}src UNION ALL SELECT * FROM {TMP}fixed_df) ORDER BY _line"""
+        )
+        con.unregister(f"{TMP}fixed_df")
+        con.execute(f"DROP {'VIEW' if row_lines is None else 'TABLE'} {TMP}src")
+        con.execute(f"ALTER TABLE {TMP}src2 RENAME TO {TMP}src")
+    return _Source(
+        names,
+        cols,
+        n_rows + len(fixed) + len(structural),
+        structural,
+        delimiter=delim,
+        first_line=int(first) if row_lines is None and not fixed else None,
+        flags=flags,
+    )
+
+
+def _cp1252(data: bytes) -> str:
+    """Windows-1252 text; the five bytes it leaves undefined are read as Latin-1 (never an error)."""
+    return data.decode("cp1252", errors="handoff_latin1")
+
+
+codecs.register_error("handoff_latin1", lambda e: (e.object[e.start : e.end].decode("latin-1"), e.end))
+
+
+def _decode_cp1252(
+    path: Path,
+    errors: pd.DataFrame,
+    lines: np.ndarray,
+    spans: np.ndarray,
+    newlines: np.ndarray,
+    names: list[str],
+    delim: str,
+) -> tuple[list[list], pd.DataFrame, np.ndarray]:
+    """Records DuckDB refused for bytes that are not UTF-8, read again: each value that is not valid UTF-8
+    is decoded as Windows-1252 (what such a byte almost always is) and flagged; valid values stay as they
+    are. Returns (rows as [c0.., _line], the flags, which records were read again). A record that still
+    does not have the header's columns stays a reject."""
+    rows, flags, done = [], [], np.zeros(len(errors), dtype=bool)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for i, (line, span) in enumerate(zip(lines, spans)):
+        start = int(newlines[int(line) - 2]) + 1 if line > 1 else 0  # the byte after the newline ending the line before
+        last = int(line) + int(span) - 2  # index of the newline ending the record's last physical line
+        end = int(newlines[last]) if last < len(newlines) else len(data)
+        raw = data[start:end].rstrip(b"\r")
+        text = raw.decode("utf-8", errors="surrogateescape")
+        record = next(csv.reader(io.StringIO(text, newline=""), delimiter=delim, quotechar='"', doublequote=True), [])
+        if len(record) != len(names):
+            continue
+        values = []
+        for k, value in enumerate(record):
+            original = value.encode("utf-8", errors="surrogateescape")
+            try:
+                values.append(original.decode("utf-8"))
+            except UnicodeDecodeError:
+                decoded = _cp1252(original)
+                values.append(decoded)
+                flags.append(
+                    {
+                        "line": int(line),
+                        "column": names[k],
+                        "value": decoded[:MAX_VALUE],
+                        "reason": f"not valid UTF-8: read as Windows-1252 ('{decoded[:VALUE_IN_REASON]}'); set the source's encoding if the whole file is",
+                        "raw": _cp1252(raw),
+                    }
+                )
+        rows.append([v if v != "" else None for v in values] + [int(line)])
+        done[i] = True
+    return rows, pd.DataFrame(flags, columns=REJECT_COLUMNS), done
 
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path) -> _Source:
@@ -551,7 +678,7 @@ def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Se
     found: dict[str, int] = {}
     problems: list[str] = []
     for f in ent.fields:
-        if f.name in spec.constants:  # one value for every row (columns: {field: {value: ...}}): no column to find
+        if f.name in spec.constants or f.name in spec.derived:  # one value for every row, or derived: no column to find
             continue
         want = spec.columns[f.name].strip()
         idx = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
@@ -587,42 +714,16 @@ def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Se
     return found
 
 
-def _check_enums(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source) -> None:
-    """Stop the load when an enum column holds a code the site's `values:` does not map."""
-    for f in ent.fields:
-        if f.type != "enum" or f.name not in src.cols:
-            continue
-        mapping = spec.values.get(f.name, {})
-        c = f"c{src.cols[f.name]}"
-        rows = con.execute(  # the few distinct codes as read first, then trimmed: one cheap pass over the rows
-            f"""WITH d AS (SELECT {c} AS raw, count(*) AS n, min(_line) AS first_line FROM {TMP}src GROUP BY raw),
-                     t AS (SELECT {_trimmed("raw")} AS t, n, first_line FROM d)
-                SELECT upper(t) AS code, arg_min(t, first_line) AS example, CAST(sum(n) AS BIGINT) AS n,
-                       min(first_line) AS first_line
-                FROM t WHERE t IS NOT NULL AND NOT list_contains($keys, upper(t))
-                GROUP BY code ORDER BY first_line""",
-            {"ws": WHITESPACE, "keys": list(mapping)},
-        ).fetchall()
-        if not rows:
-            continue
-        shown = ", ".join(f"{ex!r} ({n} row{'s' if n != 1 else ''}, first at line {line})" for _, ex, n, line in rows[:5])
-        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-        if ("sources", ent.name, "values", f.name) in settings.lines:
-            at = f"sources.{ent.name}.values.{f.name} ({settings.where('sources', ent.name, 'values', f.name)})"
-        else:
-            at = f"a new sources.{ent.name}.values.{f.name} mapping (sources.{ent.name} is at {settings.where('sources', ent.name)})"
-        raise UnmappedValueError(
-            f"{spec.file}: column '{spec.columns[f.name]}' ({ent.name}.{f.name}) holds {len(rows)} value(s) the site "
-            f"mapping does not cover: {shown}{more}; map each onto one of {', '.join(f.values)} in {at}"
-        )
-
-
 def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings) -> None:
     """Stop the load when a constant (columns: {field: {value: ...}}) is not a valid value of its
-    field: it would reject every row."""
+    field: it would be bad in every row."""
     for name, value in spec.constants.items():
+        col = spec.columns[name]
         row = con.execute(
-            f"SELECT _reason FROM {TYPED} WHERE _rcol = $col LIMIT 1", {"col": spec.columns[name]}
+            f"""SELECT coalesce(CASE WHEN _rcol = $col THEN _reason END,
+                                list_filter(_vals, lambda x: x.c = $col)[1].r)
+                FROM {TYPED} WHERE _rcol = $col OR list_contains(list_transform(_vals, lambda x: x.c), $col) LIMIT 1""",
+            {"col": col},
         ).fetchall()
         if row:
             raise ExtractError(
@@ -631,25 +732,162 @@ def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
             )
 
 
+def _match_derive_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Settings) -> dict[str, int]:
+    """Column tested by a derive rule -> its index in the file (exact name, else a unique case-insensitive match)."""
+    out: dict[str, int] = {}
+    for canon, rules in spec.derived.items():
+        for i, rule in enumerate(rules):
+            for col in rule.columns:
+                if col in out:
+                    continue
+                idx = [k for k, n in enumerate(names) if n == col] or [k for k, n in enumerate(names) if n.casefold() == col.casefold()]
+                if len(idx) != 1:
+                    close = difflib.get_close_matches(col, names, n=1, cutoff=0.6)
+                    problem = "is not in the file" if not idx else f"appears {len(idx)} times in the header"
+                    raise MissingColumnError(
+                        f"{spec.file}: column '{col}', tested by the derive rule for {ent.name}.{canon} "
+                        f"({settings.where('sources', ent.name, 'columns', canon, 'derive', i)}), {problem}"
+                        + (f"; closest: '{close[0]}'" if close else "")
+                        + f"; columns found: {', '.join(names[:40])}"
+                    )
+                out[col] = idx[0]
+    return out
+
+
+def _check_systemic(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source, file: str) -> None:
+    """Stop the load when so much of a source is bad that the mapping or the export, not a few values,
+    must be wrong: rows rejected, or one column's values nulled, above `data_quality.max_bad_share_pct`
+    and at least `min_bad_count` of them (a whole column rejected is both). The error names the column,
+    the site-file line and the commonest bad value, and says what to set."""
+    dq = settings.data_quality
+    read = max(src.rows_read, 1)
+
+    def systemic(bad: int, of: int) -> bool:
+        return bad >= max(dq.min_bad_count, 1) and 100.0 * bad / max(of, 1) > dq.max_bad_share_pct
+
+    rows = con.execute(
+        f"""SELECT _rcol, _rval, _reason, count(*) OVER () AS n, count(*) OVER (PARTITION BY _rcol, _rval) AS k, _line
+            FROM {TYPED} WHERE _reason IS NOT NULL ORDER BY k DESC, _line LIMIT 1"""
+    ).fetchall()
+    n_rows = (rows[0][3] if rows else 0) + len(src.structural)
+    if systemic(n_rows, read):
+        if rows:
+            col, val, reason, _, k, line = rows[0]
+        else:
+            first = src.structural.iloc[0]
+            col, val, reason, k, line = first["column"], first["value"], first["reason"], len(src.structural), first["line"]
+        raise ExtractError(_systemic_message(ent, spec, settings, file, col, val, reason, k, line, n_rows, read, "rows rejected"))
+    cols = con.execute(
+        f"""WITH b AS (SELECT _line, unnest(_vals) AS b FROM {TYPED} WHERE _reason IS NULL AND _vals IS NOT NULL),
+                 per AS (SELECT b.c AS col, b.v AS val, b.r AS reason, count(*) AS k, min(_line) AS line FROM b GROUP BY ALL)
+            SELECT col, arg_max(val, k), arg_max(reason, k), max(k), arg_max(line, k), sum(k)::BIGINT AS n
+            FROM per GROUP BY col ORDER BY n DESC"""
+    ).fetchall()
+    good_rows = max(read - n_rows, 1)
+    enums = {spec.columns[f.name] for f in ent.fields if f.type == "enum"}
+    for col, val, reason, k, line, n in cols:
+        if not systemic(int(n), good_rows):
+            continue
+        if col in enums:
+            raise UnmappedValueError(_unmapped_message(con, ent, spec, settings, file, col, int(n), good_rows))
+        raise ExtractError(_systemic_message(ent, spec, settings, file, col, val, reason, k, line, int(n), good_rows, "values nulled"))
+
+
+def _unmapped_message(
+    con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, file: str, col: str, n: int, of: int
+) -> str:
+    """The systemic failure of an enum column: every code the site mapping does not cover, with its rows."""
+    f = next(f for f in ent.fields if spec.columns.get(f.name) == col)
+    rows = con.execute(
+        f"""WITH b AS (SELECT _line, unnest(_vals) AS b FROM {TYPED} WHERE _reason IS NULL AND _vals IS NOT NULL)
+            SELECT upper(trim(b.v, $ws)) AS code, arg_min(trim(b.v, $ws), _line), count(*), min(_line)
+            FROM b WHERE b.c = $col AND b.v IS NOT NULL AND trim(b.v, $ws) <> '' GROUP BY code ORDER BY min(_line)""",
+        {"col": col, "ws": WHITESPACE},
+    ).fetchall()
+    shown = ", ".join(f"{ex!r} ({k} row{'s' if k != 1 else ''}, first at line {line})" for _, ex, k, line in rows[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    if ("sources", ent.name, "values", f.name) in settings.lines:
+        at = f"sources.{ent.name}.values.{f.name} ({settings.where('sources', ent.name, 'values', f.name)})"
+    else:
+        at = f"a new sources.{ent.name}.values.{f.name} mapping (sources.{ent.name} is at {settings.where('sources', ent.name)})"
+    dq = settings.data_quality
+    return (
+        f"{file}: column '{col}' ({ent.name}.{f.name}) holds {len(rows)} value(s) the site mapping does not cover: {shown}{more}; "
+        f"{n} of {of} rows ({100.0 * n / max(of, 1):.1f}%) is more than the site allows (data_quality.max_bad_share_pct "
+        f"{dq.max_bad_share_pct:g}%), so the run stops. Map each onto one of {', '.join(f.values)} in {at}"
+    )
+
+
+def _systemic_message(
+    ent: Entity, spec: SourceSpec, settings: Settings, file: str, col: Any, val: Any, reason: Any, k: int, line: int, n: int,
+    of: int, what: str,
+) -> str:
+    dq = settings.data_quality
+    fields = [f for f in ent.fields if spec.columns.get(f.name) == col]
+    f = fields[0] if fields else None
+    where = settings.where("sources", ent.name, "columns", f.name) if f else settings.where("sources", ent.name)
+    mapped = f"column '{col}' ({ent.name}.{f.name}, mapped at {where})" if f else f"column '{col}'"
+    hint = "check the export and the mapping of this column"
+    if f is not None and f.type == "enum":
+        hint = f"map the codes under sources.{ent.name}.values.{f.name} ({settings.where('sources', ent.name, 'values')})"
+    elif f is not None and f.type == "int":
+        hint = (
+            f"if the column holds codes (e.g. P1/P2/P3), map them under sources.{ent.name}.values.{f.name}, "
+            f"e.g. {{P1: 1, P2: 2}}; otherwise check columns.{f.name}"
+        )
+    elif f is not None and f.type in ("timestamp", "date"):
+        key = "timestamp_format" if f.type == "timestamp" else "date_format"
+        hint = f"set sources.{ent.name}.{key} to the format the export uses, e.g. \"%m/%d/%Y %H:%M\" (a list for several)"
+    elif f is not None and f.type == "decimal":
+        hint = f"check the number format of columns.{f.name} (plain decimals such as 12.5)"
+    elif f is not None and f.name in identity_fields(ent):
+        hint = f"the column identifies each {ent.name} record: check columns.{f.name} maps the right column"
+    elif f is None and not col:
+        hint = f"check delimiter, quoting and encoding of sources.{ent.name} ({settings.where('sources', ent.name)})"
+    shown = "" if val is None else f"'{str(val)[:VALUE_IN_REASON]}' "
+    return (
+        f"{file}: {n} of {of} {what} ({100.0 * n / max(of, 1):.1f}%) in {mapped}: more than the site allows "
+        f"(data_quality.max_bad_share_pct {dq.max_bad_share_pct:g}%, {settings.where('data_quality')}), so the run stops rather "
+        f"than show a picture missing them. Commonest: {shown}({k} row{'s' if k != 1 else ''}, first at line {line}): {reason}. "
+        f"To fix: {hint}"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # typing: l1 raw and trimmed -> l2 parsed -> l3 the first problem of each row
 
 
+def identity_fields(ent: Entity) -> tuple[str, ...]:
+    """The fields a record of `ent` is known by: its required key fields. Only a blank or unreadable value
+    there rejects the whole record; any other bad value is nulled and listed (docs/extracts.md)."""
+    return tuple(k for k in ent.key if ent.field(k).required)
+
+
 def _type_rows(
-    con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source, file: str
+    con: duckdb.DuckDBPyConnection,
+    ent: Entity,
+    spec: SourceSpec,
+    settings: Settings,
+    src: _Source,
+    file: str,
+    review_at: dt.datetime,
 ) -> None:
-    """`_hx_typed(<fields typed>, _file, _line, _reason, _rcol, _rval)`; _reason is NULL on a good row.
+    """`_hx_typed(<fields typed>, _file, _line, _reason, _rcol, _rval, _vals)`: _reason is NULL unless the
+    record's identity cannot be read (the row is rejected); `_vals` lists the values that were bad and are
+    NULL in the typed fields ({c: column, v: value as read, r: reason}), NULL on a clean row.
 
     Levels: l0 the value as read (v_) and its typed value where `_fast_sql` is sure of it (q_); l1
     the trimmed text (t_, NULL when blank; only where q_ is NULL, else the value as read); l2 the
-    typed value (p_); l3 each field's problem (e_); l4 the first problem of the row. An id or text
-    is kept verbatim, so it only needs to know whether it is blank: it gets its p_ in l1."""
+    typed value (p_); l2d the derived fields (from the trimmed columns they test and the typed
+    fields); l3 each field's problem (e_); l4 the row's identity problem and its list of bad values.
+    An id or text is kept verbatim, so it only needs to know whether it is blank: it gets its p_ in l1."""
     params: dict[str, Any] = {
         "ws": WHITESPACE,
         "re_int": INT_RE,
         "re_num": NUM_RE,
         "re_iso": ISO_DATE_RE,
         "file": file,
+        "review_at": review_at,
     }
     true_set, false_set = (set(s) for s in settings.booleans)
     if src.native_bools:
@@ -658,13 +896,30 @@ def _type_rows(
     params["bool_true"], params["bool_false"] = sorted(true_set), sorted(false_set)
     naive, zoned = _timestamp_formats(spec.timestamp_format)
     params["fmt_naive"], params["fmt_zoned"] = naive, zoned
-    params["fmt_date"] = sorted({_date_part(f) for f in naive + zoned})
+    dates = _timestamp_formats(spec.date_format)
+    params["fmt_date"] = sorted({*dates[0], *dates[1]} or {_date_part(f) for f in naive + zoned})
+    ident = set(identity_fields(ent))
 
-    l0, l1, l2, l3, reasons, rcols, rvals = ["_line"], ["_line"], ["_line"], ["_line"], [], [], []
+    # the file columns the derive rules test, carried through the levels as d<i> (raw) / dt<i> (trimmed)
+    tested = sorted({src.derive_cols[c] for rules in spec.derived.values() for r in rules for c in r.columns})
+    carry0 = [f"c{i} AS d{i}" for i in tested]
+    carry1 = [f"{_trimmed(f'd{i}')} AS dt{i}" for i in tested]
+    carry = [f"dt{i}" for i in tested]
+
+    l0, l1, l2, l3, idents, vals, nulls = ["_line", *carry0], ["_line", *carry1], ["_line", *carry], ["_line"], [], [], []
+    derived_sql: list[str] = []
     for f in ent.fields:
         n = f.name
         params[f"name_{n}"] = n
         params[f"col_{n}"] = spec.columns[n]
+        v, t, q, p, e = f"v_{n}", f"t_{n}", f"q_{n}", f"p_{n}", f"e_{n}"
+        if n in spec.derived:
+            derived_sql.append(f"{_derive_sql(f, spec.derived[n], src, params)} AS {p}")
+            l3.append(f"CAST({p} AS VARCHAR) AS {v}, {p}")
+            if f.required:
+                l3.append(f"CASE WHEN {p} IS NULL THEN 'no derive rule matched for ' || $name_{n} END AS {e}")
+                (idents if n in ident else vals).append(n)
+            continue
         if n in spec.constants:
             params[f"const_{n}"] = spec.constants[n]
             raw = f"CAST($const_{n} AS VARCHAR)"
@@ -672,55 +927,103 @@ def _type_rows(
             raw = f"c{src.cols[n]}"
         else:
             raw = "NULL::VARCHAR"
-        v, t, q = f"v_{n}", f"t_{n}", f"q_{n}"
         l0.append(f"{raw} AS {v}")
-        fast = _fast_sql(f, spec, params, raw, bool(naive or zoned))
+        fast = None if n in spec.values and f.type == "int" else _fast_sql(f, spec, params, raw, bool(naive or zoned))
         if f.type in ("id", "text"):  # verbatim, but blank is NULL
-            l1.append(f"{v}, {_verbatim(v)} AS p_{n}")
-            l2.append(f"{v}, p_{n}")
-            if f.required:
-                l3.append(f"{v}, p_{n}, CASE WHEN p_{n} IS NULL THEN 'blank ' || $name_{n} END AS e_{n}")
-            else:
-                l3.append(f"{v}, p_{n}")
-                continue  # never rejects its row
+            l1.append(f"{v}, {_verbatim(v)} AS {p}")
+            l2.append(f"{v}, {p}")
+            if not f.required:
+                l3.append(f"{v}, {p}")
+                continue  # never bad
+            l3.append(f"{v}, {p}, CASE WHEN {p} IS NULL THEN 'blank ' || $name_{n} END AS {e}")
         elif fast:  # the value read is typed straight away where that is sure; the others go the whole way
             l0.append(f"{fast} AS {q}")
             l1.append(f"{v}, {q}, CASE WHEN {q} IS NOT NULL THEN {v} ELSE {_trimmed(v)} END AS {t}")
             slow = _parse_sql(f, spec, params, naive, zoned)
-            l2.append(f"{v}, {t}, CASE WHEN {q} IS NOT NULL THEN {q} ELSE {slow} END AS p_{n}")
-            l3.append(f"{v}, p_{n}, {_error_sql(f, params)} AS e_{n}")
+            l2.append(f"{v}, {t}, CASE WHEN {q} IS NOT NULL THEN {q} ELSE {slow} END AS {p}")
+            l3.append(f"{v}, {p}, {_error_sql(f, params)} AS {e}")
         else:
             l1.append(f"{v}, {_trimmed(v)} AS {t}")
-            l2.append(f"{v}, {t}, {_parse_sql(f, spec, params, naive, zoned)} AS p_{n}")
-            l3.append(f"{v}, p_{n}, {_error_sql(f, params)} AS e_{n}")
-        reasons.append(f"e_{n}")
-        rcols.append(f"WHEN e_{n} IS NOT NULL THEN $col_{n}")
-        rvals.append(f"WHEN e_{n} IS NOT NULL THEN v_{n}")
+            l2.append(f"{v}, {t}, {_parse_sql(f, spec, params, naive, zoned)} AS {p}")
+            l3.append(f"{v}, {p}, {_error_sql(f, params)} AS {e}")
+        (idents if n in ident else vals).append(n)
+        if f.type in ("int", "decimal") and f.min_value is not None:
+            nulls.append(n)  # in range is checked on the typed value: out of range must be nulled
+    # checks across fields: the blamed field's value is nulled (the record stays)
+    rule_vals: list[tuple[str, str]] = []
+    checked = set(idents) | set(vals)
     for i, (blame, cond, reason) in enumerate(ROW_RULES.get(ent.name, ())):
-        l3.append(f"CASE WHEN {cond} THEN {reason} END AS r_{i}")
-        reasons.append(f"r_{i}")
-        rcols.append(f"WHEN r_{i} IS NOT NULL THEN $col_{blame}")
-        rvals.append(f"WHEN r_{i} IS NOT NULL THEN v_{blame}")
+        valid = [f"e_{n} IS NULL" for n in sorted(set(re.findall(r"\bp_(\w+)", cond)) & checked)]  # only on good values
+        l3.append(f"CASE WHEN {' AND '.join([*valid, cond])} THEN {reason} END AS r_{i}")
+        rule_vals.append((f"r_{i}", blame))
     if ent.any_of:
-        params["any_of_reason"] = f"blank {' and '.join(ent.any_of)} (at least one is required)"
+        params["any_of_reason"] = f"blank {' and '.join(ent.any_of)} (at least one is needed to link the record)"
         params["any_of_cols"] = ", ".join(spec.columns[n] for n in ent.any_of)
         l3.append(f"CASE WHEN {' AND '.join(f'p_{n} IS NULL' for n in ent.any_of)} THEN $any_of_reason END AS r_any")
-        reasons.append("r_any")
-        rcols.append("WHEN r_any IS NOT NULL THEN $any_of_cols")
-    typed = ", ".join(f'p_{f.name} AS "{f.name}"' for f in ent.fields)
-    reason = f"coalesce({', '.join(reasons)})" if reasons else "NULL::VARCHAR"
-    where = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rcols)} END" if rcols else "NULL::VARCHAR"
-    what = f"CASE WHEN _reason IS NULL THEN NULL {' '.join(rvals)} END" if rvals else "NULL::VARCHAR"
+
+    def typed(f: Field) -> str:
+        n = f.name
+        bad = [f"e_{n}"] if n in nulls else []
+        bad += [r for r, blame in rule_vals if blame == n]
+        return f'CASE WHEN {" AND ".join(f"{b} IS NULL" for b in bad)} THEN p_{n} END AS "{n}"' if bad else f'p_{n} AS "{n}"'
+
+    reason = f"coalesce({', '.join(f'e_{n}' for n in idents)})" if idents else "NULL::VARCHAR"
+    where = " ".join(f"WHEN e_{n} IS NOT NULL THEN $col_{n}" for n in idents)
+    what = " ".join(f"WHEN e_{n} IS NOT NULL THEN v_{n}" for n in idents)
+    items = [(f"e_{n}", f"$col_{n}", f"v_{n}") for n in vals]
+    items += [(r, f"$col_{blame}", f"v_{blame}") for r, blame in rule_vals]
+    if ent.any_of:
+        items.append(("r_any", "$any_of_cols", "NULL::VARCHAR"))
+    if items:
+        any_bad = " OR ".join(f"{e} IS NOT NULL" for e, _, _ in items)
+        structs = ", ".join(f"{{'c': {c}, 'v': left({v}, {MAX_VALUE}), 'r': {e}}}" for e, c, v in items)
+        bad_vals = f"CASE WHEN {any_bad} THEN list_filter([{structs}], lambda x: x.r IS NOT NULL) END"
+    else:
+        bad_vals = "NULL::STRUCT(c VARCHAR, v VARCHAR, r VARCHAR)[]"
+    l2d = f"SELECT *{', ' if derived_sql else ''}{', '.join(derived_sql)} FROM l2"
     sql = f"""
         CREATE OR REPLACE TABLE {TYPED} AS
         WITH l0 AS (SELECT {", ".join(l0)} FROM {TMP}src),
              l1 AS (SELECT {", ".join(l1)} FROM l0),
              l2 AS (SELECT {", ".join(l2)} FROM l1),
-             l3 AS (SELECT {", ".join(l3)} FROM l2),
+             l2d AS ({l2d}),
+             l3 AS (SELECT {", ".join(l3)} FROM l2d),
              l4 AS (SELECT *, {reason} AS _reason FROM l3)
-        SELECT {typed}, $file AS _file, _line, _reason, {where} AS _rcol, {what} AS _rval
+        SELECT {", ".join(typed(f) for f in ent.fields)}, $file AS _file, _line, _reason,
+               {f"CASE WHEN _reason IS NULL THEN NULL {where} END" if where else "NULL::VARCHAR"} AS _rcol,
+               {f"CASE WHEN _reason IS NULL THEN NULL {what} END" if what else "NULL::VARCHAR"} AS _rval,
+               CASE WHEN _reason IS NULL THEN {bad_vals} END AS _vals
         FROM l4"""
     _run(con, sql, params)
+
+
+def _derive_sql(f: Field, rules: tuple[DeriveRule, ...], src: _Source, params: dict[str, Any]) -> str:
+    """SQL for a derived field's typed value: the first rule whose conditions hold (docs/extracts.md)."""
+    cast = SQL_TYPES[f.type]
+    whens, default = [], None
+    for i, rule in enumerate(rules):
+        key = f"drv_{f.name}_{i}"
+        params[key] = rule.value
+        value = f"CAST(${key} AS {cast})"
+        conds = []
+        for k, c in enumerate(rule.when):
+            if c.test in ("after_review", "not_after_review"):
+                test = f"coalesce(p_{c.target} > $review_at, FALSE)"
+                conds.append(test if c.test == "after_review" else f"NOT {test}")
+                continue
+            col = f"dt{src.derive_cols[c.target]}"
+            if c.test == "blank":
+                conds.append(f"{col} IS NULL")
+            elif c.test == "not_blank":
+                conds.append(f"{col} IS NOT NULL")
+            else:
+                params[f"{key}_{k}"] = list(c.values)
+                conds.append(f"coalesce(list_contains(${key}_{k}, upper({col})), FALSE)")
+        if conds:
+            whens.append(f"WHEN {' AND '.join(conds)} THEN {value}")
+        elif default is None:
+            default = value
+    return f"CASE {' '.join(whens)} ELSE {default or f'NULL::{cast}'} END" if whens else (default or f"NULL::{cast}")
 
 
 def _trimmed(c: str) -> str:
@@ -766,6 +1069,10 @@ def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[s
     if f.type in ("id", "text"):
         return f"CASE WHEN {t} IS NOT NULL THEN {v} END"  # verbatim, but blank is NULL
     if f.type == "int":
+        if f.name in spec.values:  # codes mapped onto whole numbers (P1 -> 1); other values are read as numbers
+            mapping = spec.values[f.name]
+            params[f"keys_{f.name}"], params[f"vals_{f.name}"] = list(mapping), list(mapping.values())
+            t = f"coalesce(map_extract_value(MAP($keys_{f.name}, $vals_{f.name}), upper({t})), {t})"
         return f"CASE WHEN regexp_full_match({t}, $re_int) THEN TRY_CAST({t} AS BIGINT) END"
     if f.type == "decimal":
         return f"CASE WHEN regexp_full_match({t}, $re_num) THEN TRY_CAST({t} AS DOUBLE) END"
@@ -898,52 +1205,98 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
 # output
 
 
-def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source, n_dups: int) -> tuple[int, int]:
-    """Write the rejects, and make `_hx_typed` the entity table (in file order); returns (accepted,
-    rejected) records."""
+def _write(con: duckdb.DuckDBPyConnection, ent: Entity, file: str, src: _Source, n_dups: int) -> dict[str, int]:
+    """Write the rejects (whole rows, nulled values, flagged values) and the per-column counts, and make
+    `_hx_typed` the entity table (in file order); returns accepted, rejected (rows), nulled, flagged (values)."""
     if n_dups:  # mark the few duplicates in place: the good rows stay a plain filter, in file order
         con.execute(
             f"""UPDATE {TYPED} SET _reason = d.reason, _rcol = d."column", _rval = d.value
                 FROM {TMP}dups d WHERE {TYPED}._line = d._line"""
         )
+    params = {"source": ent.name, "file": file, "delim": src.delimiter}
     _run(
         con,
         f"""INSERT INTO rejects
-            SELECT $source, $file, r._line, r._rcol, r._rval, r._reason, {_raw_sql(len(src.names))}
+            SELECT $source, $file, r._line, r._rcol, r._rval, r._reason, {_raw_sql(len(src.names))}, 'row'
             FROM (SELECT _line, _rcol, _rval, _reason FROM {TYPED} WHERE _reason IS NOT NULL) r
-            JOIN {_rejected_src(src)} s ON s._line = r._line
+            JOIN {_rejected_src(src, "_reason IS NOT NULL")} s ON s._line = r._line
             ORDER BY r._line""",
-        {"source": ent.name, "file": file, "delim": src.delimiter},
+        params,
     )
-    if len(src.structural):
-        con.register(f"{TMP}structural", src.structural.assign(source=ent.name, file=file))
-        con.execute(
-            f"""INSERT INTO rejects
-                SELECT source, file, CAST(line AS BIGINT), CAST("column" AS VARCHAR), CAST(value AS VARCHAR), reason, raw
-                FROM {TMP}structural ORDER BY line"""
-        )
-        con.unregister(f"{TMP}structural")
+    _run(
+        con,
+        f"""INSERT INTO rejects
+            SELECT $source, $file, r._line, r.b.c, r.b.v, r.b.r, {_raw_sql(len(src.names))}, 'value'
+            FROM (SELECT _line, unnest(_vals) AS b FROM {TYPED} WHERE _reason IS NULL AND _vals IS NOT NULL) r
+            JOIN {_rejected_src(src, "_reason IS NULL AND _vals IS NOT NULL")} s ON s._line = r._line
+            ORDER BY r._line""",
+        params,
+    )
+    for frame, action in ((src.structural, "row"), (src.flags, "flag")):
+        if frame is not None and len(frame):
+            con.register(f"{TMP}frame", frame.assign(source=ent.name, file=file))
+            con.execute(
+                f"""INSERT INTO rejects
+                    SELECT source, file, CAST(line AS BIGINT), CAST("column" AS VARCHAR), CAST(value AS VARCHAR), reason, raw,
+                           $action
+                    FROM {TMP}frame ORDER BY line""",
+                {"action": action},
+            )
+            con.unregister(f"{TMP}frame")
     # The good rows stay where they are, in file order: the few rejected ones are deleted and the
     # check columns dropped (DuckDB drops a column without copying the others).
     con.execute(f"DELETE FROM {TYPED} WHERE _reason IS NOT NULL")
-    for col in ("_reason", "_rcol", "_rval"):
+    for col in ("_reason", "_rcol", "_rval", "_vals"):
         con.execute(f"ALTER TABLE {TYPED} DROP COLUMN {col}")
     con.execute(f"DROP TABLE IF EXISTS {ent.name}")
     con.execute(f"ALTER TABLE {TYPED} RENAME TO {ent.name}")
     accepted = _scalar(con, f"SELECT count(*) FROM {ent.name}")
-    rejected = _scalar(con, "SELECT count(*) FROM rejects WHERE source = $s", {"s": ent.name})
-    return int(accepted), int(rejected)
+    n = con.execute(
+        """SELECT count(*) FILTER (WHERE action = 'row'), count(*) FILTER (WHERE action = 'value'),
+                  count(*) FILTER (WHERE action = 'flag')
+           FROM rejects WHERE source = $s""",
+        {"s": ent.name},
+    ).fetchall()[0]
+    write_column_counts(con, ent.name, file, int(accepted) + int(n[0]))
+    return {"accepted": int(accepted), "rejected": int(n[0]), "nulled": int(n[1]), "flagged": int(n[2])}
 
 
-def _rejected_src(src: _Source) -> str:
-    """SQL: the rows of `_hx_src` that are rejected. When the line is the row id plus an offset, they
-    are fetched by row id, which DuckDB does without reading every row."""
+def _severity(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """warning: values nulled or records rejected (the picture lacks them); info: only exact duplicates
+    dropped or values flagged (nothing lost); ok: nothing to say."""
+    warn, info = con.execute(
+        """SELECT count(*) FILTER (WHERE action = 'value' OR (action = 'row' AND NOT starts_with(reason, 'exact duplicate'))),
+                  count(*) FILTER (WHERE action = 'flag' OR starts_with(reason, 'exact duplicate'))
+           FROM rejects WHERE source = $s""",
+        {"s": source},
+    ).fetchall()[0]
+    return "warning" if warn else "info" if info else "ok"
+
+
+def write_column_counts(con: duckdb.DuckDBPyConnection, source: str, file: str | None, rows_read: int) -> None:
+    """(Re)write `load_columns` for `source` from its value-level rejects: values nulled and flagged per
+    column, their share of the rows read, and the commonest reason."""
+    con.execute(COLUMNS_DDL)
+    con.execute("DELETE FROM load_columns WHERE source = $s", {"s": source})
+    con.execute(
+        """INSERT INTO load_columns
+           SELECT $s, $f, "column", count(*) FILTER (WHERE action = 'value'), count(*) FILTER (WHERE action = 'flag'),
+                  round(100.0 * count(*) FILTER (WHERE action = 'value') / greatest($n, 1), 2), mode(reason)
+           FROM rejects WHERE source = $s AND action IN ('value', 'flag') GROUP BY "column"
+           ORDER BY 4 DESC, 1""",
+        {"s": source, "f": file, "n": rows_read},
+    )
+
+
+def _rejected_src(src: _Source, which: str) -> str:
+    """SQL: the rows of `_hx_src` whose typed row matches `which` (a condition on _hx_typed). When the line
+    is the row id plus an offset, they are fetched by row id, which DuckDB does without reading every row."""
     if src.first_line is None:
         return f"{TMP}src"
     off = int(src.first_line)
     return (
         f"(SELECT *, {off} + rowid AS _line FROM {TMP}csv "
-        f"WHERE rowid IN (SELECT _line - {off} FROM {TYPED} WHERE _reason IS NOT NULL))"
+        f"WHERE rowid IN (SELECT _line - {off} FROM {TYPED} WHERE {which}))"
     )
 
 
@@ -972,6 +1325,9 @@ def _report(
     rejected: int,
     extras: list[str],
     sha: str | None,
+    nulled: int = 0,
+    flagged: int = 0,
+    severity: str = "ok",
 ) -> dict:
     row = {
         "source": entity,
@@ -982,9 +1338,15 @@ def _report(
         "rows_rejected": int(rejected),
         "extra_columns": ", ".join(extras),
         "sha256": sha,
+        "values_nulled": int(nulled),
+        "values_flagged": int(flagged),
+        "severity": severity,
     }
     con.execute(
-        "INSERT INTO load_report VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns, $sha256)",
+        """INSERT INTO load_report (source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256,
+                                    values_nulled, values_flagged, severity)
+           VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
+                   $sha256, $values_nulled, $values_flagged, $severity)""",
         row,
     )
     return row

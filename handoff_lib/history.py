@@ -88,6 +88,8 @@ def _ensure_runs(con: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
               site VARCHAR, review_date DATE, review_time VARCHAR, review_at TIMESTAMPTZ,
               run_id VARCHAR, written_at TIMESTAMPTZ, data_folder VARCHAR, outputs VARCHAR, summary JSON)"""
     )
+    # added later: a history file written before gets the column on its next write (NULL for its old reviews)
+    con.execute(f"ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS stale BOOLEAN")  # a source past its freshness limit
 
 
 def write_snapshot(
@@ -100,9 +102,12 @@ def write_snapshot(
     outputs: str = "",
     summary: str = "{}",
     wait_s: float = 60.0,
+    stale: bool = False,
 ) -> None:
     """Copy the picture's order board, blockers, join quality and load report into history under
-    `key`, replacing an earlier snapshot with the same key. One transaction: all or nothing."""
+    `key`, replacing an earlier snapshot with the same key. One transaction: all or nothing.
+    `stale`: the review was built on a source past its freshness limit (runs.stale; which sources, and
+    how old, is in the load snapshot: freshness.stale_sources)."""
     history_path = Path(history_path)
     history_path.parent.mkdir(parents=True, exist_ok=True)
     # The picture connection attaches the history file, waiting for the lock like open_history.
@@ -122,8 +127,9 @@ def write_snapshot(
         try:
             picture.execute("DELETE FROM hist.runs WHERE site = ? AND review_date = ? AND review_time = ?", key.params())
             picture.execute(
-                "INSERT INTO hist.runs VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?)",
-                [*key.params(), review_at, run_id, data_folder, outputs, summary],
+                """INSERT INTO hist.runs (site, review_date, review_time, review_at, run_id, written_at, data_folder, outputs,
+                                          summary, stale) VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?)""",
+                [*key.params(), review_at, run_id, data_folder, outputs, summary, bool(stale)],
             )
             for src, dst in tables.items():
                 picture.execute(f"DELETE FROM hist.{dst} WHERE site = ? AND review_date = ? AND review_time = ?", key.params())
@@ -150,13 +156,18 @@ def _add_missing_columns(con: duckdb.DuckDBPyConnection, src: str, dst: str) -> 
 
 
 def list_reviews(history: duckdb.DuckDBPyConnection, site: str) -> pd.DataFrame:
-    """Every stored review of a site, newest first."""
+    """Every stored review of a site, newest first, with `stale` (built on a source past its freshness limit;
+    false for reviews stored before freshness was judged)."""
     _exists = history.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchone()[0]
     if not _exists:
-        return pd.DataFrame(columns=["review_date", "review_time", "review_at", "run_id", "written_at"])
+        return pd.DataFrame(columns=["review_date", "review_time", "review_at", "run_id", "written_at", "outputs", "stale"])
+    has_stale = history.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'runs' AND column_name = 'stale'"
+    ).fetchone()[0]
     return history.execute(
-        """SELECT review_date, review_time, review_at, run_id, written_at, outputs FROM runs WHERE site = ?
-           ORDER BY review_date DESC, review_time DESC""",
+        f"""SELECT review_date, review_time, review_at, run_id, written_at, outputs,
+                   {'coalesce(stale, false)' if has_stale else 'false'} AS stale FROM runs WHERE site = ?
+            ORDER BY review_date DESC, review_time DESC""",
         [site],
     ).df()
 

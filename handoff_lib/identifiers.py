@@ -88,7 +88,7 @@ def norm_expr(column: str, rule: IdRule, tag: str) -> NormExpr:
         s = f"regexp_replace({s}, ${tag}_suffix, '')"
     if rule.prefixes:
         alts = "|".join(_re_escape(x) for x in sorted(rule.prefixes, key=len, reverse=True))
-        p[f"{tag}_prefix"] = f"^[\\-_./#]*({alts})"
+        p[f"{tag}_prefix"] = f"^{rule.separators}*({alts})"
         s = f"regexp_replace({s}, ${tag}_prefix, '')"
     p[f"{tag}_sep"] = rule.separators
     s = f"regexp_replace({s}, ${tag}_sep, '', 'g')"
@@ -104,7 +104,7 @@ def prefix_seen_expr(column: str, rule: IdRule, tag: str) -> NormExpr:
     alts = "|".join(_re_escape(x) for x in sorted(rule.prefixes, key=len, reverse=True))
     return NormExpr(
         f"regexp_matches(regexp_replace(upper(coalesce({column}, '')), '\\s+', '', 'g'), ${tag}_seen)",
-        {f"{tag}_seen": f"^[\\-_./#]*({alts})"},
+        {f"{tag}_seen": f"^{rule.separators}*({alts})"},
     )
 
 

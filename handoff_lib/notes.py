@@ -4,10 +4,13 @@ CRM case text) with scikit-learn.
 The model is word (1-2) plus character (char_wb 2-5) n-gram TF-IDF into a multinomial logistic
 regression: character n-grams carry typos, abbreviations and any language; nothing is stemmed. Every
 prediction has a confidence (the model's probability); below the taxonomy's threshold a note is
-`needs_review` and gets no reason. A structured code always wins over an inferred reason (`resolve_reason`).
+`needs_review` and gets no reason.
 
-A trained model is saved with joblib beside a JSON sidecar (training-data sha256, scikit-learn version,
-classes, threshold); `load_model` refuses a model whose training data is not the current labelled file.
+A model belongs to a site: its path, taxonomy and labelled notes are the site file's `notes:` settings
+(taxonomy.notes_settings). It is saved with joblib beside a JSON sidecar (site, labelled notes and their
+sha256, scikit-learn version, classes, threshold); `load_model` refuses a model of another site or of
+other labelled notes. In the blocker queue the site's note rules come first and the model only reads
+the notes no rule matched (blockers.build_note_reasons, which receives the model: a NoteClassifier).
 The model file is a pickle: load only models your own `handoff notes train` wrote.
 """
 
@@ -17,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,27 +31,66 @@ import numpy as np
 import pandas as pd
 
 from .errors import HandoffError
-from .taxonomy import FALLBACK_REASONS, Taxonomy, load_taxonomy
+from .settings import Settings
+from .taxonomy import FALLBACK_REASONS, SiteNotes, Taxonomy, notes_settings
 
-CLASSIFIED, NEEDS_REVIEW, CODED = "classified", "needs_review", "coded"
+CLASSIFIED, NEEDS_REVIEW = "classified", "needs_review"
 BATCH = 5_000
 
 
 class ModelError(HandoffError):
-    """The notes model is missing, stale, or does not fit the taxonomy."""
+    """The notes model is missing, stale, of another site, or does not fit the taxonomy."""
 
 
 @dataclass
 class NotesModel:
-    """A fitted pipeline with its sidecar facts (sha256 of the training data, classes, threshold)."""
+    """A fitted pipeline with its sidecar facts (site, sha256 of the labelled notes, classes, threshold),
+    the taxonomy its reasons belong to, and where it was loaded from. As `blockers.NoteClassifier` it
+    reads the notes no rule of the site matched."""
 
     pipeline: Any
     threshold: float
     meta: dict = field(default_factory=dict)
+    taxonomy: Taxonomy | None = None
+    path: Path | None = None
+    sha256: str | None = None
 
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
+
+    def describe(self) -> dict[str, Any]:
+        """path, sha256, trained_at, site and threshold: what the manifest records."""
+        return {
+            "model": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "trained_at": self.meta.get("trained_at"),
+            "site": self.meta.get("site"),
+            "threshold": self.threshold,
+        }
+
+    def note_reasons(self, notes: pd.DataFrame, known_reasons: set[str]) -> pd.DataFrame:
+        """For `notes` (entity, record_key, note: notes no rule decided), the note_reasons rows: a note
+        classified at or above the threshold gets its theme's policy reason (status 'model'; hold_other /
+        pack_exception_other when the site's policy.reasons lacks it, said in classified_by); below it the
+        entity's other reason with status 'needs_review' and the best guess and confidence in classified_by."""
+        if self.taxonomy is None:
+            raise ModelError("the notes model has no taxonomy to map its reasons onto policy.reasons")
+        result = classify_notes(self, notes["note"].tolist())
+        rows = []
+        for entity, r in zip(notes["entity"], result.itertuples(index=False)):
+            if r.status == CLASSIFIED:
+                reason, why = self.taxonomy.policy_reason(r.reason, entity, known_reasons)
+                by = f"model {r.reason} {r.confidence:.2f}" + (f" ({why}: counted as {reason})" if why else "")
+                rows.append((reason, by, r.reason, float(r.confidence), "model"))
+            else:
+                guess = f"best guess {r.best_guess} {r.confidence:.2f}" if r.best_guess else "blank note"
+                by = f"needs review (model's {guess}, below its threshold {self.threshold:.2f})"
+                rows.append((FALLBACK_REASONS.get(entity, "hold_other"), by, None, float(r.confidence), NEEDS_REVIEW))
+        out = notes[["entity", "record_key", "note"]].reset_index(drop=True).copy()
+        decided = pd.DataFrame(rows, columns=["reason", "classified_by", "theme", "confidence", "status"], dtype=object)
+        decided["confidence"] = decided["confidence"].astype(float)
+        return pd.concat([out, decided], axis=1)
 
 
 # ------------------------------------------------------------------------------------ labelled data
@@ -84,6 +127,8 @@ def read_labelled(path: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
             f"(known: {', '.join(taxonomy.codes)})"
         )
     counts = df["reason"].value_counts()
+    if len(counts) < 2:
+        raise HandoffError(f"{path}: labelled notes of {len(counts)} reason(s); a model needs at least two reasons to tell apart")
     few = counts[counts < taxonomy.min_examples]
     if len(few):
         raise HandoffError(
@@ -114,28 +159,39 @@ def make_pipeline(C: float = 20.0):
     return Pipeline([("features", features), ("model", LogisticRegression(C=C, max_iter=3000))])
 
 
-def fit(texts: Iterable[str], reasons: Iterable[str], threshold: float, C: float = 20.0) -> NotesModel:
+def fit(
+    texts: Iterable[str], reasons: Iterable[str], threshold: float, C: float = 20.0, taxonomy: Taxonomy | None = None
+) -> NotesModel:
     """A fitted model (not saved)."""
     pipe = make_pipeline(C)
     pipe.fit(list(texts), list(reasons))
-    return NotesModel(pipe, threshold)
+    return NotesModel(pipe, threshold, taxonomy=taxonomy)
 
 
-def train(
-    taxonomy: Taxonomy | None = None, labelled: str | Path | None = None, model_path: str | Path | None = None
-) -> tuple[NotesModel, Path]:
-    """Fit on the labelled file and save model + sidecar (default paths from the taxonomy settings);
-    returns (model, path of the model file)."""
+def _need_model(site: SiteNotes) -> Path:
+    if site.model is None:
+        raise ModelError(
+            f"{site.where['notes']}: site '{site.site}' has no notes model (notes.model is not set: its note rules decide alone); "
+            "set notes.model and notes.labelled in the site file to train one"
+        )
+    return site.model
+
+
+def train(site: SiteNotes) -> tuple[NotesModel, Path]:
+    """Fit on the site's labelled notes (notes.labelled) with its taxonomy and save model + sidecar at
+    notes.model; returns (model, path of the model file). The sidecar names the site and the sha256 of
+    the labelled notes, so the model is never applied to another site or to other notes."""
     import sklearn
 
-    taxonomy = taxonomy or load_taxonomy()
-    labelled = Path(labelled) if labelled else taxonomy.labelled_notes
-    model_path = Path(model_path) if model_path else taxonomy.model_path
-    df = read_labelled(labelled, taxonomy)
-    model = fit(df["text"], df["reason"], taxonomy.threshold)
+    model_path = _need_model(site)
+    taxonomy = site.taxonomy()
+    df = read_labelled(site.labelled, taxonomy)
+    model = fit(df["text"], df["reason"], taxonomy.threshold, taxonomy=taxonomy)
     model.meta = {
-        "training_data": str(labelled),
-        "training_sha256": file_sha256(labelled),
+        "site": site.site,
+        "site_file": str(Path(site.site_file).resolve()),
+        "labelled": str(site.labelled),
+        "labelled_sha256": file_sha256(site.labelled),
         "n_examples": len(df),
         "sklearn_version": sklearn.__version__,
         "classes": model.classes,
@@ -144,6 +200,7 @@ def train(
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     save_model(model, model_path)
+    model.path, model.sha256 = model_path, file_sha256(model_path)
     return model, model_path
 
 
@@ -166,33 +223,40 @@ def save_model(model: NotesModel, path: str | Path) -> Path:
     return path
 
 
-def load_model(
-    taxonomy: Taxonomy | None = None, model_path: str | Path | None = None, labelled: str | Path | None = None
-) -> NotesModel:
-    """The saved model, after checking its sidecar: trained on the current labelled file (sha256), with the
-    installed scikit-learn, on reasons the taxonomy still has. Raises ModelError saying to run
-    `handoff notes train` otherwise. The threshold is the taxonomy's current one."""
+def load_model(site: SiteNotes) -> NotesModel:
+    """The site's saved model (notes.model), after checking its sidecar: trained for this site, on the
+    current labelled notes (notes.labelled, sha256), with the installed scikit-learn, on reasons the
+    site's taxonomy still has. Raises ModelError naming the setting to fix and saying to run
+    `handoff notes train --site` otherwise. The threshold is the taxonomy's current one."""
     import joblib
     import sklearn
 
-    taxonomy = taxonomy or load_taxonomy()
-    model_path = Path(model_path) if model_path else taxonomy.model_path
-    labelled = Path(labelled) if labelled else taxonomy.labelled_notes
+    model_path = _need_model(site)
+    taxonomy = site.taxonomy()
     side = sidecar_path(model_path)
-    retrain = "run `handoff notes train` to train it on the current labelled notes"
+    retrain = f"run `handoff notes train --site {site.site_file}` to train it on the site's labelled notes"
     if not model_path.is_file() or not side.is_file():
-        raise ModelError(f"{model_path}: no trained notes model (or its sidecar {side.name}); {retrain}")
+        raise ModelError(f"{model_path}: no trained notes model (or its sidecar {side.name}) at notes.model ({site.where['model']}); {retrain}")
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{side}: unreadable model sidecar ({exc}); {retrain}") from None
-    if not labelled.is_file():
-        raise ModelError(f"{labelled}: the labelled notes file is missing, so the model {model_path} cannot be checked")
-    current = file_sha256(labelled)
-    if meta.get("training_sha256") != current:
+    if meta.get("site") != site.site:
+        trained_for = f"site '{meta['site']}' ({meta.get('site_file', '?')})" if meta.get("site") else "no site (an older model)"
         raise ModelError(
-            f"{model_path}: trained on labelled notes with sha256 {str(meta.get('training_sha256'))[:12]}..., but "
-            f"{labelled} now has sha256 {current[:12]}... (the labelled notes changed); {retrain}"
+            f"{model_path}: this notes model was trained for {trained_for}, not for site '{site.site}', and a model is never "
+            f"applied to another site: point notes.model ({site.where['model']}) at a model of this site, or set it to null "
+            f"for the note rules only; {retrain}"
+        )
+    labelled = site.labelled
+    if not labelled.is_file():
+        raise ModelError(f"{labelled}: notes.labelled ({site.where['labelled']}) is missing, so the model {model_path} cannot be checked")
+    current = file_sha256(labelled)
+    if meta.get("labelled_sha256") != current:
+        raise ModelError(
+            f"{model_path}: trained on labelled notes {meta.get('labelled', '?')} with sha256 {str(meta.get('labelled_sha256'))[:12]}..., "
+            f"but notes.labelled ({site.where['labelled']}) is {labelled} with sha256 {current[:12]}... (the labelled notes "
+            f"changed, or notes.labelled names other notes); {retrain}"
         )
     if meta.get("sklearn_version") != sklearn.__version__:
         raise ModelError(
@@ -200,9 +264,22 @@ def load_model(
         )
     unknown = [c for c in meta.get("classes", []) if c not in taxonomy.themes]
     if unknown:
-        raise ModelError(f"{model_path}: predicts {', '.join(unknown)}, which {taxonomy.path} no longer defines; {retrain}")
+        raise ModelError(
+            f"{model_path}: predicts {', '.join(unknown)}, which the site's taxonomy {taxonomy.path} (notes.taxonomy, "
+            f"{site.where['taxonomy']}) does not define; {retrain}"
+        )
     pipeline = joblib.load(model_path)
-    return NotesModel(pipeline, taxonomy.threshold, meta)
+    return NotesModel(pipeline, taxonomy.threshold, meta, taxonomy, model_path, file_sha256(model_path))
+
+
+def load_site_model(settings: Settings) -> NotesModel | None:
+    """The site's notes model for a review: None when the site has none (no notes.model: its note rules
+    decide alone) or it is not trained yet (the manifest says so); the checked model otherwise (a model
+    of another site or of other labelled notes raises ModelError)."""
+    site = notes_settings(settings)
+    if site.model is None or not site.model.is_file():
+        return None
+    return load_model(site)
 
 
 # ------------------------------------------------------------------------------------ classification
@@ -212,7 +289,8 @@ def classify_notes(model: NotesModel, texts: Iterable[str | None], progress: boo
     """One row per text: text, reason (None unless classified), confidence (probability of the best
     reason), status ('classified' at or above the threshold, else 'needs_review'), best_guess (the top
     reason even when it is not assigned). A blank text is needs_review with confidence 0. Shows a tqdm bar
-    for large batches (progress=None: when there are more than 20,000 texts)."""
+    for large batches (progress=None: when there are more than 20,000 texts and stderr is a terminal; never inside
+    a review notebook, where it became a widget the HTML report shows as "FloatProgress(...)")."""
     from tqdm.auto import tqdm
 
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
@@ -220,7 +298,7 @@ def classify_notes(model: NotesModel, texts: Iterable[str | None], progress: boo
     classes = np.asarray(model.classes, dtype=object)
     best = np.empty(n, dtype=object)
     conf = np.zeros(n, dtype=float)
-    show = n > 20_000 if progress is None else progress
+    show = (n > 20_000 and sys.stderr.isatty()) if progress is None else progress
     with tqdm(total=n, desc="classifying notes", unit="note", disable=not show) as bar:
         for start in range(0, n, BATCH):
             chunk = texts[start : start + BATCH]
@@ -243,72 +321,37 @@ def classify_notes(model: NotesModel, texts: Iterable[str | None], progress: boo
     )
 
 
-@dataclass(frozen=True)
-class Decision:
-    reason: str | None  # taxonomy theme, or the policy reason a structured code maps to
-    confidence: float
-    status: str  # coded | classified | needs_review
-    basis: str
-
-
-def resolve_reason(code: str | None, note: str | None, code_map: dict[str, str], model: NotesModel | None) -> Decision:
-    """The reason of one record: a structured code the site maps (`code_map`, SOURCE CODE upper -> reason)
-    always wins, whatever the note says; otherwise the classifier on the note, which assigns a reason only
-    at or above the threshold (else needs_review, reason None)."""
-    key = (code or "").strip().upper()
-    if key and key in code_map:
-        return Decision(code_map[key], 1.0, CODED, f"code {key}")
-    if model is None or not (note or "").strip():
-        return Decision(None, 0.0, NEEDS_REVIEW, "no mapped code and no note" if model else "no mapped code and no model")
-    row = classify_notes(model, [note], progress=False).iloc[0]
-    if row["status"] == CLASSIFIED:
-        return Decision(row["reason"], float(row["confidence"]), CLASSIFIED, f"classifier {row['confidence']:.2f} on the note")
-    return Decision(
-        None, float(row["confidence"]), NEEDS_REVIEW, f"needs review: best guess {row['best_guess']} {row['confidence']:.2f}"
-    )
-
-
-# The notes the blocker queue needs a reason for: the same query blockers.build_note_reasons uses.
-NOTE_REASONS_COLUMNS = (
-    "entity VARCHAR, record_key VARCHAR, note VARCHAR, reason VARCHAR, classified_by VARCHAR, "
-    "theme VARCHAR, confidence DOUBLE, status VARCHAR"
-)
-
-
-def apply_to_blockers(
-    con: duckdb.DuckDBPyConnection, model: NotesModel, taxonomy: Taxonomy | None = None
-) -> duckdb.DuckDBPyRelation:
-    """Create `note_reasons` (entity, record_key, note, reason, classified_by, + theme, confidence, status)
-    with the classifier instead of the keyword rules: a drop-in for `blockers.build_note_reasons(con)`
-    (needs the linked_holds / linked_pack_events and policy_* tables that `policy.prepare` writes).
-    A classified note gets its theme's policy reason (or hold_other / pack_exception_other when the site's
-    policy.reasons lacks it, said in classified_by); a needs_review note gets hold_other /
-    pack_exception_other with classified_by 'classifier: needs review (best guess ...)', never a guess."""
-    from .blockers import NOTES_TO_CLASSIFY
-
-    taxonomy = taxonomy or load_taxonomy()
-    notes = con.execute(NOTES_TO_CLASSIFY).df()
-    known = {r[0] for r in con.execute("SELECT reason FROM policy_reasons").fetchall()}
-    rows = []
-    if len(notes):
-        result = classify_notes(model, notes["note"].tolist())
-        for (entity, key, text), r in zip(
-            notes[["entity", "record_key", "note"]].itertuples(index=False), result.itertuples(index=False)
-        ):
-            if r.status == CLASSIFIED:
-                reason, why = taxonomy.policy_reason(r.reason, entity, known)
-                by = f"classifier {r.reason} {r.confidence:.2f}" + (f" ({why}: counted as {reason})" if why else "")
-                rows.append((entity, key, text, reason, by, r.reason, float(r.confidence), CLASSIFIED))
-            else:
-                guess = f"best guess {r.best_guess} {r.confidence:.2f}" if r.best_guess else "blank note"
-                by = f"classifier: needs review ({guess}, below {model.threshold:.2f})"
-                rows.append(
-                    (entity, key, text, FALLBACK_REASONS.get(entity, "hold_other"), by, None, float(r.confidence), NEEDS_REVIEW)
-                )
-    con.execute(f"CREATE OR REPLACE TABLE note_reasons ({NOTE_REASONS_COLUMNS})")
-    if rows:
-        con.executemany("INSERT INTO note_reasons VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    return con.table("note_reasons")
+def note_manifest(picture_db: str | Path, settings: Settings) -> dict[str, Any]:
+    """What decided the reasons of the holds and pack exceptions of a finished review picture (its
+    `note_model` and `note_decisions` tables): the model (path, sha256, trained_at, site, threshold) or
+    "rules only" (and why), and how many records each of code / rule / model / needs_review decided, with
+    the count per note rule."""
+    con = duckdb.connect(str(picture_db), read_only=True)
+    try:
+        have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if not {"note_model", "note_decisions"} <= have:
+            return {"model": "unknown: the picture has no note_model / note_decisions table"}
+        model = con.execute("SELECT * FROM note_model").df().iloc[0].to_dict()
+        decisions = con.execute("SELECT decided_by, rule, records FROM note_decisions").fetchall()
+    finally:
+        con.close()
+    out: dict[str, Any] = {}
+    if model.get("model") is None or pd.isna(model.get("model")):
+        site = notes_settings(settings)
+        out["model"] = "rules only"
+        out["why"] = (
+            "the site has no notes.model"
+            if site.model is None
+            else f"notes.model {site.model} ({site.where['model']}) is not trained yet: `handoff notes train --site {site.site_file}`"
+        )
+    else:
+        out["model"] = {k: (None if pd.isna(v) else v) for k, v in model.items()}
+    decided = {k: 0 for k in ("code", "rule", "model", NEEDS_REVIEW)}
+    for by, _, n in decisions:
+        decided[by] = decided.get(by, 0) + int(n)
+    out["decided"] = decided
+    out["rules"] = {rule: int(n) for by, rule, n in decisions if by == "rule"}
+    return out
 
 
 # -------------------------------------------------------------------------------------- evaluation
@@ -469,6 +512,6 @@ def cluster_notes(
 
 
 def needs_review_clusters(con: duckdb.DuckDBPyConnection, **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clusters of the needs_review notes in `note_reasons` (after apply_to_blockers)."""
+    """Clusters of the needs_review notes in `note_reasons` (the model's unsure guesses)."""
     texts = [r[0] for r in con.execute("SELECT note FROM note_reasons WHERE status = 'needs_review'").fetchall()]
     return cluster_notes(texts, **kwargs)

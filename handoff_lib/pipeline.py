@@ -9,13 +9,16 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .asof import apply_as_of
 from .db import connect
 from .errors import ExtractError
 from .extracts import load_extracts
+from .freshness import check as check_freshness
+from .freshness import record as record_freshness
 from .identifiers import build_crosswalk, build_order_picture
 from .picture import analyse
 from .settings import Settings
-from .validate import reject_events_out_of_order
+from .validate import flag_events_out_of_order
 
 
 def build_picture(
@@ -24,14 +27,22 @@ def build_picture(
     con: duckdb.DuckDBPyConnection | None = None,
     progress: bool = False,
     note_model: object | None = None,
+    allow_stale: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Load, validate and link the site's extracts into `con` (a new in-memory connection when
-    None). With `now`, also derive order states, blockers and the promise view as of `now`."""
+    None). With `now`, also judge how current each extract is (load_report's freshness columns) and
+    derive order states, blockers and the promise view as of `now`; with `allow_stale=False`, an extract
+    of an earlier operating day stops the build right after the load (errors.StaleExtractError)."""
     con = con or connect(settings)
     before = _fingerprints(settings)
-    load_extracts(con, settings, progress=progress)
+    load_extracts(con, settings, progress=progress, as_of=now)
     _check_unchanged(settings, before)
-    reject_events_out_of_order(con, settings)
+    if now is not None:
+        judged = record_freshness(con, settings, now)  # docs/extracts.md, "How current the extracts are"
+        if not allow_stale:
+            check_freshness(judged, settings, now)
+        apply_as_of(con, settings, now)  # only what was known at `now`: docs/extracts.md, "As of the review time"
+    flag_events_out_of_order(con, settings)
     build_crosswalk(con, settings)
     build_order_picture(con)
     if now is not None:
@@ -62,17 +73,14 @@ def _check_unchanged(settings: Settings, before: dict[str, tuple[int, int]]) -> 
             )
 
 
-def trained_note_model() -> object | None:
-    """The site's trained notes classifier when one has been trained (`handoff notes train`), else None
-    (the keyword rules apply). A model trained on other labelled notes than the current file is refused
-    with an error saying to retrain."""
-    from .notes import load_model
-    from .taxonomy import load_taxonomy
+def trained_note_model(settings: Settings) -> object | None:
+    """The site's trained notes model (`notes.model` of its site file, `handoff notes train --site`), for
+    the notes its note rules leave undecided; None when the site has none or it is not trained yet (the
+    note rules decide alone). A model of another site or of other labelled notes is refused with an
+    error naming the setting to fix."""
+    from .notes import load_site_model
 
-    taxonomy = load_taxonomy()
-    if not taxonomy.model_path.is_file():
-        return None
-    return load_model(taxonomy)
+    return load_site_model(settings)
 
 
 def write_foundation_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:

@@ -18,19 +18,24 @@ from .db import insert_rows
 from .errors import HandoffError, SettingsError
 from .settings import Settings
 
-# Reason codes the library raises itself; the site file must give each a label and an owner.
-BUILT_IN_REASONS = (
-    "short_pick",
-    "allocation_short",
-    "unknown_sku",
-    "label_missing",
-    "manifest_missing",
-    "substitution",
-    "not_released",
-    "unlinked_record",
-    "hold_other",
-    "pack_exception_other",
-)
+# Reason codes the library raises itself, with the label and owner a site gets when its policy.reasons does
+# not set them (a site may relabel or re-route any of them; it need not list them).
+BUILT_IN_REASONS: dict[str, tuple[str, str]] = {
+    "short_pick": ("Short pick", "replenishment"),
+    "allocation_short": ("Allocation short", "inventory control"),
+    "unknown_sku": ("Unknown SKU", "master data"),
+    "label_missing": ("Label missing", "shipping"),
+    "manifest_missing": ("Manifest missing", "shipping"),
+    "substitution": ("Substitution against the account's instruction", "customer service"),
+    "not_released": ("Not released near cutoff", "order management"),
+    "unlinked_record": ("Unlinked record", "data team"),
+    "hold_other": ("Hold, reason not recognised", "shift lead"),
+    "pack_exception_other": ("Pack exception, reason not recognised", "shift lead"),
+    "data_quality": ("Source data inconsistent", "data team"),
+}
+COMMUNICATE_BY_DEFAULT = ("substitution",)  # the customer must be told, unless the site says otherwise
+# Reasons that describe the data, not the work: they never hold an order's promise (docs/states.md).
+DATA_REASONS = ("unlinked_record", "data_quality")
 WORK_STEPS = ("pick_per_line", "pack", "label", "manifest")
 
 
@@ -42,6 +47,7 @@ class Reason:
     label: str
     owner: str
     communicate: bool = False
+    blocks_work: bool = True  # False for the data reasons (DATA_REASONS): they never hold a promise
 
 
 @dataclass(frozen=True)
@@ -136,19 +142,21 @@ def load_policy(settings: Settings) -> Policy:
             raise SettingsError(f"{where(key)}: policy.{key} must be a mapping")
         return value
 
-    reasons: dict[str, Reason] = {}
+    reasons: dict[str, Reason] = {
+        code: Reason(code, label, owner, code in COMMUNICATE_BY_DEFAULT, code not in DATA_REASONS)
+        for code, (label, owner) in BUILT_IN_REASONS.items()
+    }
     for code, spec in mapping("reasons").items():
         if not isinstance(spec, dict):
             raise SettingsError(f"{where('reasons', code)}: policy.reasons.{code} must be a mapping with label: and owner:")
+        built_in = reasons.get(str(code))
         reasons[str(code)] = Reason(
             str(code),
-            str(need(spec, "label", "reasons", code)),
-            str(need(spec, "owner", "reasons", code)),
-            bool(spec.get("communicate", False)),
+            str(spec.get("label") or (built_in.label if built_in else need(spec, "label", "reasons", code))),
+            str(spec.get("owner") or (built_in.owner if built_in else need(spec, "owner", "reasons", code))),
+            bool(spec.get("communicate", built_in.communicate if built_in else False)),
+            str(code) not in DATA_REASONS,
         )
-    missing = [c for c in BUILT_IN_REASONS if c not in reasons]
-    if missing:
-        raise SettingsError(f"{where('reasons')}: policy.reasons lacks {', '.join(missing)} (each needs a label: and an owner:)")
 
     def codes(key: str) -> dict[str, str]:
         out = {}
@@ -242,8 +250,8 @@ def policy_tables(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     """(Re)create the `policy_*` tables the state, blocker and promise SQL join on."""
     tables: dict[str, tuple[str, list[tuple]]] = {
         "policy_reasons": (
-            "reason VARCHAR, reason_label VARCHAR, owner VARCHAR, communicate BOOLEAN",
-            [(r.code, r.label, r.owner, r.communicate) for r in policy.reasons.values()],
+            "reason VARCHAR, reason_label VARCHAR, owner VARCHAR, communicate BOOLEAN, blocks_work BOOLEAN",
+            [(r.code, r.label, r.owner, r.communicate, r.blocks_work) for r in policy.reasons.values()],
         ),
         "policy_hold_codes": ("code VARCHAR, reason VARCHAR", list(policy.hold_codes.items())),
         "policy_pack_codes": ("code VARCHAR, reason VARCHAR", list(policy.pack_exception_codes.items())),

@@ -6,9 +6,13 @@ A run works in a temporary folder beside its final place and goes through named 
               workbook is built by a process of its own from the Parquet views the notebook writes;
 2. `report`   the executed notebook becomes a self-contained HTML report without code cells (and the
               run waits for the workbook);
-3. `manifest` input files with hashes and row counts, rejects, versions, parameters, durations;
+3. `manifest` input files with hashes and row counts (database sources: query, server, time, fingerprint),
+              rejects, versions, parameters, durations, and what decided the note reasons (the site's notes
+              model with its sha256, or rules only);
 4. `history`  the snapshot goes into the history database in one transaction;
-5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole.
+5. `publish`  the folder is moved into `outputs/<site>/<date>/<HHMM>/` whole;
+6. (`store`)  when the site file has `store:`, the snapshot is also written to the Parquet snapshot
+              store (store.py); a failure there is reported in manifest.json and does not fail the run.
 
 A failure at any step raises `RunError` naming the step; history and earlier outputs stay as they
 were, and the temporary folder is removed. A second run of the same site waits for the first
@@ -57,6 +61,7 @@ class RunResult:
     files: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)  # one sentence per source past its freshness limit (the review is stale)
 
 
 def review_dir(settings: Settings, at: dt.datetime, out_root: Path | None = None) -> Path:
@@ -176,11 +181,22 @@ def run_review(
     out_root: Path | None = None,
     progress: bool = True,
     kernel: str = "python3",
+    allow_stale: bool = False,
 ) -> RunResult:
-    """Execute one cutoff review and publish its outputs; see the module docstring for the steps."""
+    """Execute one cutoff review and publish its outputs; see the module docstring for the steps. An extract of
+    an earlier operating day stops it with errors.StaleExtractError, storing nothing, unless `allow_stale`
+    (the review is then stored marked stale; docs/extracts.md, "How current the extracts are")."""
     import papermill as pm
 
+    from .errors import StaleExtractError
+    from .freshness import freshness_settings
+    from .kernel import ReviewKernelManager
+    from .store import store_settings
+
+    freshness_settings(settings)  # a bad freshness: block fails before the notebook starts
+
     settings = settings.for_review(at)
+    store_settings(settings)  # a bad `store:` block fails before the run, not after it is committed
     final = review_dir(settings, at, out_root)
     history = history or default_history(settings, out_root)
     site_root = final.parent.parent
@@ -214,6 +230,7 @@ def run_review(
                 "history_db": str(history.resolve()),
                 "out_dir": str(tmp.resolve()),
                 "make_xlsx": False,
+                "allow_stale": bool(allow_stale),
             }
             executed = tmp / REVIEW_NOTEBOOK
             try:
@@ -227,8 +244,11 @@ def run_review(
                     progress_bar=progress,
                     cwd=str(NOTEBOOK_DIR.parent),
                     request_save_on_cell_execute=False,
+                    kernel_manager_class=ReviewKernelManager,  # no TCP warning, no interrupt at shutdown (kernel.py)
                 )
             except pm.PapermillExecutionError as exc:
+                if exc.ename == "StaleExtractError":  # not a failure to diagnose: the extracts are of an earlier day
+                    raise StaleExtractError(exc.evalue) from None
                 raise RunError(step, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook kept at {executed})") from None
             timings["execute"] = time.perf_counter() - t0
 
@@ -246,6 +266,8 @@ def run_review(
 
             step = "manifest"
             _crash_point(step)
+            from .notes import note_manifest
+
             summary = json.loads((tmp / "summary.json").read_text(encoding="utf-8")) if (tmp / "summary.json").exists() else {}
             manifest = {
                 "site": settings.site,
@@ -254,6 +276,8 @@ def run_review(
                 "run_id": run_id,
                 "parameters": params | {"out_dir": str(final.resolve())},
                 "inputs": _inputs(tmp / "picture.duckdb"),
+                "freshness": _freshness(settings, at, tmp / "picture.duckdb"),
+                "notes": note_manifest(tmp / "picture.duckdb", settings),  # the model or "rules only"; who decided
                 "summary": summary,
                 "versions": _versions(),
                 "durations_s": {k: round(v, 3) for k, v in timings.items()},
@@ -263,12 +287,18 @@ def run_review(
             step = "history"
             _crash_point(step)
             t2 = time.perf_counter()
-            _store_history(settings, at, tmp / "picture.duckdb", history, run_id, final, summary)
+            _store_history(settings, at, tmp / "picture.duckdb", history, run_id, final, summary, stale=bool(manifest["freshness"]["stale"]))
             timings["history"] = time.perf_counter() - t2
 
             step = "publish"
             _crash_point(step)
             _publish(tmp, final)
+            # the shared snapshot store (docs/store.md), when the site has one: written from history after the
+            # run is committed and published; a failure is reported in the manifest, never fails the run
+            store_note = _write_store(settings, history, at, timings)
+        except StaleExtractError:
+            _discard(tmp, stop=workbook)
+            raise
         except RunError:
             _discard(tmp, keep_notebook=True, stop=workbook)
             raise
@@ -282,9 +312,11 @@ def run_review(
             _stop(workbook)
             wb_err.close()
         manifest["durations_s"] = {k: round(v, 3) for k, v in timings.items()}
+        if store_note is not None:
+            manifest["store"] = store_note
         (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         files = {p.name: p for p in sorted(final.iterdir()) if p.is_file()}
-        return RunResult(final, files, timings, summary)
+        return RunResult(final, files, timings, summary, manifest["freshness"]["stale"])
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -299,14 +331,45 @@ def _inputs(picture_db: Path) -> list[dict]:
     con = duckdb.connect(str(picture_db), read_only=True)
     try:
         rows = con.execute(
-            "SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256 FROM load_report ORDER BY source"
+            """SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256, strftime(data_as_of, '%Y-%m-%dT%H:%M:%S%z') AS data_as_of,
+                      strftime(file_as_of, '%Y-%m-%dT%H:%M:%S%z') AS file_as_of, strftime(as_of, '%Y-%m-%dT%H:%M:%S%z') AS as_of,
+                      as_of_basis, age_minutes, max_age_minutes, freshness
+               FROM load_report ORDER BY source"""
         ).df()
-        return rows.to_dict(orient="records")
+        inputs = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+        # A database source (dbsource.py): the query, the server and when it ran; its "sha256" is the row fingerprint.
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'db_reads'").fetchall()[0][0]:
+            reads = con.execute(
+                """SELECT source, "database", server, query, strftime(started_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS ran_at,
+                          seconds, fingerprint FROM db_reads"""
+            ).df()
+            by_source = {r.pop("source"): r for r in reads.to_dict(orient="records")}
+            for row in inputs:
+                if row["source"] in by_source:
+                    row["database"] = by_source[row["source"]]
+        return inputs
     finally:
         con.close()
 
 
-def _store_history(settings: Settings, at: dt.datetime, picture_db: Path, history: Path, run_id: str, final: Path, summary: dict) -> None:
+def _freshness(settings: Settings, at: dt.datetime, picture_db: Path) -> dict:
+    """The manifest's freshness: each stale source in words, and the setting drafts follow."""
+    import duckdb
+
+    from .freshness import freshness_settings, stale_lines
+
+    con = duckdb.connect(str(picture_db), read_only=True)
+    try:
+        con.execute("SET TimeZone = ?", [settings.timezone])
+        report = con.execute("SELECT * FROM load_report").df()
+    finally:
+        con.close()
+    return {"stale": stale_lines(report, settings, at), "on_stale": freshness_settings(settings).on_stale}
+
+
+def _store_history(
+    settings: Settings, at: dt.datetime, picture_db: Path, history: Path, run_id: str, final: Path, summary: dict, stale: bool = False
+) -> None:
     import duckdb
 
     from .history import ReviewKey, write_snapshot
@@ -323,9 +386,20 @@ def _store_history(settings: Settings, at: dt.datetime, picture_db: Path, histor
             data_folder=str(settings.data_folder),
             outputs=str(final),
             summary=json.dumps(summary, default=str),
+            stale=stale,
         )
     finally:
         con.close()
+
+
+def _write_store(settings: Settings, history: Path, at: dt.datetime, timings: dict[str, float]) -> dict | None:
+    from .store import after_review
+
+    t0 = time.perf_counter()
+    note = after_review(settings, history, at)
+    if note is not None:
+        timings["store"] = time.perf_counter() - t0
+    return note
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -432,6 +506,17 @@ def done_reviews(settings: Settings, history: Path) -> set[tuple[dt.date, str]]:
         con.close()
 
 
+@dataclass
+class Scheduled:
+    """What `schedule` did: the runs made, the reviews already stored, the past reviews not run with the reason,
+    and `stale`: why the current review was not run (its extracts are of an earlier day; an error for the caller)."""
+
+    results: list[RunResult] = field(default_factory=list)
+    skipped: list[dt.datetime] = field(default_factory=list)
+    not_run: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    stale: tuple[dt.datetime, str] | None = None
+
+
 def schedule(
     settings: Settings,
     now: dt.datetime,
@@ -439,16 +524,36 @@ def schedule(
     out_root: Path | None = None,
     days_back: int = 1,
     progress: bool = True,
-) -> tuple[list[RunResult], list[dt.datetime]]:
-    """Run every configured review that is due and not yet stored, oldest first (catching up
-    missed ones, skipping done ones). Returns the runs made and the reviews that were already done."""
+    allow_stale: bool = False,
+) -> Scheduled:
+    """Run every configured review that is due and not yet stored, oldest first (catching up missed ones, skipping
+    done ones). A past review (any but the latest review time due by `now` today) runs only when the folder it would
+    read holds extracts of that review (freshness.fits_review): never from another day's files. The current review
+    runs as `handoff run` would: extracts of an earlier day stop it (`Scheduled.stale`) unless `allow_stale`."""
+    from .errors import StaleExtractError
+    from .freshness import fits_review
+
     history = history or default_history(settings, out_root)
     done = done_reviews(settings, history)
     due = due_reviews(settings, now, done, days_back)
-    skipped = [
+    out = Scheduled(skipped=[
         dt.datetime.combine(d, dt.time(int(t[:2]), int(t[2:])), tzinfo=settings.tz)
         for d, t in sorted(done)
         if (now.date() - d).days <= days_back
-    ]
-    results = [run_review(settings, at, history=history, out_root=out_root, progress=progress) for at in due]
-    return results, skipped
+    ])
+    current = max(due_reviews(settings, now, set(), 0), default=None)  # the latest review time due today
+    for at in due:
+        if at != current:
+            why = fits_review(settings, at)
+            if why is not None:
+                out.not_run.append((at, why))
+                continue
+        try:
+            out.results.append(run_review(settings, at, history=history, out_root=out_root, progress=progress,
+                                          allow_stale=allow_stale and at == current))
+        except StaleExtractError as exc:
+            if at == current:
+                out.stale = (at, str(exc))
+            else:
+                out.not_run.append((at, str(exc)))
+    return out

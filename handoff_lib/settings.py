@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .contract import ENTITIES
+from .dbsource import parse_databases
+from .dbsource import parse_source as parse_db_source
 from .errors import PathEscapeError, SettingsError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -39,6 +41,44 @@ class SourceSpec:
     timestamp_format: str | None
     header_row: int  # xlsx: 1-based row that holds the header
     constants: dict[str, str] = field(default_factory=dict)  # canonical field -> value for every row (no column)
+    derived: dict[str, tuple[DeriveRule, ...]] = field(default_factory=dict)  # canonical field -> rules (no column)
+    date_format: str | list[str] | None = None  # format(s) of `date` fields (default: ISO, or timestamp_format's date part)
+
+    database: str | None = None  # a database source (dbsource.py): the name under `databases:`; `file` is then its label
+    query: str | None = None  # ... read by this SELECT
+    table: str | None = None  # ... or by reading this table or view
+    order_by: tuple[str, ...] = ()  # ... in this order (table: only)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of a derive rule: a file column holds one of `values` / is blank / is not blank, or a
+    contract timestamp field of the same entity is (not) after the review time."""
+
+    target: str  # a column name of the file, or (for after_review / not_after_review) a contract field
+    test: str  # in | blank | not_blank | after_review | not_after_review
+    values: tuple[str, ...] = ()  # for `in`: trimmed, upper-cased
+
+
+@dataclass(frozen=True)
+class DeriveRule:
+    """`value` (the canonical value, as text) when every condition holds; no condition = the default."""
+
+    value: str
+    when: tuple[Condition, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c.target for c in self.when if c.test in ("in", "blank", "not_blank"))
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    """When bad input stops a run instead of losing a few values (docs/extracts.md, "What happens to bad input")."""
+
+    max_bad_share_pct: float = 2.0  # a source fails when more than this share of its rows, or of a column's values, is bad ...
+    min_bad_count: int = 3  # ... and at least this many are; a column whose every value is bad always fails
+    event_tolerance_minutes: int = 30  # milestones out of order by up to this much are only flagged
 
 
 @dataclass(frozen=True)
@@ -59,7 +99,7 @@ class IdRule:
     prefixes: tuple[str, ...] = ()
     line_suffix: str | None = None  # regex of a line suffix to drop, e.g. '-\\d{1,3}$'
     strip_zeros: bool = True
-    separators: str = r"[\s\-_./#]"
+    separators: str = r"[\s\-_./#]"  # a regex character class of the characters dropped when matching
 
 
 @dataclass
@@ -80,6 +120,10 @@ class Settings:
     review_times: tuple[dt.time, ...] = ()
     review_days: frozenset[int] = frozenset(range(5))
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    data_quality: DataQuality = field(default_factory=DataQuality)
+    databases: dict[str, Any] = field(default_factory=dict)  # name -> dbsource.Database (`databases:`)
+    review_at: dt.datetime | None = None  # the review for_review resolved the data folder and file patterns for
+    file_patterns: dict[str, str] = field(default_factory=dict)  # entity -> its `file:` pattern, once resolved to a file
 
     @property
     def tz(self) -> ZoneInfo:
@@ -95,8 +139,12 @@ class Settings:
 
     def source_path(self, entity: str) -> Path | None:
         spec = self.sources.get(entity)
-        if spec is None or spec.file is None:
+        if spec is None or spec.file is None or spec.database is not None:
             return None
+        from .freshness import is_file_pattern, pick_file
+
+        if is_file_pattern(spec.file):  # e.g. wms_tasks_%Y%m%d_%H%M.csv: the file as of review_at (freshness.pick_file)
+            return pick_file(self, entity)
         return self.data_folder / spec.file
 
     @property
@@ -105,11 +153,27 @@ class Settings:
         return "{" in str(self.data_folder)
 
     def for_review(self, at: dt.datetime) -> Settings:
-        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`."""
-        if not self.data_is_template:
-            return self
-        folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
-        return self.with_data_folder(folder)
+        """A copy whose data folder has {date} (YYYY-MM-DD) and {time} (HHMM) filled for `at`, and whose file
+        patterns name the file as of `at` (docs/extracts.md, "How current the extracts are")."""
+        new = Settings(**self.__dict__)
+        if self.data_is_template:
+            folder = str(self.data_folder).replace("{date}", at.strftime("%Y-%m-%d")).replace("{time}", at.strftime("%H%M"))
+            new = self.with_data_folder(folder)
+        new.review_at = at
+        return new.with_files_resolved()
+
+    def with_files_resolved(self) -> Settings:
+        """A copy whose `file:` patterns are resolved to one file each (as of review_at, else the newest), so
+        that every step of a review reads the same file; the patterns are kept in file_patterns."""
+        from .freshness import is_file_pattern, replace_source_file
+
+        new = self
+        for entity, spec in self.sources.items():
+            pattern = self.file_patterns.get(entity, spec.file)  # a copy resolved for another review picks again
+            if is_file_pattern(pattern) and self.data_folder.is_dir():
+                path = replace_source_file(new, entity, pattern, pattern).source_path(entity)
+                new = replace_source_file(new, entity, str(path.relative_to(self.data_folder)), pattern)
+        return new
 
     def with_data_folder(self, folder: str | Path) -> Settings:
         """A copy reading extracts from `folder` (which must lie under an allowed root)."""
@@ -148,6 +212,82 @@ def _parse_time(value: Any, where: str) -> dt.time:
     if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
         raise SettingsError(f"{where}: '{value}' is not a time of day as HH:MM")
     return dt.time(int(m.group(1)), int(m.group(2)))
+
+
+def _separator_class(chars: str) -> str:
+    """`identifiers.<kind>.separators: " -_./#:"` -> the regex character class of those characters (a space
+    stands for any white space)."""
+    out = "".join("\\s" if c == " " else ("\\" + c if c in "\\]^-[" else c) for c in dict.fromkeys(chars))
+    return f"[{out}]" if out else "[^\\s\\S]"
+
+
+def _derive_rules(
+    raw: Any,
+    entity: Any,
+    canon: str,
+    mapping: dict[str, str],
+    booleans: tuple[frozenset[str], frozenset[str]],
+    at: tuple[str, ...],
+    where_of: Any,
+) -> tuple[DeriveRule, ...]:
+    """The validated `derive:` rules of sources.<entity>.columns.<canon> (docs/extracts.md, Derived fields)."""
+
+    def where(*keys: Any) -> str:
+        return where_of(*at, *keys)
+
+    f = entity.field(canon)
+    if not isinstance(raw, list) or not raw:
+        raise SettingsError(
+            f"{where('derive')}: derive: must be a list of rules such as {{value: not_released, when: {{ReleaseDate: blank}}}}, "
+            f"the last without when: as the default"
+        )
+    if f.type in ("timestamp", "date", "decimal"):
+        raise SettingsError(f"{where('derive')}: {entity.name}.{canon} is a {f.type} field; derive: gives enum, int, bool, id or text fields")
+    timestamps = {x.name for x in entity.fields if x.type == "timestamp"}
+    rules = []
+    for i, rule in enumerate(raw):
+        at = where("derive", i)
+        if not isinstance(rule, dict) or "value" not in rule or set(rule) - {"value", "when"}:
+            raise SettingsError(f"{at}: each derive rule is {{value: ..., when: {{COLUMN: test, ...}}}} (when: left out for the default), not {rule!r}")
+        value = str(rule["value"]).strip()
+        if f.type == "enum":
+            value = value if value in f.values else mapping.get(value.upper(), "")
+            if not value:
+                raise SettingsError(
+                    f"{at}: derive value '{rule['value']}' is not a {canon} value (use one of {', '.join(f.values)}, or a code mapped under values.{canon})"
+                )
+        elif f.type == "int":
+            value = mapping.get(value.upper(), value)
+            if not re.fullmatch(r"[+-]?\d+", value):
+                raise SettingsError(f"{at}: derive value '{rule['value']}' of the int field {canon} is not a whole number")
+        elif f.type == "bool":
+            low = value.lower()
+            if low not in booleans[0] and low not in booleans[1]:
+                raise SettingsError(f"{at}: derive value '{rule['value']}' is not one of the site's yes/no spellings (booleans:)")
+            value = "true" if low in booleans[0] else "false"
+        when_raw = rule.get("when") or {}
+        if not isinstance(when_raw, dict):
+            raise SettingsError(f"{at}: when: maps a column to a test (a list of values, a value, blank, not blank), not {when_raw!r}")
+        conds = []
+        for target, test in when_raw.items():
+            target = str(target)
+            if isinstance(test, list):
+                conds.append(Condition(target, "in", tuple(str(v).strip().upper() for v in test)))
+                continue
+            word = re.sub(r"[\s_]+", " ", str(test).strip().lower()) if test is not None else "blank"
+            if word in ("after review", "not after review"):
+                if target not in timestamps:
+                    raise SettingsError(
+                        f"{where('derive', i, 'when', target)}: '{test}' compares a timestamp field of {entity.name} with the review "
+                        f"time; '{target}' is not one (timestamp fields: {', '.join(sorted(timestamps))})"
+                    )
+                conds.append(Condition(target, word.replace(" ", "_")))
+            elif word in ("blank", "not blank"):
+                conds.append(Condition(target, word.replace(" ", "_")))
+            else:
+                conds.append(Condition(target, "in", (str(test).strip().upper(),)))
+        rules.append(DeriveRule(value, tuple(conds)))
+    return tuple(rules)
 
 
 def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Settings:
@@ -215,6 +355,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
     for name in src_raw:
         if name not in ENTITIES:
             raise SettingsError(f"{where('sources', name)}: unknown source '{name}' (the contract has: {', '.join(ENTITIES)})")
+    databases = parse_databases(raw, where, path)
     sources: dict[str, SourceSpec] = {}
     for name, entity in ENTITIES.items():
         s = src_raw.get(name)
@@ -235,12 +376,17 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
         if "file" in s and s["file"] is None:  # declared as not supplied by this site: loads as an empty typed table
             sources[name] = SourceSpec(name, None, "csv", ",", "utf-8", None, {}, {}, None, 1)
             continue
-        file = str(need(s, "file", "sources", name))
-        if Path(file).is_absolute() or ".." in Path(file).parts:
-            raise PathEscapeError(f"{where('sources', name, 'file')}: source file '{file}' must be a path inside the data folder")
-        fmt = str(s.get("format") or Path(file).suffix.lstrip(".").lower())
-        if fmt not in FORMATS:
-            raise SettingsError(f"{where('sources', name, 'file')}: cannot tell the format of '{file}' (set format: to one of {', '.join(FORMATS)})")
+        db_fields: dict[str, Any] = {}
+        if s.get("database") is not None:  # a query or table of a database instead of a file (dbsource.py)
+            file, db_fields = parse_db_source(name, s, databases, where)
+            fmt = "database"
+        else:
+            file = str(need(s, "file", "sources", name))
+            if Path(file).is_absolute() or ".." in Path(file).parts:
+                raise PathEscapeError(f"{where('sources', name, 'file')}: source file '{file}' must be a path inside the data folder")
+            fmt = str(s.get("format") or Path(file).suffix.lstrip(".").lower())
+            if fmt not in FORMATS:
+                raise SettingsError(f"{where('sources', name, 'file')}: cannot tell the format of '{file}' (set format: to one of {', '.join(FORMATS)})")
         cols_raw = s.get("columns") or {}
         if not isinstance(cols_raw, dict):
             raise SettingsError(f"{where('sources', name, 'columns')}: columns must map contract fields to file columns")
@@ -251,43 +397,74 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                     f"{where('sources', name, 'columns', canon)}: '{canon}' is not a field of {name} (fields: {', '.join(sorted(known))})"
                 )
         constants: dict[str, str] = {}
+        derive_raw: dict[str, Any] = {}
         for canon, col in cols_raw.items():
             if not isinstance(col, dict):
                 continue
             at = where("sources", name, "columns", canon)
+            if set(col) == {"derive"}:
+                derive_raw[canon] = col["derive"]
+                continue
             if set(col) != {"value"} or isinstance(col["value"], (dict, list)) or col["value"] is None:
                 raise SettingsError(
-                    f"{at}: sources.{name}.columns.{canon} must name a column, or give one value for every row as "
-                    f"{{value: ...}} (e.g. {{value: \"MARKETPLACE\"}}), not {col!r}"
+                    f"{at}: sources.{name}.columns.{canon} must name a column, give one value for every row as "
+                    f"{{value: ...}} (e.g. {{value: \"MARKETPLACE\"}}), or derive it from other columns as {{derive: [...]}} "
+                    f"(docs/extracts.md, Derived fields), not {col!r}"
                 )
             constants[canon] = str(col["value"])
-        columns = {
-            f.name: f"(constant {constants[f.name]!r})" if f.name in constants else str(cols_raw.get(f.name, f.name))
-            for f in entity.fields
-        }
-        values: dict[str, dict[str, str]] = {}
         vals_raw = s.get("values") or {}
+        if not isinstance(vals_raw, dict):
+            raise SettingsError(f"{where('sources', name, 'values')}: sources.{name}.values must map contract fields to code maps")
+        for canon in vals_raw:
+            if canon not in known:
+                raise SettingsError(
+                    f"{where('sources', name, 'values', canon)}: '{canon}' is not a field of {name} (fields: {', '.join(sorted(known))})"
+                )
+            ftype = entity.field(canon).type
+            if ftype not in ("enum", "int"):
+                raise SettingsError(
+                    f"{where('sources', name, 'values', canon)}: sources.{name}.values.{canon}: a value map applies to enum fields "
+                    f"(status codes) and int fields (e.g. priority P1 -> 1), and {name}.{canon} is a {ftype} field; remove it, or map "
+                    f"the column in columns: instead"
+                )
+        values: dict[str, dict[str, str]] = {}
         for f in entity.fields:
-            if f.type != "enum":
+            if f.type not in ("enum", "int"):
                 continue
             mapping = vals_raw.get(f.name)
             if mapping is None:
+                if f.type == "int":
+                    continue
                 mapping = {v: v for v in f.values}
             if not isinstance(mapping, dict):
-                raise SettingsError(f"{where('sources', name, 'values', f.name)}: values.{f.name} must map source codes to {', '.join(f.values)}")
+                target = ", ".join(f.values) if f.type == "enum" else "whole numbers"
+                raise SettingsError(f"{where('sources', name, 'values', f.name)}: values.{f.name} must map source codes to {target}")
             out: dict[str, str] = {}
             for src_val, canon in mapping.items():
-                if str(canon) not in f.values:
-                    raise SettingsError(
-                        f"{where('sources', name, 'values', f.name, src_val)}: '{canon}' is not a {f.name} value (use one of {', '.join(f.values)})"
-                    )
-                out[str(src_val).strip().upper()] = str(canon)
+                at = where("sources", name, "values", f.name, src_val)
+                if f.type == "enum" and str(canon) not in f.values:
+                    raise SettingsError(f"{at}: '{canon}' is not a {f.name} value (use one of {', '.join(f.values)})")
+                if f.type == "int" and (isinstance(canon, bool) or not re.fullmatch(r"[+-]?\d+", str(canon).strip())):
+                    raise SettingsError(f"{at}: values.{f.name} maps '{src_val}' to '{canon}', which is not a whole number")
+                out[str(src_val).strip().upper()] = str(canon).strip()
             values[f.name] = out
-            if f.name in constants and constants[f.name].strip().upper() not in out:
+            if f.type == "enum" and f.name in constants and constants[f.name].strip().upper() not in out:
                 raise SettingsError(
                     f"{where('sources', name, 'columns', f.name)}: constant {f.name} '{constants[f.name]}' is not mapped "
                     f"(values.{f.name} maps: {', '.join(out) or 'nothing'}; the contract's values are {', '.join(f.values)})"
                 )
+        derived = {
+            canon: _derive_rules(rules, entity, canon, values.get(canon, {}), (true_set, false_set), ("sources", name, "columns", canon), where)
+            for canon, rules in derive_raw.items()
+        }
+        columns = {
+            f.name: f"(constant {constants[f.name]!r})"
+            if f.name in constants
+            else "(derived)"
+            if f.name in derived
+            else str(cols_raw.get(f.name, f.name))
+            for f in entity.fields
+        }
         sheet = s.get("sheet")
         sources[name] = SourceSpec(
             entity=name,
@@ -301,6 +478,9 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             timestamp_format=s.get("timestamp_format"),
             header_row=int(s.get("header_row", 1)),
             constants=constants,
+            derived=derived,
+            date_format=s.get("date_format"),
+            **db_fields,
         )
 
     # cutoffs
@@ -339,11 +519,13 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                 re.compile(suffix)
             except re.error as exc:
                 raise SettingsError(f"{where('identifiers', kind, 'line_suffix')}: not a valid regular expression ({exc})") from None
+        seps = rule.get("separators")
         identifiers[kind] = IdRule(
             kind=kind,
             prefixes=tuple(str(p).upper() for p in rule.get("prefixes", [])),
             line_suffix=suffix,
             strip_zeros=bool(rule.get("strip_zeros", True)),
+            **({"separators": _separator_class(str(seps))} if seps is not None else {}),
         )
 
     rv = raw.get("reviews") or {}
@@ -355,7 +537,24 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             raise SettingsError(f"{where('reviews', 'days')}: '{d}' is not a weekday (mon..sun)")
         review_days.add(WEEKDAYS.index(d))
 
+    dq_raw = raw.get("data_quality") or {}
+    if not isinstance(dq_raw, dict):
+        raise SettingsError(f"{where('data_quality')}: data_quality must be a mapping (max_bad_share_pct:, min_bad_count:, event_tolerance_minutes:)")
+
+    def dq(key: str, default: float, kind: type) -> Any:
+        value = dq_raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SettingsError(f"{where('data_quality', key)}: data_quality.{key} must be a number >= 0, not {value!r}")
+        return kind(value)
+
+    data_quality = DataQuality(
+        max_bad_share_pct=dq("max_bad_share_pct", DataQuality.max_bad_share_pct, float),
+        min_bad_count=dq("min_bad_count", DataQuality.min_bad_count, int),
+        event_tolerance_minutes=dq("event_tolerance_minutes", DataQuality.event_tolerance_minutes, int),
+    )
+
     return Settings(
+        data_quality=data_quality,
         review_times=review_times,
         review_days=frozenset(review_days),
         path=path,
@@ -372,4 +571,5 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
         booleans=(true_set, false_set),
         raw=raw,
         lines=lines,
+        databases=databases,
     )

@@ -65,7 +65,7 @@ cov AS (
 cartons AS (
     SELECT order_id,
            count(*) FILTER (WHERE status = 'packed') AS n_packed,
-           count(*) FILTER (WHERE status = 'open') AS n_open_cartons,
+           count(*) FILTER (WHERE coalesce(status, 'open') = 'open') AS n_open_cartons,  -- an unreadable status: not known packed
            count(*) FILTER (WHERE status = 'exception') AS n_exceptions,
            max(event_at) FILTER (WHERE status = 'packed') AS last_packed_at,
            arg_max(carton_id, {t: event_at, c: carton_id}) FILTER (WHERE status = 'packed') AS last_carton,  -- ties: the higher id
@@ -73,7 +73,7 @@ cartons AS (
            -- (the NULL filter keeps string_agg's meaning: NULLs skipped, NULL when nothing is left)
            array_to_string(list_sort(list(carton_id) FILTER (WHERE status = 'packed' AND carton_id IS NOT NULL)), ', ')
                AS packed_cartons
-    FROM linked_pack_events WHERE link_status = 'linked' AND status <> 'cancelled' GROUP BY order_id
+    FROM linked_pack_events WHERE link_status = 'linked' AND coalesce(status, 'open') <> 'cancelled' GROUP BY order_id
 ),
 ships AS (
     SELECT order_id, count(*) AS n_ship, count(label_created_at) AS n_labelled, count(manifested_at) AS n_manifested,
@@ -87,7 +87,14 @@ cases AS (
     SELECT order_id, count(*) FILTER (WHERE closed_at IS NULL) AS n_open_cases
     FROM linked_cases WHERE link_status = 'linked' GROUP BY order_id
 )
-SELECT o.order_id, o.customer_id, o.customer_name, o.priority AS tier, o.release_status, o.ordered_at, o.released_at,
+SELECT o.order_id, o.customer_id, o.customer_name, o.priority AS tier,
+       -- release as of the review: an unreadable status is read from released_at (set = released), and a release
+       -- stamped after the review has not happened yet (docs/states.md)
+       CASE WHEN o.release_status = 'cancelled' THEN 'cancelled'
+            WHEN coalesce(o.released_at > clock.now, FALSE) THEN 'not_released'
+            WHEN o.release_status IS NULL THEN CASE WHEN o.released_at IS NOT NULL THEN 'released' ELSE 'not_released' END
+            ELSE o.release_status END AS release_status,
+       o.release_status IS NULL AS release_status_unreadable, o.ordered_at, o.released_at,
        o.promised_delivery, o.carrier, o.service, o.order_value, o._file, o._line,
        o.release_status = 'cancelled' OR o.cancelled_at IS NOT NULL AS cancelled, o.cancelled_at,
        CASE WHEN coalesce(o.ship_complete, FALSE) OR coalesce(i.ship_complete, FALSE) THEN TRUE
@@ -177,11 +184,11 @@ line_by_sku AS (
 tasks AS (
     SELECT t.*, coalesce(t.line_no, s.line_no) AS line_key,
            t.status = 'short' OR (t.status = 'picked' AND coalesce(t.qty_picked, 0) < t.qty_required) AS is_short,
-           t.status IN ('open', 'in_progress') AS is_open,
+           coalesce(t.status, 'open') IN ('open', 'in_progress') AS is_open,  -- an unreadable status: the work is not known done
            t.substituted_sku IS NOT NULL AND upper(trim(t.substituted_sku)) <> upper(trim(t.sku)) AS is_sub
     FROM linked_pick_tasks t
     LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
-    WHERE t.link_status = 'linked' AND t.status <> 'cancelled'
+    WHERE t.link_status = 'linked' AND coalesce(t.status, 'open') <> 'cancelled'
 ),
 task_totals AS (
     SELECT order_id, line_key AS line_no, count(*) AS n_tasks,
@@ -224,7 +231,7 @@ alloc_candidate_tasks AS (
     SELECT c.order_id, c.line_no, sum(coalesce(t.qty_picked, 0))::BIGINT AS qty_picked, sum(t.qty_required)::BIGINT AS qty_required
     FROM alloc_candidates c JOIN linked_pick_tasks t ON t.order_id = c.order_id
     LEFT JOIN line_by_sku s ON t.line_no IS NULL AND s.order_id = t.order_id AND s.sku = t.sku
-    WHERE t.link_status = 'linked' AND t.status <> 'cancelled' AND coalesce(t.line_no, s.line_no) = c.line_no  -- as in `tasks`
+    WHERE t.link_status = 'linked' AND coalesce(t.status, 'open') <> 'cancelled' AND coalesce(t.line_no, s.line_no) = c.line_no  -- as in `tasks`
     GROUP BY ALL
 ),
 alloc_short_lines AS (
@@ -265,13 +272,17 @@ order_side AS (
     FROM order_facts f CROSS JOIN clock LEFT JOIN alloc_short_lines a USING (order_id)
 ),
 facts AS (
-    SELECT l.order_id, l.line_no, l.sku, l.qty, l.allocated_qty, l.substitution_allowed, l._file, l._line, f.* EXCLUDE (order_id),
+    -- an unreadable SKU or quantity (nulled by the load, listed in rejects) must not blank the line's reason: the
+    -- quantity falls back to what the pick tasks ask for, and texts say what is unknown
+    SELECT l.order_id, l.line_no, coalesce(l.sku, '(unreadable SKU)') AS sku, coalesce(l.qty, t.qty_required) AS qty,
+           coalesce(CAST(coalesce(l.qty, t.qty_required) AS VARCHAR), '? (unreadable)') AS qty_text,
+           l.allocated_qty, l.substitution_allowed, l._file, l._line, f.* EXCLUDE (order_id),
            coalesce(t.n_tasks, 0) AS n_tasks, coalesce(t.n_open, 0) AS n_open, coalesce(t.n_short, 0) AS n_short,
            coalesce(t.qty_picked, 0) AS qty_picked, coalesce(t.qty_required, 0) AS qty_required, t.task_ids,
            t.short_task, t.short_location, t.open_task, t.open_status, t.open_location, t.sub_task, t.sub_sku,
            i.sku IS NOT NULL AS sku_known, i.on_hand, i.pickable_qty, i.free_qty, i.best_location,
-           f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
-               AND coalesce(t.qty_required, 0) < l.qty AND coalesce(t.qty_picked, 0) < l.qty AS allocation_short
+           coalesce(f.release_status = 'released' AND coalesce(l.allocated_qty, l.qty) < l.qty
+               AND coalesce(t.qty_required, 0) < l.qty AND coalesce(t.qty_picked, 0) < l.qty, FALSE) AS allocation_short
     FROM order_lines l
     JOIN order_side f USING (order_id)
     LEFT JOIN task_agg t USING (order_id, line_no)
@@ -304,7 +315,7 @@ stated AS (
     SELECT progress.*,
            CASE
              WHEN cancelled THEN 'cancelled'
-             WHEN order_handed_off AND (is_picked OR n_tasks = 0) THEN 'handed_off'
+             WHEN order_handed_off THEN 'handed_off'  -- the most advanced milestone wins: a pickup scan means handed off
              WHEN n_open_holds > 0 OR complete_waits THEN 'held'
              WHEN is_short THEN 'short'
              WHEN sub_blocked THEN 'substituted'
@@ -320,16 +331,16 @@ reasoned AS (
              WHEN 'handed_off' THEN packed_reason
              WHEN 'ready_for_handoff' THEN packed_reason
              WHEN 'packed' THEN packed_reason
-             WHEN 'picked' THEN 'line ' || line_no || ' picked ' || qty_picked || ' of ' || qty || ', pick task ' || task_ids || ' (WMS)'
+             WHEN 'picked' THEN 'line ' || line_no || ' picked ' || qty_picked || ' of ' || qty_text || ', pick task ' || task_ids || ' (WMS)'
              WHEN 'pickable' THEN 'line ' || line_no || ' ' || coalesce('pick task ' || open_task || ' ' || open_status || ', ' || qty_picked
-                  || ' of ' || qty || ' picked' || coalesce(' at ' || open_location, '') || ' (WMS)',
+                  || ' of ' || qty_text || ' picked' || coalesce(' at ' || open_location, '') || ' (WMS)',
                   'allocated, ' || pickable_qty || ' pickable at ' || best_location || ' and more, no pick task yet (WMS)')
              WHEN 'released' THEN 'line ' || line_no || ' ' || CASE
-                  WHEN allocation_short THEN sku || ' allocated ' || coalesce(allocated_qty, 0) || ' of ' || qty
+                  WHEN allocation_short THEN sku || ' allocated ' || coalesce(allocated_qty, 0) || ' of ' || qty_text
                        || ' (' || _file || ' line ' || _line || ')'
                        || CASE WHEN ship_complete THEN '' ELSE ', partial shipment allowed: the rest can ship' END
                   WHEN NOT sku_known THEN 'SKU ' || sku || ' is not in the WMS inventory (unknown SKU)' || ' (' || _file || ' line ' || _line || ')'
-                  ELSE sku || ' released, no pick task and ' || coalesce(pickable_qty, 0) || ' of ' || qty || ' pickable (WMS)' END
+                  ELSE sku || ' released, no pick task and ' || coalesce(pickable_qty, 0) || ' of ' || qty_text || ' pickable (WMS)' END
            END AS progress_reason
     FROM stated
 )
@@ -339,7 +350,7 @@ SELECT order_id, line_no, sku, qty, allocated_qty, qty_picked, qty_required, n_t
        CASE state
          WHEN 'cancelled' THEN cancelled_reason
          WHEN 'held' THEN held_reason
-         WHEN 'short' THEN 'line ' || line_no || ' short ' || qty_picked || ' of ' || qty || coalesce(' at ' || short_location, '')
+         WHEN 'short' THEN 'line ' || line_no || ' short ' || qty_picked || ' of ' || qty_text || coalesce(' at ' || short_location, '')
               || ', pick task ' || short_task || ' (WMS)'
          WHEN 'substituted' THEN 'line ' || line_no || ' picked ' || sub_sku || ' instead of ' || sku || ', pick task ' || sub_task || ' (WMS); '
               || CASE WHEN no_substitutes THEN 'the account instruction says no substitutes (CRM)'

@@ -3,7 +3,10 @@ and states the outcome a site must get. Add a case here when a new kind of bad e
 
 Outcomes:
   error(regex)            the load stops with an error whose message matches (file, column/setting, line)
-  rejects(n, regex)       n rows are rejected, each reason matching; the rest loads; read = accepted + rejected
+  rejects(n, regex)       n rows are rejected whole (their identity is unreadable, or the CSV record is broken, or
+                          a duplicate), each reason matching; the rest loads; read = accepted + rejected
+  nulled(n, regex)        n values are bad: each is NULL in the table and listed with its reason; every record stays
+  flagged(n, regex)       n values are kept but flagged (decoded as Windows-1252, events out of order); every record stays
   loads(check)            the file loads whole; `check(con)` asserts what must be true
   unmatched(source, key)  the row loads but the crosswalk lists it as unmatched (never linked, never dropped)
 """
@@ -23,9 +26,9 @@ class Case:
     name: str
     file: str
     content: Callable[[str], str | bytes]  # good text -> bad content
-    outcome: str  # error | rejects | loads | unmatched
+    outcome: str  # error | rejects | nulled | flagged | loads | unmatched
     match: str = ""  # regex the error / every reject reason must match
-    n: int = 0  # rejected rows
+    n: int = 0  # rejected rows / nulled or flagged values
     source_settings: dict = field(default_factory=dict)  # sources.<entity> settings to merge
     check: Callable | None = None
     key: str = ""  # unmatched: the record key
@@ -97,19 +100,25 @@ CASES: list[Case] = [
     Case("extra column", SHIP, lambda t: t.replace("PickedUp", "PickedUp,Depot", 1).replace("\n", ",X\n").replace(",X\n", "\n", 1),
          "loads", check=lambda con: "Depot" in con.execute("SELECT extra_columns FROM load_report WHERE source='shipments'").fetchone()[0]),
     # --- types and values
-    Case("wrong type in a quantity", LINES, _lines_qty("five"), "rejects", r"not a number qty 'five'", 1),
-    Case("non-integer quantity", LINES, _lines_qty("2.5"), "rejects", r"non-integer qty '2\.5'", 1),
-    Case("negative quantity", TASKS, _task("-3", "0"), "rejects", r"qty_required|negative|below the minimum", 1),
-    Case("picked more than required", TASKS, _task("2", "5"), "rejects", r"qty_picked 5 more than qty_required 2", 1),
+    Case("wrong type in a quantity", LINES, _lines_qty("five"), "nulled", r"not a number qty 'five'", 1),
+    Case("non-integer quantity", LINES, _lines_qty("2.5"), "nulled", r"non-integer qty '2\.5'", 1),
+    Case("negative quantity", TASKS, _task("-3", "0"), "nulled", r"qty_required|negative|below the minimum", 1),
+    Case("picked more than required", TASKS, _task("2", "5"), "nulled", r"qty_picked 5 more than qty_required 2", 1),
     Case("unparseable timestamp", ORDERS, lambda t: t.replace("2026-03-02 08:15:00", "yesterday 8am"),
-         "rejects", r"unparseable timestamp ordered_at 'yesterday 8am'", 1),
-    Case("impossible timestamp", ORDERS, lambda t: t.replace("2026-03-02 08:15:00", "2026-02-30 08:15:00"), "rejects",
+         "nulled", r"unparseable timestamp ordered_at 'yesterday 8am'", 1),
+    Case("impossible timestamp", ORDERS, lambda t: t.replace("2026-03-02 08:15:00", "2026-02-30 08:15:00"), "nulled",
          r"(impossible date|unparseable timestamp) ordered_at '2026-02-30 08:15:00'", 1),
     Case("naive and zoned timestamps", ORDERS, lambda t: t, "loads",
          check=lambda con: str(con.execute("SELECT ordered_at FROM orders WHERE order_id='SO-0001002'").fetchone()[0]).startswith(
              "2026-03-02 08:20:00")),
     Case("unknown status value", TASKS, lambda t: t.replace(",10,,2026-03-02 11:00", ",55,,2026-03-02 11:00"),
-         "error", r"wms_pick_tasks\.csv: column 'TASK_STAT'.*'55' \(1 row, first at line 4\).*values\.status .*line \d+"),
+         "nulled", r"unmapped status '55'", 1),
+    Case("unknown status value on every row (the mapping is wrong)", TASKS,
+         lambda t: t.replace(",30,,", ",55,,").replace(",10,,", ",55,,").replace(",40,", ",55,"),
+         "error", r"wms_pick_tasks\.csv: column 'TASK_STAT'.*'55' \(3 rows, first at line 2\).*values\.status .*line \d+"),
+    Case("priority codes in an integer field", ORDERS, lambda t: t.replace(",EDI,1,", ",EDI,P1,").replace(",WEB,2,", ",WEB,P2,")
+         .replace(",PHONE,,", ",PHONE,P3,"), "error",
+         r"oms_orders\.csv: 3 of 3 values nulled .*'PrioTier' \(orders\.priority, mapped at .*line \d+\).*sources\.orders\.values\.priority"),
     Case("null id", TASKS, append(",PT-1,1001,1,SKU-100,A-01-01,W1,1,0,10,,2026-03-02 10:05:00,"), "rejects", r"blank task_id", 1),
     Case("whitespace-only id", TASKS, append("   ,PT-1,1001,1,SKU-100,A-01-01,W1,1,0,10,,2026-03-02 10:05:00,"), "rejects",
          r"blank task_id", 1),
@@ -122,10 +131,11 @@ CASES: list[Case] = [
     Case("Latin-1 file declared latin-1", ORDERS, lambda t: t.replace("Crane & Sons", "Crâne & Söhne").encode("latin-1"), "loads",
          source_settings={"encoding": "latin-1"},
          check=lambda con: con.execute("SELECT customer_name FROM orders WHERE order_id='SO-0001003'").fetchone()[0] == "Crâne & Söhne"),
-    Case("Latin-1 file read as UTF-8", ORDERS, lambda t: t.replace("Crane & Sons", "Crâne & Söhne").encode("latin-1"), "rejects",
-         r"invalid UTF-8", 1),
+    Case("Latin-1 file read as UTF-8", ORDERS, lambda t: t.replace("Crane & Sons", "Crâne & Söhne").encode("latin-1"), "flagged",
+         r"not valid UTF-8: read as Windows-1252 \('Crâne & Söhne'\)", 1),
     Case("mixed encodings (one Latin-1 line)", ORDERS,
-         lambda t: t.encode("utf-8").replace(b"Bolt Supply", "Bölt Supply".encode("latin-1")), "rejects", r"invalid UTF-8", 1),
+         lambda t: t.encode("utf-8").replace(b"Bolt Supply", "Bölt Supply".encode("latin-1")), "flagged",
+         r"not valid UTF-8: read as Windows-1252 \('Bölt Supply'\)", 1),
     Case("wrong delimiter", LINES, lambda t: t.replace(",", ";"), "error", r"delimiter"),
     Case("quoted newline keeps later line numbers", TASKS,
          lambda t: t.replace('"bin empty, only 1 found"', '"bin empty,\nonly 1 found\nchecked twice"'), "loads",
@@ -140,10 +150,15 @@ CASES: list[Case] = [
     Case("very long note field", TASKS, append(TASK_ROW.format(req="1", picked="0").rstrip(",") + "," + "x" * 100_000), "loads",
          check=lambda con: con.execute("SELECT max(length(note)) FROM pick_tasks").fetchone()[0] == 100_000),
     Case("events out of order (handed off before the label)", SHIP,
-         append("SHP-9,CTN-0001,UPS,GND,1Z9,2026-03-02 10:40:00,2026-03-02 10:45:00,2026-03-02 09:00:00"), "rejects",
-         r"events out of order: handed_off_at 2026-03-02 09:00 is before label_created_at 2026-03-02 10:40", 1),
+         append("SHP-9,CTN-0001,UPS,GND,1Z9,2026-03-02 10:40:00,2026-03-02 10:45:00,2026-03-02 09:00:00"), "flagged",
+         r"events out of order by 1\d\d min: handed_off_at 2026-03-02 09:00 is before (label_created_at 2026-03-02 10:40|manifested_at 2026-03-02 10:45) "
+         r"\(beyond the 30-min tolerance", 2),
+    Case("pickup scan stamped minutes before the manifest (clock skew)", SHIP,
+         append("SHP-9,CTN-0001,UPS,GND,1Z9,2026-03-02 10:40:00,2026-03-02 10:52:00,2026-03-02 10:47:00"), "flagged",
+         r"events out of order by 5 min: handed_off_at 2026-03-02 10:47 is before manifested_at 2026-03-02 10:52 \(within the 30-min",
+         1),
     Case("hold released before it was placed", HOLDS, append("H-9,SO-0001001,CR,,2026-03-02 09:10:00,2026-03-01 09:00:00,jdoe"),
-         "rejects", r"events out of order: released_at", 1),
+         "flagged", r"events out of order by 1450 min: released_at", 1),
     # --- references
     Case("reference to an unknown order", TASKS, append("T-8,PT-9999-1,9999,1,SKU-100,A-01-01,W1,1,0,10,,2026-03-02 10:05:00,"),
          "unmatched", key="T-8"),
@@ -169,3 +184,27 @@ CASES: list[Case] = [
          lambda t: parquet({"TASK_ID": ["T-1"], "ORDER_REF": ["1001"], "ITEM": ["SKU-100"], "QTY_REQ": [1]}), "error",
          r"missing column 'TASK_STAT'", source_settings={"file": "wms_pick_tasks.parquet"}),
 ]
+
+
+def markdown_table() -> str:
+    """The case table of docs/reliability.md, made from CASES (a test keeps the two in step)."""
+
+    def code(text: str) -> str:
+        return "`" + text.replace("|", "\\|") + "`"
+
+    def outcome(c: Case) -> str:
+        if c.outcome == "error":
+            return f"stops with an error matching {code(c.match)}"
+        if c.outcome == "rejects":
+            return f"{c.n} row(s) rejected whole, reason matching {code(c.match)}; the rest loads"
+        if c.outcome == "nulled":
+            return f"{c.n} value(s) nulled, reason matching {code(c.match)}; every record loads"
+        if c.outcome == "flagged":
+            return f"{c.n} value(s) kept and flagged, reason matching {code(c.match)}; every record loads"
+        if c.outcome == "unmatched":
+            return f"loads; record `{c.key}` listed as unmatched and raised as an *unlinked record* blocker"
+        return "loads whole (checked)"
+
+    rows = ["| # | case | file | outcome |", "|---|---|---|---|"]
+    rows += [f"| {i} | {c.name} | `{c.file}` | {outcome(c)} |" for i, c in enumerate(CASES, start=1)]
+    return "\n".join(rows) + "\n"

@@ -1,5 +1,5 @@
-"""Shared fixtures: a small demo day with several review times, a site file pointing at it, and a
-headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
+"""Shared fixtures: a small demo day with several review times, a site file pointing at it, a
+headless Chromium (Debian's /usr/bin/chromium driven by Playwright) and one local Spark session."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def make_site(tmp: Path, data: Path, **extra) -> Path:
     raw["data"] = {"folder": str(data), "allowed_roots": [str(tmp), str(Path(data).parent)]}
     raw["outputs"] = str(tmp / "outputs")
     raw["reviews"] = {"times": list(REVIEWS), "days": ["mon", "tue", "wed", "thu", "fri"]}
+    raw["store"] = {"root": str(tmp / "outputs" / "store")}
     raw.update(extra)
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -52,6 +53,17 @@ def site(tmp_path, demo_day) -> Path:
     data = tmp_path / "data"
     shutil.copytree(demo_day, data)
     return make_site(tmp_path, data / "{time}")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test run (it takes seconds to start): PySpark on Java 17."""
+    from handoff_lib.engines import spark_session
+
+    assert shutil.which("java"), "Spark tests need Java 17: apt-get install -y openjdk-17-jre-headless (make test does it)"
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +91,29 @@ def year():
     times = (dt.time(9), dt.time(12), dt.time(16))
     result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
     return settings, con, result
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL cluster on loopback in a temporary folder (tests/pgcluster.py), for the
+    whole test session; stopped and removed at the end."""
+    from pgcluster import Cluster
+
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def wms_pg(pg, demo_day):
+    """The demo day's 12:00 extracts held in database `wms` of the cluster as a WMS/ERP would hold them
+    (tests/wms_db.py), with the read-only role; returns (cluster, per-entity info)."""
+    import wms_db
+
+    with pg.connect() as admin:
+        admin.execute("CREATE DATABASE wms")
+    with pg.connect("wms") as con:
+        info = wms_db.load_day(con, demo_day / "1200", ROOT / "parameters/demo.yaml")
+    return pg, info

@@ -168,7 +168,8 @@ def test_the_next_review_shows_who_handles_each_blocker_and_counts_the_unacknowl
         summary = nxt.blocker_summary().data
         assert 'id="unacknowledged-by-owner"' in summary
         unacked = nxt.con.execute("SELECT count(*) FROM blockers WHERE owner = ? AND blocker_id <> ?", [owner, blocker_id]).fetchone()[0]
-        assert re.search(rf"<td>{re.escape(owner)}</td>\s*<td>{unacked}</td>", summary)
+        assert re.search(rf'<td class="txt">{re.escape(owner)}</td>\s*<td class="num">{unacked}</td>', summary)
+        assert 'id="acknowledged-blockers"' in summary and "acknowledged by J. Diaz 14:35" in summary.split("acknowledged-blockers", 1)[1]
         draft = nxt.con.execute("SELECT draft FROM drafts WHERE order_id = ?", [order_id]).fetchone()[0]
         assert "What is being done: [" in draft and "acknowledged by J. Diaz" in draft and "onerror" not in draft
     finally:

@@ -54,7 +54,7 @@ def accounting_holds(con: duckdb.DuckDBPyConnection) -> None:
         source, read, accepted, rejected = r
         assert read == accepted + rejected, r
         assert con.execute(f"SELECT count(*) FROM {source}").fetchone()[0] == accepted, r
-        assert con.execute("SELECT count(*) FROM rejects WHERE source = ?", [source]).fetchone()[0] == rejected, r
+        assert con.execute("SELECT count(*) FROM rejects WHERE source = ? AND action = 'row'", [source]).fetchone()[0] == rejected, r
 
 
 def test_the_corpus_has_at_least_30_cases_with_distinct_names():
@@ -74,14 +74,19 @@ def test_bad_extract_gets_its_outcome(case: Case, tmp_path):
         return
     con = build_picture(settings, now=now, con=connect(settings))
     accounting_holds(con)
-    rejects = con.execute("SELECT line, reason FROM rejects WHERE source = ?", [entity]).fetchall()
-    if case.outcome == "rejects":
+    rejects = con.execute("SELECT line, reason, action FROM rejects WHERE source = ?", [entity]).fetchall()
+    if case.outcome in ("rejects", "nulled", "flagged"):
+        action = {"rejects": "row", "nulled": "value", "flagged": "flag"}[case.outcome]
         assert len(rejects) == case.n, rejects
-        for line, reason in rejects:
+        for line, reason, act in rejects:
             assert line and line > 1, (line, reason)
             assert re.search(case.match, reason), reason
+            assert act == action, (act, reason)
+        if case.outcome != "rejects":  # every record is still there
+            report = con.execute("SELECT rows_read, rows_rejected FROM load_report WHERE source = ?", [entity]).fetchone()
+            assert report[1] == 0 and con.execute(f"SELECT count(*) FROM {entity}").fetchone()[0] == report[0]
     elif case.outcome == "loads":
-        assert rejects == [], rejects
+        assert [r for r in rejects if r[2] != "flag"] == [], rejects
         assert case.check is None or case.check(con)
     elif case.outcome == "unmatched":
         status = con.execute("SELECT status FROM xref WHERE source = ? AND record_key = ?", [entity, case.key]).fetchone()
@@ -114,8 +119,8 @@ def test_a_file_rewritten_while_it_is_read_stops_the_run(tmp_path, monkeypatch):
     settings = load_settings(tmp_path / "site.yaml")
     real = extracts.load_source
 
-    def load_then_export_job_appends(con, settings, entity):
-        out = real(con, settings, entity)
+    def load_then_export_job_appends(con, settings, entity, **kw):
+        out = real(con, settings, entity, **kw)
         if entity == "pick_tasks":  # the WMS export job is still writing this file
             with open(data / "wms_pick_tasks.csv", "a") as fh:
                 fh.write("T-99,PT-1,1001,1,SKU-100,A-01-01,W1,1,0,10,,2026-03-02 10:05:00,\n")
@@ -124,3 +129,10 @@ def test_a_file_rewritten_while_it_is_read_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(extracts, "load_source", load_then_export_job_appends)
     with pytest.raises(HandoffError, match=r"wms_pick_tasks\.csv: the file changed while it was being read"):
         build_picture(settings)
+
+
+def test_the_case_table_in_docs_is_the_corpus():
+    from bad_extracts import markdown_table
+
+    doc = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    assert markdown_table() in doc, "docs/reliability.md is stale: paste bad_extracts.markdown_table() into it"

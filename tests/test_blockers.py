@@ -1,5 +1,7 @@
 """The blocker queue: reasons from codes first, then note rules; owners, links, priority, cutoff, age."""
 
+import datetime as dt
+
 import pytest
 from scenario_tables import DAY, Story, at, demo_settings
 
@@ -9,7 +11,7 @@ from handoff_lib.picture import drill_down, drill_downs, summary, summary_with_d
 
 def test_scenario_1_short_pick_before_cutoff_makes_the_order_short_with_a_replenishment_blocker_and_puts_the_promise_at_risk():
     s = Story()
-    s.order("SO-1001", lines=2, promised_delivery=DAY)
+    s.order("SO-1001", lines=2, promised_delivery=DAY + dt.timedelta(days=1))  # only today's pickup keeps it
     s.task("T-88811", "SO-1001", 1, required=5, picked=5, status="picked")
     s.task(
         "T-88812",
@@ -250,3 +252,16 @@ def test_a_link_template_for_an_unknown_kind_of_record_is_refused_naming_it(tmp_
     site.write_text(yaml.safe_dump(raw))
     with pytest.raises(SettingsError, match=r"site.yaml line \d+: unknown system or record kind 'pallets'"):
         load_settings(site)
+
+
+def test_a_long_hold_note_is_quoted_up_to_200_characters_and_then_says_it_was_cut():
+    s = Story()
+    s.order("LONG", lines=1)
+    s.order("SHORT", lines=1)
+    s.hold("H1", "LONG", code="CR", note="credit check " + "x" * 300)
+    s.hold("H2", "SHORT", code="CR", note="credit check, call AR")
+    s.analyse("10:00")
+    details = dict(s.con.execute("SELECT order_id, detail FROM blockers WHERE reason = 'credit_hold'").fetchall())
+    quoted = details["LONG"].split('"')[1]
+    assert len(quoted) == 200 and quoted.endswith("…") and quoted.startswith("credit check xxx")
+    assert '"credit check, call AR"' in details["SHORT"]

@@ -48,7 +48,7 @@ def source_facts(con, order_id: str, review_at: dt.datetime) -> str:
 def story() -> Story:
     s = Story()
     # at risk: a short pick before the cutoff, with an untrusted note (markup, a date, a control character)
-    s.order("SO-1001", lines=2, customer_id="C-7", promised_delivery=DAY + dt.timedelta(days=3))
+    s.order("SO-1001", lines=2, customer_id="C-7", promised_delivery=DAY + dt.timedelta(days=1))  # only today's truck keeps it
     s.task("T-1", "SO-1001", 1, required=5, picked=5, status="picked")
     s.task(
         "T-2",

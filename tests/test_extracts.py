@@ -30,9 +30,18 @@ TASKS_HEADER = "TASK_ID,PICK_TICKET,ORDER_REF,LINE,ITEM,LOC,WAVE,QTY_REQ,QTY_PIC
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def make_site(tmp_path: Path, files: dict[str, str | bytes | None] | None = None, sources: dict | None = None) -> Settings:
+# These fixtures hold a handful of rows: one bad value is already a large share of a column. Tests of how
+# single bad values are handled raise the threshold so the value is nulled and listed, not a systemic stop
+# (the stop itself is tested with the site's default in test_systemic_*).
+LENIENT = {"max_bad_share_pct": 100}
+
+
+def make_site(
+    tmp_path: Path, files: dict[str, str | bytes | None] | None = None, sources: dict | None = None, quality: dict | None = None
+) -> Settings:
     """The good extract set in tmp_path/data with `files` replaced (None deletes one), read by a
-    copy of the demo site file with `sources` settings merged in (None removes a setting)."""
+    copy of the demo site file with `sources` settings merged in (None removes a setting) and
+    `quality` as its data_quality: section."""
     data = tmp_path / "data"
     shutil.copytree(GOOD, data)
     for name, content in (files or {}).items():
@@ -44,6 +53,8 @@ def make_site(tmp_path: Path, files: dict[str, str | bytes | None] | None = None
             (data / name).write_text(content, encoding="utf-8", newline="")
     raw = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     raw["data"] = {"folder": "data", "allowed_roots": ["."]}
+    if quality is not None:
+        raw["data_quality"] = quality
     for entity, changes in (sources or {}).items():
         if changes is None:
             del raw["sources"][entity]
@@ -73,9 +84,9 @@ class Loaded:
     rejects: pd.DataFrame  # its rejects, by line
 
 
-def load_one(tmp_path: Path, entity: str, file: str, content: str | bytes, **spec) -> Loaded:
+def load_one(tmp_path: Path, entity: str, file: str, content: str | bytes, quality: dict | None = LENIENT, **spec) -> Loaded:
     """Load one source from `content` (with `spec` settings), checking the row accounting."""
-    settings = make_site(tmp_path, {file: content}, {entity: spec} if spec else None)
+    settings = make_site(tmp_path, {file: content}, {entity: spec} if spec else None, quality)
     con = connect(settings)
     report = load_source(con, settings, entity)
     assert_accounting(con)
@@ -87,7 +98,7 @@ def assert_accounting(con: duckdb.DuckDBPyConnection) -> None:
     for r in con.execute("SELECT * FROM load_report").df().itertuples():
         assert r.rows_read == r.rows_accepted + r.rows_rejected, r
         assert con.execute(f"SELECT count(*) FROM {r.source}").fetchone()[0] == r.rows_accepted
-        assert con.execute("SELECT count(*) FROM rejects WHERE source = ?", [r.source]).fetchone()[0] == r.rows_rejected
+        assert con.execute("SELECT count(*) FROM rejects WHERE source = ? AND action = 'row'", [r.source]).fetchone()[0] == r.rows_rejected
 
 
 def lines_of(con: duckdb.DuckDBPyConnection, table: str, key: str) -> dict[str, int]:
@@ -216,9 +227,19 @@ def test_whitespace_only_id_is_rejected_and_other_ids_are_kept_verbatim(tmp_path
         ("", "blank qty"),
     ],
 )
-def test_bad_quantity_is_rejected_with_its_reason(tmp_path, qty, reason):
+def test_bad_quantity_is_nulled_with_its_reason_and_the_line_kept(tmp_path, qty, reason):
     r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + f"SO-1,1,SKU-1,{qty},,,\n")
     assert reasons(r.rejects) == [(2, reason)] and r.rejects.loc[0, "column"] == "OrderQty"
+    assert r.rejects.loc[0, "action"] == "value" and (r.rejects.loc[0, "value"] or "") == qty
+    assert r.con.execute("SELECT order_id, line_no, sku, qty FROM order_lines").fetchall() == [("SO-1", 1, "SKU-1", None)]
+    assert (r.report["rows_accepted"], r.report["rows_rejected"], r.report["values_nulled"]) == (1, 0, 1)
+    assert r.report["severity"] == "warning"
+
+
+def test_a_blank_key_rejects_the_record_whole(tmp_path):
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + "SO-1,,SKU-1,2,,,\nSO-1,2,SKU-2,1,,,\n")
+    assert reasons(r.rejects) == [(2, "blank line_no")] and r.rejects.loc[0, "action"] == "row"
+    assert lines_of(r.con, "order_lines", "line_no") == {2: 3}
 
 
 def test_negative_optional_quantity_and_price_are_rejected(tmp_path):
@@ -227,15 +248,15 @@ def test_negative_optional_quantity_and_price_are_rejected(tmp_path):
     assert reasons(r.rejects) == [(2, "negative allocated_qty '-1'"), (3, "negative unit_price '-0.5'")]
 
 
-def test_unknown_boolean_spelling_is_rejected(tmp_path):
+def test_unknown_boolean_spelling_is_nulled(tmp_path):
     r = load_one(
         tmp_path, "order_lines", "oms_order_lines.csv", LINES_HEADER + "SO-1,1,SKU-1,2,,maybe,\nSO-1,2,SKU-1,2,, yes ,\n"
     )
     assert reasons(r.rejects) == [(2, "not a yes/no value substitution_allowed 'maybe'")]
-    assert r.con.execute("SELECT substitution_allowed FROM order_lines").fetchone()[0] is True
+    assert r.con.execute("SELECT substitution_allowed FROM order_lines ORDER BY line_no").fetchall() == [(None,), (True,)]
 
 
-def test_unparseable_and_impossible_timestamps_are_rejected_naming_the_value(tmp_path):
+def test_unparseable_and_impossible_timestamps_are_nulled_naming_the_value(tmp_path):
     text = (
         "HOLD_NO,HOLD_REF,HOLD_CODE,HOLD_NOTE,PLACED_TS,RELEASED_TS,PLACED_BY\n"
         "H-1,SO-1,,,yesterday noon,,\n"
@@ -251,6 +272,7 @@ def test_unparseable_and_impossible_timestamps_are_rejected_naming_the_value(tmp
         (5, "unparseable timestamp placed_at 'infinity'"),
     ]
     assert list(r.rejects["column"]) == ["PLACED_TS", "PLACED_TS", "RELEASED_TS", "PLACED_TS"]
+    assert r.con.execute("SELECT count(*) FROM holds").fetchone()[0] == 4  # every hold is still there
 
 
 def test_impossible_calendar_date_is_rejected(tmp_path):
@@ -299,7 +321,8 @@ def test_holds_without_hold_number_skip_the_key_check_but_not_the_duplicate_chec
 def test_pack_event_needs_an_order_or_a_pick_ticket(tmp_path):
     text = "CARTON,ORDER_REF,PICK_TICKET,PACK_STAT,EXC_CODE,PACK_NOTE,EVENT_TS\nCTN-1,,,PACKED,,,\nCTN-2,,PT-1,PACKED,,,\n"
     r = load_one(tmp_path, "pack_events", "wms_pack_events.csv", text)
-    assert reasons(r.rejects) == [(2, "blank order_ref and pick_ticket (at least one is required)")]
+    assert reasons(r.rejects) == [(2, "blank order_ref and pick_ticket (at least one is needed to link the record)")]
+    assert r.con.execute("SELECT count(*) FROM pack_events").fetchone()[0] == 2  # kept: the crosswalk lists it unmatched
 
 
 # ------------------------------------------------------------------------------------------ CSV structure
@@ -325,7 +348,7 @@ def test_quoted_newlines_and_blank_lines_keep_later_line_numbers_right(tmp_path)
         "T-5,,1001,5,SKU-5,,,1,1,30,,,\r\n"  # line 11
     )
     r = load_one(tmp_path, "pick_tasks", "wms_pick_tasks.csv", text)
-    assert lines_of(r.con, "pick_tasks", "task_id") == {"T-1": 2, "T-2": 5, "T-5": 11}
+    assert lines_of(r.con, "pick_tasks", "task_id") == {"T-1": 2, "T-2": 5, "T-4": 10, "T-5": 11}
     assert reasons(r.rejects) == [(8, "too many columns (expected 13, found 14)"), (10, "not a number qty_picked 'x'")]
     assert r.con.execute("SELECT note FROM pick_tasks WHERE task_id = 'T-1'").fetchone()[0] == "two\r\nlines"
 
@@ -361,15 +384,14 @@ def test_latin1_file_reads_with_the_encoding_setting(tmp_path):
     assert r.con.execute("SELECT text FROM cases").fetchone()[0] == "Müller: Lieferung fehlt"
 
 
-def test_invalid_utf8_without_the_encoding_setting_rejects_those_rows_naming_the_setting(tmp_path):
+def test_invalid_utf8_without_the_encoding_setting_keeps_the_row_read_as_windows_1252(tmp_path):
     content = "CaseNumber,RelatedTo,Opened,Closed,CaseType,Description\nCS-1,SO-1,2026-03-02 09:00,,,Müller\nCS-2,SO-2,2026-03-02 09:00,,,ok\n".encode(
         "latin-1"
     )
     r = load_one(tmp_path, "cases", "crm_cases.csv", content)
-    assert list(r.rejects["line"]) == [2] and r.rejects.loc[0, "reason"].startswith(
-        "invalid UTF-8 bytes; if the file is not UTF-8, set sources.cases.encoding"
-    )
-    assert r.con.execute("SELECT case_id FROM cases").fetchall() == [("CS-2",)]
+    assert list(r.rejects["line"]) == [2] and r.rejects.loc[0, "action"] == "flag"
+    assert r.rejects.loc[0, "reason"].startswith("not valid UTF-8: read as Windows-1252 ('Müller')")
+    assert r.con.execute("SELECT case_id, text FROM cases").fetchall() == [("CS-1", "Müller"), ("CS-2", "ok")]
 
 
 def test_semicolon_delimited_file_reads_with_the_delimiter_setting(tmp_path):
@@ -489,13 +511,17 @@ def test_xlsx_source_reads_the_named_sheet_with_sheet_row_numbers(tmp_path):
     ws.append(["SKU-3", "A-03", 4.5, 0, 0])  # row 6: non-integer
     path = tmp_path / "stock.xlsx"
     wb.save(path)
-    settings = make_site(tmp_path, sources={"inventory": {"file": "stock.xlsx", "sheet": "Stock", "header_row": 2}})
+    settings = make_site(tmp_path, sources={"inventory": {"file": "stock.xlsx", "sheet": "Stock", "header_row": 2}}, quality=LENIENT)
     shutil.copy(path, settings.data_folder / "stock.xlsx")
     con = connect(settings)
     report = load_source(con, settings, "inventory")
     assert_accounting(con)
-    assert report["format"] == "xlsx" and (report["rows_read"], report["rows_accepted"]) == (3, 1)
-    assert con.execute("SELECT sku, on_hand, allocated, on_hold, _line FROM inventory").fetchall() == [("SKU-1", 10, 2, None, 3)]
+    assert report["format"] == "xlsx" and (report["rows_read"], report["rows_accepted"], report["values_nulled"]) == (3, 3, 2)
+    assert con.execute("SELECT sku, on_hand, allocated, on_hold, _line FROM inventory").fetchall() == [
+        ("SKU-1", 10, 2, None, 3),
+        ("SKU-2", None, 0, 0, 5),
+        ("SKU-3", None, 0, 0, 6),
+    ]
     assert con.execute("SELECT line, reason FROM rejects ORDER BY line").fetchall() == [
         (5, "negative on_hand '-1'"),
         (6, "non-integer on_hand '4.5'"),
@@ -513,17 +539,18 @@ def test_parquet_source_with_native_types(tmp_path):
             "UnitPrice": [9.5, 1.25, 3.0],
         }
     )
-    settings = make_site(tmp_path, sources={"order_lines": {"file": "lines.parquet"}})
+    settings = make_site(tmp_path, sources={"order_lines": {"file": "lines.parquet"}}, quality=LENIENT)
     frame.to_parquet(settings.data_folder / "lines.parquet")
     con = connect(settings)
     report = load_source(con, settings, "order_lines")
     assert_accounting(con)
-    assert report["format"] == "parquet" and (report["rows_read"], report["rows_accepted"], report["rows_rejected"]) == (3, 2, 1)
+    assert report["format"] == "parquet" and (report["rows_read"], report["rows_accepted"], report["values_nulled"]) == (3, 3, 1)
     assert con.execute(
         "SELECT line_no, qty, substitution_allowed, unit_price, _line FROM order_lines ORDER BY _line"
     ).fetchall() == [
         (1, 2, True, 9.5, 1),
         (2, 1, False, 1.25, 2),
+        (1, None, True, 3.0, 3),
     ]
     assert con.execute("SELECT line, reason FROM rejects").fetchall() == [(3, "negative qty '-3.0'")]
 
@@ -636,3 +663,96 @@ def test_line_scan_finds_line_ends_blank_lines_and_bare_carriage_returns(tmp_pat
     assert scan.blank.tolist() == [k + 1 for k, line in enumerate(lines) if line in (b"", b"\r")]
     assert scan.bare_cr == (text.count(b"\r") != text.count(b"\r\n"))
     assert scan.ends_with_newline == text.endswith(b"\n")
+
+
+# ------------------------------------------------------------------------------------------ values, not facts
+
+
+ORDERS_HEADER = (GOOD / "oms_orders.csv").read_text(encoding="utf-8").splitlines()[0] + "\n"
+
+
+def order_row(no: int, name: str = "Acme", prio: str = "1", rel: str = "2026-03-02 09:00", status: str = "REL") -> str:
+    return f"SO-{no},C-{no},{name},,EDI,{prio},2026-03-02 08:00,{rel},{status},UPS,GND,,2026-03-04,Y,,100,batch\n"
+
+
+def test_a_windows_1252_byte_in_a_utf8_file_keeps_its_order_decoded_and_flagged(tmp_path):
+    # A top-priority order whose customer name was typed on a Windows machine: one Latin byte, not UTF-8.
+    body = (ORDERS_HEADER + order_row(1) + order_row(2, "Caf\u00e9 Zo\u00eb")).encode("utf-8") + order_row(3, "Caf\xe9").encode("cp1252")
+    body += '4,C-4,"Cr\u00e8me\nCaf\xe9",,EDI,1,2026-03-02 08:00,,REL,UPS,GND,,,,,1,x\n'.encode("cp1252")  # a quoted line break too
+    r = load_one(tmp_path, "orders", "oms_orders.csv", body, quality=None)
+    names = dict(r.con.execute("SELECT order_id, customer_name FROM orders").fetchall())
+    assert names == {"SO-1": "Acme", "SO-2": "Caf\u00e9 Zo\u00eb", "SO-3": "Caf\u00e9", "4": "Cr\u00e8me\nCaf\u00e9"}  # valid UTF-8 stays
+    assert (r.report["rows_rejected"], r.report["values_flagged"], r.report["severity"]) == (0, 2, "info")
+    assert list(zip(r.rejects["line"], r.rejects["column"], r.rejects["action"])) == [(4, "SoldToName", "flag"), (5, "SoldToName", "flag")]
+    assert r.rejects.loc[0, "reason"].startswith("not valid UTF-8: read as Windows-1252 ('Caf\u00e9')")
+    assert lines_of(r.con, "orders", "order_id") == {"SO-1": 2, "SO-2": 3, "SO-3": 4, "4": 5}
+
+
+def test_priority_codes_in_an_int_field_stop_the_run_naming_column_line_and_value(tmp_path):
+    body = ORDERS_HEADER + "".join(order_row(i, prio=f"P{1 + i % 3}") for i in range(1, 41))
+    settings = make_site(tmp_path, {"oms_orders.csv": body})
+    with pytest.raises(ExtractError) as err:
+        load_source(connect(settings), settings, "orders")
+    msg = str(err.value)
+    line = site_line(settings, "priority: PrioTier")
+    assert msg.startswith("oms_orders.csv: 40 of 40 values nulled (100.0%) in column 'PrioTier' (orders.priority")
+    assert f"line {line}" in msg and "Commonest: 'P2' (14 rows, first at line 2)" in msg and "sources.orders.values.priority" in msg
+
+
+def test_a_value_map_reads_priority_codes_into_the_int_field(tmp_path):
+    body = ORDERS_HEADER + "".join(order_row(i, prio=p) for i, p in enumerate(["P1", "p2", " P3 ", "2", ""], start=1))
+    values = {"priority": {"P1": 1, "P2": 2, "P3": 3}, "release_status": {"REL": "released"}}
+    r = load_one(tmp_path, "orders", "oms_orders.csv", body, quality=None, values=values)
+    assert dict(r.con.execute("SELECT order_id, priority FROM orders").fetchall()) == {
+        "SO-1": 1, "SO-2": 2, "SO-3": 3, "SO-4": 2, "SO-5": None
+    }
+    assert r.report["values_nulled"] == 0
+
+
+def test_a_few_bad_values_are_nulled_and_listed_under_the_threshold(tmp_path):
+    body = ORDERS_HEADER + "".join(order_row(i, prio="x" if i == 7 else "2") for i in range(1, 201))
+    r = load_one(tmp_path, "orders", "oms_orders.csv", body, quality=None)  # the site's default: 2 %, at least 3
+    assert r.report["rows_accepted"] == 200 and r.report["values_nulled"] == 1 and r.report["severity"] == "warning"
+    cols = r.con.execute("SELECT \"column\", values_nulled, share_pct, top_reason FROM load_columns").fetchall()
+    assert cols == [("PrioTier", 1, 0.5, "not a number priority 'x'")]
+
+
+def test_values_on_a_field_that_is_not_an_enum_is_an_error_naming_the_line(tmp_path):
+    from handoff_lib.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=r"site.yaml line \d+: sources.orders.values.carrier: a value map applies to enum"):
+        make_site(tmp_path, sources={"orders": {"values": {"carrier": {"U": "UPS"}, "release_status": {"REL": "released"}}}})
+
+
+def test_release_status_derived_from_a_blank_release_date(tmp_path):
+    # That OMS has no status code: an open order with no release date is not released; a cancel flag cancels.
+    header = "OrderNo,SoldTo,OrderDate,ReleaseDate,Cancelled,Carrier,SvcLevel\n"
+    body = (
+        "SO-1,C-1,2026-03-02 08:00,2026-03-02 09:00,,UPS,GND\n"
+        "SO-2,C-1,2026-03-02 08:00,   ,,UPS,GND\n"
+        "SO-3,C-1,2026-03-02 08:00,,Y,UPS,GND\n"
+        "SO-4,C-1,2026-03-02 08:00,2026-03-02 18:00,,UPS,GND\n"  # released after the review: not yet
+    )
+    derive = [
+        {"value": "cancelled", "when": {"Cancelled": ["Y", "X"]}},
+        {"value": "not_released", "when": {"ReleaseDate": "blank"}},
+        {"value": "not_released", "when": {"released_at": "after review"}},
+        {"value": "REL"},  # a site code: mapped through values:
+    ]
+    columns = {"order_id": "OrderNo", "customer_id": "SoldTo", "ordered_at": "OrderDate", "released_at": "ReleaseDate",
+               "release_status": {"derive": derive}, "carrier": "Carrier", "service": "SvcLevel"}
+    settings = make_site(tmp_path, {"oms_orders.csv": header + body}, {"orders": {"columns": columns}})
+    con = connect(settings)
+    report = load_source(con, settings, "orders", as_of=dt.datetime(2026, 3, 2, 14, 30, tzinfo=NY))
+    assert dict(con.execute("SELECT order_id, release_status FROM orders").fetchall()) == {
+        "SO-1": "released", "SO-2": "not_released", "SO-3": "cancelled", "SO-4": "not_released"
+    }
+    assert report["rows_rejected"] == 0 and "Cancelled" not in report["extra_columns"]
+
+
+def test_a_derive_rule_testing_a_missing_column_names_it_and_the_rule(tmp_path):
+    derive = [{"value": "not_released", "when": {"RelDate": "blank"}}, {"value": "released"}]
+    columns = yaml.safe_load(DEMO.read_text())["sources"]["orders"]["columns"] | {"release_status": {"derive": derive}}
+    settings = make_site(tmp_path, sources={"orders": {"columns": columns}})
+    with pytest.raises(MissingColumnError, match=r"column 'RelDate', tested by the derive rule for orders.release_status \(.*line \d+\)"):
+        load_source(connect(settings), settings, "orders")

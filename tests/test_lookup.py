@@ -99,3 +99,13 @@ def test_dates_print_as_dates():
     from handoff_lib.lookup import _fmt
 
     assert _fmt(pd.Timestamp("2026-11-26")) == "2026-11-26"
+
+
+def test_cli_lookup_shows_the_calendar_behind_a_promise(picture, capsys):
+    # Thanksgiving week: an order whose next pickup's transit skips the holiday says so in its promise line.
+    settings, con = picture
+    row = one(con, "SELECT order_id, promise_reason FROM promise WHERE promise_reason LIKE '%Thanksgiving Day%' LIMIT 1")
+    assert row, "the demo day at 16:00 has orders whose transit crosses Thanksgiving"
+    assert main(["lookup", row[0], "--site", str(settings.path), "--at", "2026-11-24 16:00"]) == 0
+    out = capsys.readouterr().out
+    assert "PROMISE  " in out and "(no delivery Thu 26 Nov (Thanksgiving Day))" in out

@@ -30,9 +30,17 @@ def test_a_note_rule_pattern_duckdb_cannot_run_is_refused_at_load():
         load_policy(demo_settings(note_rules=[{"reason": "address", "pattern": "po box(?! ok)"}]))
 
 
-def test_a_missing_built_in_reason_is_refused():
+def test_a_built_in_reason_the_site_leaves_out_gets_its_default_label_and_owner():
     settings = demo_settings()
     reasons = dict(settings.raw["policy"]["reasons"])
     del reasons["short_pick"]
-    with pytest.raises(SettingsError, match="policy.reasons lacks short_pick"):
+    policy = load_policy(demo_settings(reasons=reasons))
+    assert (policy.reasons["short_pick"].label, policy.reasons["short_pick"].owner) == ("Short pick", "replenishment")
+    assert policy.reasons["data_quality"].owner == "data team" and not policy.reasons["data_quality"].blocks_work
+
+
+def test_a_site_reason_without_an_owner_is_refused():
+    settings = demo_settings()
+    reasons = dict(settings.raw["policy"]["reasons"]) | {"dock_door": {"label": "Dock door blocked"}}
+    with pytest.raises(SettingsError, match=r"missing setting 'policy.reasons.dock_door.owner'"):
         load_policy(demo_settings(reasons=reasons))

@@ -102,7 +102,7 @@ def test_a_constant_enum_value_must_be_mapped(tmp_path):
 
 def test_a_column_mapping_that_is_neither_a_name_nor_a_value_is_refused(tmp_path):
     path = write_site(tmp_path, lambda r: r["sources"]["orders"]["columns"].update(carrier={"const": "X"}))
-    with pytest.raises(SettingsError, match=r"line \d+: sources.orders.columns.carrier must name a column, or give one value"):
+    with pytest.raises(SettingsError, match=r"line \d+: sources.orders.columns.carrier must name a column, give one value for every row"):
         load_settings(path)
 
 

@@ -1,4 +1,7 @@
-"""The reason taxonomy: required codes, settings, and how it maps onto the site's policy.reasons."""
+"""The reason taxonomy: a site's own reasons (no built-in codes), settings, and how it maps onto the site's
+policy.reasons."""
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -6,16 +9,44 @@ from scenario_tables import demo_settings
 
 from handoff_lib.errors import SettingsError
 from handoff_lib.policy import load_policy
-from handoff_lib.taxonomy import REQUIRED_CODES, check_against_policy, load_taxonomy
+from handoff_lib.taxonomy import check_against_policy, load_taxonomy, notes_settings, site_taxonomy
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notes_site"
 
 
-def test_the_demo_taxonomy_has_every_required_reason_with_label_owner_description_and_examples():
+def test_the_demo_taxonomy_has_fourteen_reasons_with_label_owner_description_and_examples():
     t = load_taxonomy()
-    assert set(REQUIRED_CODES) <= set(t.codes)
+    assert len(t.codes) == 14 and "other" in t.codes
     for theme in t.themes.values():
         assert theme.label and theme.owner and theme.description and theme.examples
     assert t.threshold == 0.6
-    assert t.labelled_notes.name == "demo_labelled_notes.csv"
+
+
+def test_a_site_taxonomy_of_its_own_reasons_loads_without_any_built_in_code():
+    t = load_taxonomy(FIXTURES / "reasons.yaml")
+    assert t.codes == ["dock_congestion", "cold_chain", "customs_docs"]
+    assert t.themes["dock_congestion"].policy_reason == "dock_congestion"  # default: the policy reason of the same code
+    assert t.themes["cold_chain"].policy_reason == "temperature_excursion"
+    assert (t.threshold, t.min_examples) == (0.5, 8)
+    assert t.fallback_theme() == ("other", "Other", None)  # no `other` theme of its own
+    assert load_taxonomy().fallback_theme() == ("other", "Other", "shift lead")
+
+
+def test_a_theme_needs_only_a_label_and_an_owner(tmp_path):
+    path = tmp_path / "reasons.yaml"
+    path.write_text("reasons:\n  late_truck: {label: Late truck, owner: yard}\n  no_driver: {label: No driver, owner: yard}\n")
+    t = load_taxonomy(path)
+    assert t.themes["late_truck"].examples == () and t.themes["late_truck"].description == ""
+    path.write_text("reasons:\n  late_truck: {label: Late truck}\n")
+    with pytest.raises(SettingsError, match=r"reasons.yaml line 2: reasons.late_truck lacks 'owner'"):
+        load_taxonomy(path)
+
+
+def test_the_demo_site_names_its_taxonomy_labelled_notes_and_model():
+    demo = notes_settings(demo_settings())
+    assert demo.taxonomy_path.name == "reasons.yaml" and demo.labelled.name == "demo_labelled_notes.csv"
+    assert demo.model.name == "demo_notes.joblib" and demo.model.parent.name == "models"
+    assert site_taxonomy(demo_settings()).codes == load_taxonomy().codes
 
 
 def test_every_demo_policy_reason_rolls_up_into_exactly_one_theme():
@@ -50,24 +81,23 @@ def test_a_classified_theme_the_policy_lacks_falls_back_to_the_entitys_other_rea
     assert t.policy_reason("other", "pack_events", known) == ("pack_exception_other", "")
 
 
-def test_a_taxonomy_missing_a_required_code_is_refused_naming_the_file(tmp_path):
-    text = load_taxonomy().path.read_text().replace("  carrier_pickup:", "  carrier_pick:")
+def test_a_model_path_left_in_the_taxonomy_is_refused_saying_it_is_a_site_setting_now(tmp_path):
     bad = tmp_path / "reasons.yaml"
-    bad.write_text(text)
-    with pytest.raises(SettingsError, match=r"reasons.yaml line \d+: the taxonomy lacks the reason codes carrier_pickup"):
+    bad.write_text(load_taxonomy().path.read_text().replace("settings:\n", "settings:\n  model: m.joblib\n", 1))
+    with pytest.raises(SettingsError, match=r"reasons.yaml line 17: settings.model belongs to the site now: set notes.model"):
         load_taxonomy(bad)
 
 
 def test_a_threshold_outside_0_1_is_refused_naming_the_line(tmp_path):
     bad = tmp_path / "reasons.yaml"
     bad.write_text(load_taxonomy().path.read_text().replace("threshold: 0.6", "threshold: 6"))
-    with pytest.raises(SettingsError, match=r"line 15: settings.threshold must be a number in \[0, 1\]"):
+    with pytest.raises(SettingsError, match=r"line 17: settings.threshold must be a number in \[0, 1\]"):
         load_taxonomy(bad)
 
 
 def test_the_shipped_labelled_notes_use_exactly_the_taxonomy_codes():
     t = load_taxonomy()
-    df = pd.read_csv(t.labelled_notes, dtype=str, keep_default_na=False)
+    df = pd.read_csv(notes_settings(demo_settings()).labelled, dtype=str, keep_default_na=False)
     assert set(df["reason"]) == set(t.codes)
     assert len(df) >= 1500
     assert not df["text"].str.lower().str.split().str.join(" ").duplicated().any()

@@ -1,10 +1,12 @@
 """Recurring themes over a multi-day history: planted repeat problems rank first; the planner export."""
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 
 from handoff_lib import themes
 from handoff_lib.errors import HandoffError
@@ -186,3 +188,67 @@ def test_a_missing_history_is_an_error_unless_its_name_says_demo(tmp_path):
     with pytest.raises(HandoffError, match="no history database"):
         themes.ensure_history(tmp_path / "history.duckdb")
     assert themes.ensure_history(tmp_path / "history_demo.duckdb").is_file()
+
+
+def test_a_sites_own_taxonomy_names_the_themes_and_every_other_reason_counts_under_other(history, tmp_path):
+    from handoff_lib.taxonomy import load_taxonomy
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "notes_site"
+    con = duckdb.connect(str(history))
+    con.execute("UPDATE snap_blockers SET reason = 'temperature_excursion' WHERE reason = 'credit_hold'")
+    con.close()
+    con, _ = themes.open_themes(history, taxonomy=load_taxonomy(fixtures / "reasons.yaml"))
+    p = themes.pareto(con).set_index("theme")
+    assert p.index.tolist() == ["other", "cold_chain"]  # short_pick / allocation_short: no theme of this site claims them
+    assert p.loc["cold_chain", ["theme_label", "root_cause_owner", "blockers"]].tolist() == ["Cold chain", "quality", 1]
+    assert p.loc["other", "theme_label"] == "Other" and p["cumulative_pct"].iloc[-1] == 100.0
+    assert themes.offenders(con, "location").iloc[0]["main_theme"] == "Other"
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "parameters/demo.yaml").read_text())
+    raw["data"] = {"folder": str(tmp_path), "allowed_roots": [str(tmp_path)]}
+    raw["notes"] = {"taxonomy": str(fixtures / "reasons.yaml")}
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(raw))
+    assert themes.site_taxonomy(site_file).codes == ["dock_congestion", "cold_chain", "customs_docs"]
+    assert themes.site_taxonomy("").codes == load_taxonomy().codes
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    return themes.demo_estate(tmp_path_factory.mktemp("estate") / "estate_demo")
+
+
+def test_the_estate_views_name_the_site_that_leads_on_each_demo_sites_bent(estate):
+    con, scope = themes.open_themes(estate)
+    assert scope.site == "estate" and scope.sites == ("dc-east", "dc-south", "dc-west")
+    lead = themes.site_themes(con).query("place == 1").set_index("theme")["site"]
+    assert lead["credit_payment"] == "dc-east"  # boosted credit holds
+    assert lead["labeling_docs_compliance"] == "dc-west"  # boosted missing labels
+    assert lead["short_stockout"] == "dc-south"  # boosted short picks
+    wide = themes.estate_themes(con).set_index("theme")
+    assert wide.loc["short_stockout", "sites"] == 3 and wide.loc["credit_payment", "leading_site"] == "dc-east"
+    sku = themes.offenders(con, "sku").iloc[0]
+    assert (sku["sku"], sku["sites"]) == (themes.PLANTED_SKU, 3)  # the planted repeat recurs at every site
+
+
+def test_a_site_filter_or_scope_narrows_every_view_to_those_sites(estate):
+    con, _ = themes.open_themes(estate, "dc-west,dc-east")
+    assert set(themes.site_week(con)["site"]) == {"dc-west", "dc-east"}
+    con, scope = themes.open_themes(estate, "dc-south")
+    assert scope.site == "dc-south" and not scope.estate
+    f = themes.Filters(sites=("dc-east",))
+    con, _ = themes.open_themes(estate)
+    assert set(themes.site_themes(con, f)["site"]) == {"dc-east"}
+    with pytest.raises(HandoffError, match="no reviews of site 'dc-north' in the store"):
+        themes.open_themes(estate, "dc-north")
+
+
+def test_the_estate_export_adds_the_cross_site_sheets(estate, tmp_path, capsys):
+    from openpyxl import load_workbook
+
+    from handoff_lib.notes_cli import themes_main
+
+    assert themes_main(["export", "--store", str(estate), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 sites (dc-east, dc-south, dc-west)" in printed and "most widespread theme: Short / stock-out" in printed
+    book = next((tmp_path / "out").glob("blocker_themes_estate_*.xlsx"))
+    assert load_workbook(book).sheetnames[-3:] == ["estate_themes", "site_themes", "site_week"]

@@ -23,14 +23,18 @@ from handoff_lib.settings import load_settings
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2; alert(1)">'
 
 
-def build_history(tmp: Path, demo_day: Path, times=("12:00", "16:00"), note: str | None = None) -> Path:
+def build_history(tmp: Path, demo_day: Path, times=("12:00", "16:00"), note: str | None = None, stale_1600: bool = False) -> Path:
     """A site file and a history database holding one review per time, written the way a review run
     writes them (picture.duckdb in the review's folder, snapshot in history) but without papermill.
-    With `note`, every open hold's note and one customer's name carry that text."""
+    With `note`, every open hold's note and one customer's name carry that text. With `stale_1600`, the
+    16:00 review reads the 12:00 files (the export jobs did not run since): a review stored stale."""
     from conftest import make_site
 
     data = tmp / "data"
     shutil.copytree(demo_day, data)
+    if stale_1600:
+        shutil.rmtree(data / "1600")
+        shutil.copytree(data / "1200", data / "1600")
     if note is not None:
         for hhmm in ("1200", "1600"):
             holds = pd.read_csv(data / hhmm / "wms_holds.csv", dtype=str, keep_default_na=False)
@@ -47,7 +51,8 @@ def build_history(tmp: Path, demo_day: Path, times=("12:00", "16:00"), note: str
         out = tmp / "outputs" / settings.site / "2026-11-24" / at.strftime("%H%M")
         review = Review.open(str(site_file), at.strftime("%Y-%m-%d %H:%M"), history_db=str(history), out_dir=str(out))
         try:
-            write_snapshot(review.con, history, ReviewKey.of(settings.site, at), at, f"test-{hhmm}", outputs=str(out))
+            write_snapshot(review.con, history, ReviewKey.of(settings.site, at), at, f"test-{hhmm}", outputs=str(out),
+                           stale=bool(review.stale_lines()))
         finally:
             review.close()
     return site_file
@@ -270,6 +275,85 @@ def test_the_dashboard_opens_the_latest_review_and_filters(board_site):
     assert "12:00" in b.title.value
     b.q.value = b.snap.rows("SELECT order_id FROM order_board LIMIT 1")[0][0]
     assert "Timeline across systems" in b.q_out.value
+
+
+# ---------------------------------------------------------------------------------- the cutoff meeting
+
+
+def test_the_meeting_tab_comes_first_with_the_reports_pickups_act_now_and_calls(source):
+    b = board.Board(source, "2026-11-24 16:00", viewer=OPS)
+    assert b.tab_names[0] == "Cutoff meeting" and b.snap.meeting
+    with duckdb.connect(str(b.snap.picture), read_only=True) as pic:
+        pickups = pic.execute("SELECT pickup, verdict, verdict_text FROM meeting_pickups ORDER BY pickup_at, carrier, service").fetchall()
+        actions = [r[0] for r in pic.execute("SELECT action FROM act_now ORDER BY rank LIMIT 10").fetchall()]
+        calls = [r[0] for r in pic.execute(
+            "SELECT order_id FROM meeting_orders WHERE promise_status = 'needs_communication' "
+            "ORDER BY priority DESC, pickup_at NULLS LAST, order_id LIMIT 10").fetchall()]
+        n_calls = pic.execute("SELECT count(*) FROM meeting_orders WHERE promise_status = 'needs_communication'").fetchone()[0]
+    assert pickups and actions and calls  # the demo day has all three
+    cards = b.m_pickups.value
+    assert f'data-pickups="{len(pickups)}"' in cards
+    positions = [cards.index(html_escape(label)) for label, _, _ in pickups]
+    assert positions == sorted(positions)  # in time order
+    for label, verdict, verdict_text in pickups:
+        assert f'data-verdict="{verdict}"' in cards and html_escape(verdict_text) in cards
+    shown = board.act_now_page(b.snap)
+    assert shown.rows["action"].tolist() == actions and f'data-rows="{len(actions)}"' in b.m_act.html.value
+    got = board.calls_page(b.snap)
+    assert got.rows["order_id"].tolist() == calls and got.total == n_calls
+    assert got.rows["draft_note"].str.startswith("DRAFT").all()
+    assert "changes since the review of 2026-11-24 12:00" in b.m_changes.value
+
+
+def test_a_status_meeting_has_pickups_and_calls_but_no_act_now_and_no_note_text(noted_site):
+    source = board.resolve_source(str(noted_site))
+    snap = status_snap(source)
+    try:
+        assert snap.meeting and not board.data._has_table(snap.con, "memory", "act_now")
+        with pytest.raises(HandoffError, match="not part of the status view"):
+            board.act_now_page(snap)
+        assert len(board.meeting_pickups(snap))
+        for status in ("needs_communication", "at_risk"):
+            rows = board.calls_page(snap, status, size=1000).rows
+            assert not rows.astype(str).apply(lambda c: c.str.contains("__xss")).to_numpy().any()
+    finally:
+        snap.close()
+
+
+def html_escape(s: str) -> str:
+    import html
+
+    return html.escape(s)
+
+
+@pytest.fixture(scope="module")
+def stale_site(tmp_path_factory, demo_day) -> Path:
+    return build_history(tmp_path_factory.mktemp("stale"), demo_day, stale_1600=True)
+
+
+def test_a_stale_review_says_which_source_and_how_old_on_the_first_screen_and_holds_its_drafts(stale_site):
+    from handoff_lib import freshness
+
+    source = board.resolve_source(str(stale_site))
+    with duckdb.connect(str(source.history_db), read_only=True) as con:
+        stale = freshness.stale_sources(con, source.site, dt.date(2026, 11, 24), "1600")
+    assert "pick_tasks" in set(stale["source"])  # the fixture: 16:00 read the 12:00 files
+    at = dt.datetime(2026, 11, 24, 16, 0, tzinfo=source.settings.tz)
+    b = board.Board(source, viewer=OPS)
+    assert b.snap.stale_headline == freshness.headline(stale, source.settings, at)
+    assert b.snap.stale_headline.startswith("STALE: ") and "WMS pick tasks as of 12:00" in b.snap.stale_headline
+    assert 'class="board-stale"' in b.stale.value and html_escape(b.snap.stale_headline) in b.stale.value
+    assert "held back" in b.stale.value
+    labels = [label for label, _ in b.picker.options]
+    assert labels[0].endswith("(latest) STALE") and not labels[1].endswith("STALE")  # 12:00 was fresh
+    calls = board.calls_page(b.snap, size=5).rows
+    assert len(calls) and calls["draft_note"].str.startswith("HELD BACK, not to be sent").all()
+    assert "WMS pick tasks as of 12:00" in calls["draft_note"].iloc[0]
+    b.snap.on_stale = "mark"  # the site's other choice: kept, marked on the second line
+    marked = board.data.drafts_for(b.snap, calls["order_id"].tolist())
+    assert all(d.startswith("DRAFT") and d.split("\n")[1].startswith("STALE EXTRACTS - check before sending: ") for d in marked.values())
+    b.picker.value = b.picker.options[1][1]  # the fresh 12:00 review: no banner
+    assert b.stale.value == "" and not b.snap.stale
 
 
 # ------------------------------------------------------------------------------------------ roles

@@ -23,14 +23,17 @@ from .data import (
                    OrderDetail,
                    Page,
                    Snapshot,
+                   act_now_page,
                    blocker_options,
                    blocker_page,
+                   calls_page,
                    change_counts,
                    change_page,
                    find,
                    headline,
                    list_reviews,
                    load_snapshot,
+                   meeting_pickups,
                    order_detail,
                    order_page,
                    promise_page,
@@ -44,7 +47,7 @@ from .session import viewer
 
 __all__ = [
     "ROLES", "BlockerFilter", "Board", "BoardSource", "Found", "OrderDetail", "Page", "Role", "Snapshot", "Viewer",
-    "blocker_options", "blocker_page", "change_counts", "change_page", "dashboard", "find", "headline", "html_table",
-    "list_reviews", "load_snapshot", "order_detail", "order_page", "promise_page", "resolve_source", "review_label",
+    "act_now_page", "blocker_options", "blocker_page", "calls_page", "change_counts", "change_page", "dashboard", "find", "headline", "html_table",
+    "list_reviews", "load_snapshot", "meeting_pickups", "order_detail", "order_page", "promise_page", "resolve_source", "review_label",
     "safe_url", "text", "viewer",
 ]

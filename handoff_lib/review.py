@@ -429,8 +429,8 @@ class Review:
     def handling(self) -> pd.DataFrame:
         """blocker_id -> who is handling it ('acknowledged by J. Diaz 14:35, expected 15:10: "comment"')."""
         tz = self.settings.tz
-        return pd.DataFrame({"blocker_id": list(self.acks or {}),
-                             "handling": [s.summary(tz) for s in (self.acks or {}).values()]}, columns=["blocker_id", "handling"])
+        return pd.DataFrame({"blocker_id": pd.Series(list(self.acks or {}), dtype="str"),  # typed when empty: merged on
+                             "handling": pd.Series([s.summary(tz) for s in (self.acks or {}).values()], dtype="str")})
 
     def blocker_queue(self) -> HTML:
         cols = ", ".join(f'"{c}"' for c in ["blocker_id", *BLOCKER_COLUMNS])

@@ -303,6 +303,10 @@ def test_the_meeting_tab_comes_first_with_the_reports_pickups_act_now_and_calls(
     assert got.rows["order_id"].tolist() == calls and got.total == n_calls
     assert got.rows["draft_note"].str.startswith("DRAFT").all()
     assert "changes since the review of 2026-11-24 12:00" in b.m_changes.value
+    with duckdb.connect(str(b.snap.picture), read_only=True) as pic:  # the tile names the first card's truck
+        first = pic.execute("SELECT pickup, at_risk FROM meeting_pickups ORDER BY pickup_at, carrier, service LIMIT 1").fetchone()
+    h = board.headline(b.snap)
+    assert (h["next_pickup"], h["at_risk_next_pickup"]) == first and f"at risk on the next pickup ({first[0]})" in b.tiles.value
 
 
 def test_a_status_meeting_has_pickups_and_calls_but_no_act_now_and_no_note_text(noted_site):

@@ -107,6 +107,32 @@ def test_the_board_loads_with_the_latest_review(page, snap, board_site):
     page.screenshot(path=str(ARTIFACTS / "board.png"))
 
 
+def test_the_first_screen_at_1440x900_shows_the_next_pickup_verdicts_and_the_act_now_list(browser, server, snap):
+    """What a shift lead sees without scrolling: every next-pickup card with its verdict, and the act-now list's first rows."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    route_local(page, server.url)
+    open_board(page, server.url, READY)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "board-first-screen-1440x900.png"))  # looked at; not committed
+    with duckdb.connect(str(snap.picture), read_only=True) as pic:
+        verdicts = [r[0] for r in pic.execute("SELECT verdict_text FROM meeting_pickups ORDER BY pickup_at, carrier, service").fetchall()]
+        first_action = pic.execute("SELECT action FROM act_now ORDER BY rank LIMIT 1").fetchone()[0]
+    cards = page.locator(".board-pickup")
+    assert cards.count() == len(verdicts) > 0
+    assert [c.replace("\xa0", " ") for c in page.locator(".board-pickup .verdict").all_inner_texts()] == verdicts
+    for i in range(cards.count()):
+        box = cards.nth(i).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 900, f"pickup card {i} is below the first screen"
+    rows = page.locator(".board-act-now-html tbody tr")
+    assert rows.first.locator('td[data-col="action"]').inner_text().replace("\xa0", " ") == first_action
+    for i in range(3):  # the top actions, not only a heading
+        box = rows.nth(i).bounding_box()
+        assert box["y"] + box["height"] <= 900, f"act-now row {i + 1} is below the first screen"
+    assert "Traceback" not in page.inner_text("body")
+    context.close()
+
+
 def test_an_owner_filter_narrows_the_blocker_queue_to_the_right_rows(page, snap):
     owner = snap.rows(
         "SELECT owner, count(*) FROM blockers GROUP BY 1 HAVING count(*) BETWEEN 2 AND 50 ORDER BY 2 DESC, 1 LIMIT 1")[0][0]

@@ -715,12 +715,16 @@ FROM order_board WHERE cutoff_at = $next
 
 def headline(snap: Snapshot) -> dict[str, Any]:
     """Counts for the tiles: orders by state and by promise status, open blockers (and the orders they
-    block), and orders at risk or needing communication on the next carrier pickup still ahead."""
+    block), and orders at risk or needing communication on the next carrier pickup still ahead (the
+    meeting view's first truck when the review has one, else the nearest cutoff not yet passed)."""
     with snap.reading() as con:
         orders, blockers, blocked, next_pickup = con.execute(HEADLINE).fetchone()
         label, at_risk_next = (None, 0)
         if next_pickup is not None:
             label, at_risk_next = con.execute(AT_RISK_NEXT, {"next": next_pickup}).fetchone()
+        if snap.meeting:  # the meeting's trucks (pickups strictly after the review), so the tile and the cards agree
+            first = con.execute("SELECT pickup, at_risk FROM meeting_pickups ORDER BY pickup_at, carrier, service LIMIT 1").fetchone()
+            label, at_risk_next = first if first else (None, 0)
         by_state = dict(con.execute("SELECT state, count(*) FROM order_board GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
         by_promise = dict(con.execute("SELECT promise_status, count(*) FROM order_board GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
     return {"orders": int(orders), "by_state": by_state, "by_promise": by_promise, "open_blockers": int(blockers),

@@ -121,10 +121,11 @@ class Board:
         self._quiet = False
         self.picker.observe(guard(lambda ch: ch["new"] and not self._quiet and self.open_review(ch["new"])), names="value")
         self.refresh.on_click(guard(lambda _: self.load_reviews(keep=False)))
-        head = w.HTML(banner_html(self.viewer.banner) + who_html(self.viewer.name, role.label, self.viewer.signed_in,
-                                                                 os.environ.get("VOILA_BASE_URL", "/")))
-        self.widget = w.VBox([w.HTML(STYLE), head, self.title, w.HBox([self.picker, self.refresh]), self.status, self.stale,
-                              self.tiles, self.tabs])
+        who = w.HTML(who_html(self.viewer.name, role.label, self.viewer.signed_in, os.environ.get("VOILA_BASE_URL", "/")))
+        head = w.HBox([self.title, who], layout=w.Layout(justify_content="space-between", align_items="center"))
+        self.widget = w.VBox([w.HTML(STYLE + banner_html(self.viewer.banner)), head,
+                              w.HBox([self.picker, self.refresh, self.status], layout=w.Layout(align_items="center")),
+                              self.stale, self.tiles, self.tabs])
         self.widget.add_class("board-root")
         self.widget.add_class(f"board-role-{role.name}")
         self.load_reviews(prefer=review)

@@ -104,11 +104,13 @@ def tiles_html(h: dict[str, Any]) -> str:
     top = [tile("orders", h["orders"], key="orders"),
            tile(f"open blockers on {h['blocked_orders']:,} orders", h["open_blockers"], "warn", "open_blockers"),
            tile(nxt, h["at_risk_next_pickup"], "alert", "at_risk_next_pickup")]
-    promise = [tile(f"promise: {k.replace('_', ' ')}", n, f"p-{k}", f"promise.{k}") for k, n in h["by_promise"].items()]
+    promise = [tile(k.replace("_", " "), n, f"p-{k}", f"promise.{k}") for k, n in h["by_promise"].items()]
     states = [tile(k.replace("_", " "), n, "state", f"state.{k}") for k, n in h["by_state"].items()]
+    # the three figures as tiles; orders by promise and by state as one compact line each, so the meeting's
+    # pickups and act-now list fit the first screen under them
     return ('<div class="board-tiles">' + "".join(top) + "</div>"
-            + '<div class="board-tiles small">' + "".join(promise) + "</div>"
-            + '<div class="board-tiles small">' + "".join(states) + "</div>")
+            + '<div class="board-tiles small"><span class="what">promise</span>' + "".join(promise) + "</div>"
+            + '<div class="board-tiles small"><span class="what">state</span>' + "".join(states) + "</div>")
 
 
 def timeline_html(d: OrderDetail, found: Found | None, version: int = 0) -> str:
@@ -203,8 +205,14 @@ def matches_html(identifier: str, found: list[Found], summaries: pd.DataFrame, v
 STYLE = """<style>
 .board-root { font-family: system-ui, sans-serif; font-size: 13px; }
 .board-tiles { display: flex; flex-wrap: wrap; gap: 8px; margin: 6px 0; }
-.board-tile { border: 1px solid #ccd; border-radius: 6px; padding: 6px 12px; min-width: 110px; background: #fafbfc; }
-.board-tile .n { font-size: 24px; font-weight: 600; } .board-tiles.small .board-tile .n { font-size: 16px; }
+.board-tile { border: 1px solid #ccd; border-radius: 6px; padding: 4px 12px; min-width: 110px; background: #fafbfc; }
+.board-tile .n { font-size: 22px; font-weight: 600; }
+.board-tiles.small { gap: 4px; margin: 2px 0; align-items: baseline; }
+.board-tiles.small .what { color: #555; min-width: 56px; }
+.board-tiles.small .board-tile { display: flex; gap: 4px; align-items: baseline; padding: 1px 8px; min-width: 0; border-radius: 10px; }
+.board-tiles.small .board-tile .n { font-size: 13px; }
+.board-root h2 { margin: 2px 0 4px; font-size: 18px; }
+table.board-table td[data-col="example"] { max-width: 320px; font-size: 12px; }
 .board-tile.warn { border-color: #f9a825; } .board-tile.alert { border-color: #c62828; }
 .board-tile.p-needs_communication .n { color: #c62828; } .board-tile.p-at_risk .n { color: #b26a00; }
 table.board-table { border-collapse: collapse; width: 100%; margin: 4px 0; }

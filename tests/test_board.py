@@ -458,7 +458,9 @@ def test_each_role_gets_only_its_tabs(board_site):
     status = board.Board(source, viewer=SALES)
     assert status.blockers is None and status.act is None and status.orders is None and status.m_act is None
     planner = board.Board(source, viewer=Viewer("p", "P", ROLES["planner"], can_act=True))
-    assert planner.m_act is None and planner.m_calls is None  # next pickups only
+    assert planner.m_act is None and planner.m_calls is None  # next pickups only, and nothing else of the meeting is read
+    assert [board.data._has_table(planner.snap.con, "memory", t) for t in ("meeting_pickups", "meeting_orders", "act_now")] == [
+        True, False, False]
 
 
 def test_a_tab_reads_its_rows_when_first_shown(board_site):

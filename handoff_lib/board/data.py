@@ -350,8 +350,9 @@ def _views_over_picture(con: duckdb.DuckDBPyConnection, picture: Path, role: Rol
         con.execute("DETACH pic")
 
 
-# The meeting view a review run keeps in its picture (meeting.py): the columns the board reads of each. act_now
-# (its `example` quotes a blocker's detail) only for roles with the blocker queue, the example only with notes.
+# The meeting view a review run keeps in its picture (meeting.py): the columns the board reads of each. Pickups for
+# every role; meeting_orders for roles with the promise view; act_now (its `example` quotes a blocker's detail)
+# only for roles with the blocker queue, the example only with notes.
 MEETING_PICKUP_COLUMNS = ["pickup_at", "carrier", "service", "pickup", "orders_due", "ready", "to_do", "blocked", "too_late",
                           "at_risk", "carried_over", "short_of_labour", "will_not_make", "verdict", "verdict_text",
                           "binding_area", "work_min", "available_min", "usage_pct"]
@@ -363,11 +364,12 @@ ACT_NOW_COLUMNS = ["rank", "action", "owner", "orders_saved", "value_saved", "or
 
 def _meeting_views(con: duckdb.DuckDBPyConnection, role: Role, internal: frozenset[str]) -> None:
     """Views over the picture's meeting tables (when the review run made them), in the role's columns."""
-    if not _has_table(con, "pic", "meeting_pickups") or not _has_table(con, "pic", "meeting_orders"):
+    if not _has_table(con, "pic", "meeting_pickups"):
         return
     value = role.internal_fields or "order_value" not in internal  # an order's value, where the site marks it internal
-    wanted = {"meeting_pickups": MEETING_PICKUP_COLUMNS,
-              "meeting_orders": [c for c in MEETING_ORDER_COLUMNS if value or c != "order_value"]}
+    wanted = {"meeting_pickups": MEETING_PICKUP_COLUMNS}
+    if role.promise:  # who calls the customer: orders, customers and their promise
+        wanted["meeting_orders"] = [c for c in MEETING_ORDER_COLUMNS if value or c != "order_value"]
     if role.blocker_queue and _has_table(con, "pic", "act_now"):
         wanted["act_now"] = [c for c in ACT_NOW_COLUMNS if (role.notes or c != "example") and (value or c != "value_saved")]
     for table, cols in wanted.items():

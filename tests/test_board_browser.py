@@ -133,6 +133,33 @@ def test_the_first_screen_at_1440x900_shows_the_next_pickup_verdicts_and_the_act
     context.close()
 
 
+@pytest.fixture(scope="module")
+def stale_server(tmp_path_factory, demo_day):
+    """A site whose 16:00 review read the 12:00 files (stored stale)."""
+    from test_board import build_history
+
+    s = start(tmp_path_factory, "stale", "--site", str(build_history(tmp_path_factory.mktemp("stale_b"), demo_day, stale_1600=True)),
+              "--pool-size", "1")
+    yield s
+    s.stop()
+
+
+def test_a_stale_review_says_stale_with_the_source_and_its_age_on_the_first_screen(browser, stale_server):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    route_local(page, stale_server.url)
+    open_board(page, stale_server.url, READY)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "board-stale-1440x900.png"))
+    line = page.locator(".board-stale")
+    said = line.inner_text()
+    assert said.startswith("STALE: ") and "WMS pick tasks as of 12:00, 4 h before the review (limit 30 min)" in said
+    assert "held back" in said
+    box = line.bounding_box()
+    assert box["y"] + box["height"] <= 900 and box["y"] < page.locator(".board-pickup").first.bounding_box()["y"]
+    context.close()
+
+
 def test_an_owner_filter_narrows_the_blocker_queue_to_the_right_rows(page, snap):
     owner = snap.rows(
         "SELECT owner, count(*) FROM blockers GROUP BY 1 HAVING count(*) BETWEEN 2 AND 50 ORDER BY 2 DESC, 1 LIMIT 1")[0][0]

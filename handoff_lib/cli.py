@@ -69,14 +69,67 @@ def cmd_picture(args: argparse.Namespace) -> int:
     stamp = now.strftime("%Y-%m-%d/%H%M") if now else "latest"
     out = Path(args.out) if args.out else settings.outputs / settings.site / stamp
     written = write_foundation_outputs(con, out)
-    load = con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
-    print(f"{settings.name}: read {load[0]} rows, accepted {load[1]}, rejected {load[2]} ({time.perf_counter() - t0:.1f} s)")
+    load = con.execute(
+        "SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected), sum(rows_other_entity) FROM load_report"
+    ).fetchone()
+    other = f", {load[3]} belong to other entities of a shared file" if load[3] else ""
+    print(f"{settings.name}: read {load[0]} rows, accepted {load[1]}, rejected {load[2]}{other} ({time.perf_counter() - t0:.1f} s)")
     for status, n in con.execute("SELECT status, count(*) FROM xref GROUP BY 1 ORDER BY 1").fetchall():
         print(f"  links {status}: {n}")
+    for line in picture_summary(con):
+        print(line)
     print(f"outputs written to {out.resolve()}")
     for name, path in written.items():
         print(f"  {name}: {path.name}")
     return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Draft a site file for a folder of extracts (docs/extracts.md, "Your own site in three steps")."""
+    from .inspect import draft_site
+
+    out = Path(args.out) if args.out else Path("site.yaml")
+    if out.exists() and not args.force:
+        raise HandoffError(f"{out}: exists; give another --out, or --force to overwrite it")
+    draft = draft_site(args.folder, out, timezone=args.timezone, progress=not args.quiet)
+    found = ", ".join(f"{e} <- {sd.extract.path.name}" for e, sd in draft.sources.items() if sd.extract is not None)
+    print(f"{len(draft.sources)} sources found: {found}")
+    if draft.left_out:
+        print(f"  left out: {'; '.join(draft.left_out)}")
+    print(f"  {len(draft.todos)} TODO(s): {', '.join(draft.todos) or 'none'}")
+    print(f"draft site file written to {out.resolve()}")
+    print(f"next: fix the TODOs, then  handoff picture --site {out}   (join quality and rejects per column), then handoff run")
+    return 0
+
+
+def picture_summary(con) -> list[str]:
+    """Join quality per source and method, and the rejects per column with their commonest reason: what a new
+    site fixes in its draft site file (docs/extracts.md, "Your own site in three steps")."""
+    out = ["join quality (records per source: linked by method, ambiguous, unmatched):"]
+    rows = con.execute(
+        "SELECT source, status, method, records, share_pct, examples FROM join_quality ORDER BY source, status, records DESC"
+    ).fetchall()
+    for source, status, method, n, share, examples in rows:
+        how = f"{status} {method}".strip() if method else status
+        first = (examples or "").split("; ")[0]
+        out.append(f"  {source:<12} {how:<44} {n:>7} ({share:5.1f} %)" + (f"   e.g. {first}" if status != "linked" and first else ""))
+    cols = con.execute(
+        """SELECT c.source, c."column", c.values_nulled, c.values_flagged, c.share_pct, c.top_reason, r.rows_read
+           FROM load_columns c JOIN load_report r USING (source)
+           WHERE c.values_nulled + c.values_flagged > 0 ORDER BY c.share_pct DESC, c.source, c."column" """
+    ).fetchall()
+    whole = con.execute(
+        "SELECT source, \"column\", count(*), mode(reason) FROM rejects WHERE action = 'row' GROUP BY ALL ORDER BY 3 DESC"
+    ).fetchall()
+    if not cols and not whole:
+        out.append("rejects per column: none")
+        return out
+    out.append("rejects per column (values nulled / flagged, share of the rows read, commonest reason):")
+    for source, column, nulled, flagged, share, reason, _ in cols:
+        out.append(f"  {source}.{column}: {nulled} nulled, {flagged} flagged ({share:.1f} %): {reason}")
+    for source, column, n, reason in whole:
+        out.append(f"  {source}.{column}: {n} rows rejected whole: {reason}")
+    return out
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -247,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--quiet", action="store_true")
     pc.set_defaults(func=cmd_picture)
 
+    ins = sub.add_parser("inspect", help="read a folder of extracts and write a draft site file, commented line by line")
+    ins.add_argument("folder", help="the folder of extracts (CSV, XLSX, Parquet)")
+    ins.add_argument("--out", help="the draft site file to write (default: site.yaml)")
+    ins.add_argument("--timezone", help="the site's IANA timezone (else a TODO in the draft)")
+    ins.add_argument("--force", action="store_true", help="overwrite --out when it exists")
+    ins.add_argument("--quiet", action="store_true", help="no progress bars")
+    ins.set_defaults(func=cmd_inspect)
+
     lk = sub.add_parser("lookup", help="find an order by any identifier and show every linked record")
     lk.add_argument("identifier")
     lk.add_argument("--site", default=DEFAULT_SITE)
@@ -294,7 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .backtest_cli import add_arguments as add_backtest_arguments
 
     add_backtest_arguments(
-        sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rules and a learned score")
+        sub.add_parser("backtest", help="replay order history as cutoff reviews; score the promise rule and a learned score on held-out months")
+    )
+    add_backtest_arguments(
+        sub.add_parser("calibrate", help="recommend the site's buffer, work minutes and learned-score setting from its history; --apply writes them"),
+        calibrate=True,
     )
 
     from .board_cli import board_main

@@ -6,9 +6,10 @@
   order with DuckDB types, plus `_file` and `_line` (where the record is in its file: the 1-based
   physical line for CSV, header = line 1; the sheet row for XLSX; the 1-based row for Parquet);
 * `rejects(source, file, line, "column", value, reason, raw)`: one row per rejected record;
-* `load_report(source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256)`;
-  rows_read = rows_accepted + rows_rejected holds for every file, and is checked. A database source
-  (dbsource.py) has its label as `file`, `database` as format and its row fingerprint as sha256.
+* `load_report(source, file, format, rows_read, rows_accepted, rows_rejected, rows_other_entity, extra_columns,
+  sha256, ...)`; rows_read = rows_accepted + rows_rejected + rows_other_entity holds for every file, and is
+  checked (rows_other_entity: rows the source's `where:` leaves to other entities of a shared file).
+  A database source (dbsource.py) has its label as `file`, `database` as format and its row fingerprint as sha256.
 
 A problem with a whole file or with the site mapping (missing file or column, 0-byte file,
 unmapped status code) stops the load with an ExtractError naming the file and the setting to fix.
@@ -40,7 +41,7 @@ import pandas as pd
 
 from .contract import ENTITIES, SQL_TYPES, Entity, Field
 from .errors import ExtractError, MissingColumnError, UnmappedValueError
-from .settings import DeriveRule, Settings, SourceSpec
+from .settings import Condition, DeriveRule, NumberFormat, Settings, SourceSpec
 
 # action: 'row' = the record was rejected whole (its identity is unreadable, broken CSV structure, a duplicate);
 #         'value' = the value was bad and is NULL in the table, the record stays;
@@ -50,7 +51,7 @@ REJECTS_DDL = """CREATE TABLE IF NOT EXISTS rejects (
 REPORT_DDL = """CREATE TABLE IF NOT EXISTS load_report (
     source VARCHAR, file VARCHAR, format VARCHAR, rows_read BIGINT, rows_accepted BIGINT,
     rows_rejected BIGINT, extra_columns VARCHAR, sha256 VARCHAR, values_nulled BIGINT, values_flagged BIGINT,
-    severity VARCHAR)"""
+    severity VARCHAR, rows_other_entity BIGINT)"""
 COLUMNS_DDL = """CREATE TABLE IF NOT EXISTS load_columns (
     source VARCHAR, file VARCHAR, "column" VARCHAR, values_nulled BIGINT, values_flagged BIGINT, share_pct DOUBLE,
     top_reason VARCHAR)"""
@@ -107,8 +108,9 @@ class _Source:
     native_bools: bool = False  # Parquet / XLSX hold real booleans: accept true / false as well
     delimiter: str = ","
     first_line: int | None = None  # set when _hx_src is the view `_hx_csv` with _line = first_line + rowid
-    derive_cols: dict[str, int] = field(default_factory=dict)  # column a derive rule tests -> its index
+    rule_cols: dict[str, int] = field(default_factory=dict)  # column a derive rule, `where:` or combined field reads -> its index
     flags: pd.DataFrame | None = None  # REJECT_COLUMNS: values kept but flagged (decoded as Windows-1252)
+    rows_other: int = 0  # rows `where:` leaves to other entities (not this entity's: neither accepted nor rejected)
     fingerprint: str | None = None  # a database source: what the load report holds instead of a file's sha256
 
 
@@ -190,8 +192,10 @@ def _load(
         with _session(con, settings.timezone), tempfile.TemporaryDirectory(prefix="handoff-") as tmp:
             try:
                 src = _read(con, settings, ent, spec, path, Path(tmp))
-                src.derive_cols = _match_derive_columns(src.names, ent, spec, settings)
+                src.rule_cols = _match_rule_columns(src.names, ent, spec, settings)
                 _type_rows(con, ent, spec, settings, src, file, review_at)
+                if spec.where:
+                    src.rows_other = _count_other(con, spec, src)
                 _check_constants(con, ent, spec, settings)
                 n_dups = _find_duplicates(con, ent, spec)
                 _check_systemic(con, ent, spec, settings, src, file)
@@ -199,16 +203,18 @@ def _load(
             finally:
                 _drop_temp(con)
                 con.execute(f"DROP TABLE IF EXISTS {TYPED}")  # left over only when the load failed
-        accepted, rejected = counts["accepted"], counts["rejected"]
-        if src.rows_read != accepted + rejected:  # the promise of this module: no row lost, none counted twice
-            raise ExtractError(f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected}")
-        used = set(src.cols.values()) | set(src.derive_cols.values())
+        accepted, rejected, other = counts["accepted"], counts["rejected"], src.rows_other
+        if src.rows_read != accepted + rejected + other:  # the promise of this module: no row lost, none counted twice
+            raise ExtractError(
+                f"{file}: internal error, rows read {src.rows_read} != accepted {accepted} + rejected {rejected} + other entity {other}"
+            )
+        used = set(src.cols.values()) | set(src.rule_cols.values())
         extras = [n for i, n in enumerate(src.names) if i not in used]
         severity = _severity(con, entity)
         fingerprint = sha.result() if sha is not None else src.fingerprint
         return _report(
             con, entity, file, spec.format, src.rows_read, accepted, rejected, extras, fingerprint,
-            counts["nulled"], counts["flagged"], severity,
+            counts["nulled"], counts["flagged"], severity, other,
         )
 
 
@@ -678,7 +684,7 @@ def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Se
     found: dict[str, int] = {}
     problems: list[str] = []
     for f in ent.fields:
-        if f.name in spec.constants or f.name in spec.derived:  # one value for every row, or derived: no column to find
+        if f.name in spec.constants or f.name in spec.derived or f.name in spec.combined:  # no one column to find
             continue
         want = spec.columns[f.name].strip()
         idx = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
@@ -732,26 +738,52 @@ def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSp
             )
 
 
-def _match_derive_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Settings) -> dict[str, int]:
-    """Column tested by a derive rule -> its index in the file (exact name, else a unique case-insensitive match)."""
-    out: dict[str, int] = {}
+def _match_rule_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Settings) -> dict[str, int]:
+    """Column read by a derive rule, the `where:` filter or a combined field -> its index in the file (exact
+    name, else a unique case-insensitive match). One that is missing stops the load naming the setting."""
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []  # (column, what reads it, site-file keys)
     for canon, rules in spec.derived.items():
         for i, rule in enumerate(rules):
-            for col in rule.columns:
-                if col in out:
-                    continue
-                idx = [k for k, n in enumerate(names) if n == col] or [k for k, n in enumerate(names) if n.casefold() == col.casefold()]
-                if len(idx) != 1:
-                    close = difflib.get_close_matches(col, names, n=1, cutoff=0.6)
-                    problem = "is not in the file" if not idx else f"appears {len(idx)} times in the header"
-                    raise MissingColumnError(
-                        f"{spec.file}: column '{col}', tested by the derive rule for {ent.name}.{canon} "
-                        f"({settings.where('sources', ent.name, 'columns', canon, 'derive', i)}), {problem}"
-                        + (f"; closest: '{close[0]}'" if close else "")
-                        + f"; columns found: {', '.join(names[:40])}"
-                    )
-                out[col] = idx[0]
+            wanted += [(col, f"tested by the derive rule for {ent.name}.{canon}", ("columns", canon, "derive", str(i))) for col in rule.columns]
+    wanted += [(c.target, f"tested by where: of {ent.name}", ("where", c.target)) for c in spec.where]
+    for canon, comb in spec.combined.items():
+        wanted += [(col, f"read for {ent.name}.{canon}", ("columns", canon)) for col in comb.columns]
+    out: dict[str, int] = {}
+    for col, what, keys in wanted:
+        if col in out:
+            continue
+        idx = [k for k, n in enumerate(names) if n == col] or [k for k, n in enumerate(names) if n.casefold() == col.casefold()]
+        if len(idx) != 1:
+            close = difflib.get_close_matches(col, names, n=1, cutoff=0.6)
+            problem = "is not in the file" if not idx else f"appears {len(idx)} times in the header"
+            raise MissingColumnError(
+                f"{spec.file}: column '{col}', {what} ({settings.where('sources', ent.name, *keys)}), {problem}"
+                + (f"; closest: '{close[0]}'" if close else "")
+                + f"; columns found: {', '.join(names[:40])}"
+            )
+        out[col] = idx[0]
     return out
+
+
+def _count_other(con: duckdb.DuckDBPyConnection, spec: SourceSpec, src: _Source) -> int:
+    """Rows of the file that `where:` leaves to other entities."""
+    params: dict[str, Any] = {"ws": WHITESPACE}
+    return int(_scalar(con, f"SELECT count(*) FROM {TMP}src WHERE NOT ({_where_sql(spec, src, params)})", params))
+
+
+def _where_sql(spec: SourceSpec, src: _Source, params: dict[str, Any]) -> str:
+    """SQL over _hx_src: the row belongs to this entity (every test of `where:` holds; never NULL)."""
+    return " AND ".join(_test_sql(c, _trimmed(f"c{src.rule_cols[c.target]}"), params, f"where_{k}") for k, c in enumerate(spec.where))
+
+
+def _test_sql(c: Condition, col: str, params: dict[str, Any], key: str) -> str:
+    """SQL of one test of the condition language (derive `when:`, source `where:`) on the trimmed column `col`."""
+    if c.test == "blank":
+        return f"{col} IS NULL"
+    if c.test == "not_blank":
+        return f"{col} IS NOT NULL"
+    params[key] = list(c.values)
+    return f"coalesce(list_contains(${key}, upper({col})), FALSE)"
 
 
 def _check_systemic(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings, src: _Source, file: str) -> None:
@@ -760,7 +792,7 @@ def _check_systemic(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpe
     and at least `min_bad_count` of them (a whole column rejected is both). The error names the column,
     the site-file line and the commonest bad value, and says what to set."""
     dq = settings.data_quality
-    read = max(src.rows_read, 1)
+    read = max(src.rows_read - src.rows_other, 1)  # this entity's rows
 
     def systemic(bad: int, of: int) -> bool:
         return bad >= max(dq.min_bad_count, 1) and 100.0 * bad / max(of, 1) > dq.max_bad_share_pct
@@ -876,10 +908,11 @@ def _type_rows(
     record's identity cannot be read (the row is rejected); `_vals` lists the values that were bad and are
     NULL in the typed fields ({c: column, v: value as read, r: reason}), NULL on a clean row.
 
-    Levels: l0 the value as read (v_) and its typed value where `_fast_sql` is sure of it (q_); l1
-    the trimmed text (t_, NULL when blank; only where q_ is NULL, else the value as read); l2 the
-    typed value (p_); l2d the derived fields (from the trimmed columns they test and the typed
-    fields); l3 each field's problem (e_); l4 the row's identity problem and its list of bad values.
+    Levels: l0 the value as read (v_; of the rows `where:` keeps, from a column or made from several) and its
+    typed value where `_fast_sql` is sure of it (q_); l1 the trimmed text (t_, NULL when blank; only where q_
+    is NULL, else the value as read); l1n, only for a source with a number format, that text in plain
+    notation (n_); l2 the typed value (p_); l2d the derived fields (from the trimmed columns they test and the
+    typed fields); l3 each field's problem (e_); l4 the row's identity problem and its list of bad values.
     An id or text is kept verbatim, so it only needs to know whether it is blank: it gets its p_ in l1."""
     params: dict[str, Any] = {
         "ws": WHITESPACE,
@@ -901,7 +934,7 @@ def _type_rows(
     ident = set(identity_fields(ent))
 
     # the file columns the derive rules test, carried through the levels as d<i> (raw) / dt<i> (trimmed)
-    tested = sorted({src.derive_cols[c] for rules in spec.derived.values() for r in rules for c in r.columns})
+    tested = sorted({src.rule_cols[c] for rules in spec.derived.values() for r in rules for c in r.columns})
     carry0 = [f"c{i} AS d{i}" for i in tested]
     carry1 = [f"{_trimmed(f'd{i}')} AS dt{i}" for i in tested]
     carry = [f"dt{i}" for i in tested]
@@ -923,14 +956,21 @@ def _type_rows(
         if n in spec.constants:
             params[f"const_{n}"] = spec.constants[n]
             raw = f"CAST($const_{n} AS VARCHAR)"
+        elif n in spec.combined:
+            raw = _combined_sql(f, spec, src, params)
         elif n in src.cols:
             raw = f"c{src.cols[n]}"
         else:
             raw = "NULL::VARCHAR"
         l0.append(f"{raw} AS {v}")
-        fast = None if n in spec.values and f.type == "int" else _fast_sql(f, spec, params, raw, bool(naive or zoned))
+        slow_only = (n in spec.values and f.type == "int") or n in spec.number_formats or n in spec.combined
+        fast = None if slow_only else _fast_sql(f, spec, params, raw, bool(naive or zoned))
         if f.type in ("id", "text"):  # verbatim, but blank is NULL
-            l1.append(f"{v}, {_verbatim(v)} AS {p}")
+            if n in spec.values:  # a code the site maps (a shipping code -> its carrier); other values as read
+                params[f"keys_{n}"], params[f"vals_{n}"] = list(spec.values[n]), list(spec.values[n].values())
+                l1.append(f"{v}, coalesce(map_extract_value(MAP($keys_{n}, $vals_{n}), upper(trim({v}, $ws))), {_verbatim(v)}) AS {p}")
+            else:
+                l1.append(f"{v}, {_verbatim(v)} AS {p}")
             l2.append(f"{v}, {p}")
             if not f.required:
                 l3.append(f"{v}, {p}")
@@ -941,11 +981,12 @@ def _type_rows(
             l1.append(f"{v}, {q}, CASE WHEN {q} IS NOT NULL THEN {v} ELSE {_trimmed(v)} END AS {t}")
             slow = _parse_sql(f, spec, params, naive, zoned)
             l2.append(f"{v}, {t}, CASE WHEN {q} IS NOT NULL THEN {q} ELSE {slow} END AS {p}")
-            l3.append(f"{v}, {p}, {_error_sql(f, params)} AS {e}")
+            l3.append(f"{v}, {p}, {_error_sql(f, params, spec)} AS {e}")
         else:
             l1.append(f"{v}, {_trimmed(v)} AS {t}")
-            l2.append(f"{v}, {t}, {_parse_sql(f, spec, params, naive, zoned)} AS {p}")
-            l3.append(f"{v}, {p}, {_error_sql(f, params)} AS {e}")
+            num = f", n_{n}" if n in spec.number_formats else ""  # the number in plain notation (NULL: not in the format)
+            l2.append(f"{v}, {t}{num}, {_parse_sql(f, spec, params, naive, zoned)} AS {p}")
+            l3.append(f"{v}, {p}, {_error_sql(f, params, spec)} AS {e}")
         (idents if n in ident else vals).append(n)
         if f.type in ("int", "decimal") and f.min_value is not None:
             nulls.append(n)  # in range is checked on the typed value: out of range must be nulled
@@ -981,11 +1022,13 @@ def _type_rows(
     else:
         bad_vals = "NULL::STRUCT(c VARCHAR, v VARCHAR, r VARCHAR)[]"
     l2d = f"SELECT *{', ' if derived_sql else ''}{', '.join(derived_sql)} FROM l2"
+    rows = f"{TMP}src WHERE {_where_sql(spec, src, params)}" if spec.where else f"{TMP}src"  # this entity's rows
+    numbers = _numbers_sql(spec, params)  # l1n: int / decimal fields in the site's number format, in plain notation
     sql = f"""
         CREATE OR REPLACE TABLE {TYPED} AS
-        WITH l0 AS (SELECT {", ".join(l0)} FROM {TMP}src),
-             l1 AS (SELECT {", ".join(l1)} FROM l0),
-             l2 AS (SELECT {", ".join(l2)} FROM l1),
+        WITH l0 AS (SELECT {", ".join(l0)} FROM {rows}),
+             l1 AS (SELECT {", ".join(l1)} FROM l0),{f"{chr(10)}             l1n AS ({numbers})," if numbers else ""}
+             l2 AS (SELECT {", ".join(l2)} FROM {"l1n" if numbers else "l1"}),
              l2d AS ({l2d}),
              l3 AS (SELECT {", ".join(l3)} FROM l2d),
              l4 AS (SELECT *, {reason} AS _reason FROM l3)
@@ -1011,19 +1054,64 @@ def _derive_sql(f: Field, rules: tuple[DeriveRule, ...], src: _Source, params: d
                 test = f"coalesce(p_{c.target} > $review_at, FALSE)"
                 conds.append(test if c.test == "after_review" else f"NOT {test}")
                 continue
-            col = f"dt{src.derive_cols[c.target]}"
-            if c.test == "blank":
-                conds.append(f"{col} IS NULL")
-            elif c.test == "not_blank":
-                conds.append(f"{col} IS NOT NULL")
-            else:
-                params[f"{key}_{k}"] = list(c.values)
-                conds.append(f"coalesce(list_contains(${key}_{k}, upper({col})), FALSE)")
+            conds.append(_test_sql(c, f"dt{src.rule_cols[c.target]}", params, f"{key}_{k}"))
         if conds:
             whens.append(f"WHEN {' AND '.join(conds)} THEN {value}")
         elif default is None:
             default = value
     return f"CASE {' '.join(whens)} ELSE {default or f'NULL::{cast}'} END" if whens else (default or f"NULL::{cast}")
+
+
+def _combined_sql(f: Field, spec: SourceSpec, src: _Source, params: dict[str, Any]) -> str:
+    """SQL of the text a combined field is read from (docs/extracts.md, "Columns combined and split"), over the
+    file's columns: the non-blank parts joined; one piece of a column; the date and the time (blank time:
+    the date alone; blank date: blank)."""
+    comb, n = spec.combined[f.name], f.name
+    cols = [_trimmed(f"c{src.rule_cols[c]}") for c in comb.columns]
+    params[f"sep_{n}"] = comb.separator
+    if comb.kind == "join":
+        return f"nullif(concat_ws($sep_{n}, {', '.join(cols)}), '')"
+    if comb.kind == "split":
+        return f"nullif(trim(split_part({cols[0]}, $sep_{n}, {int(comb.part)}), $ws), '')"
+    day, time = cols
+    return f"CASE WHEN {day} IS NOT NULL THEN {day} || coalesce(' ' || {time}, '') END"
+
+
+def _number_pattern(fmt: NumberFormat) -> str:
+    """RE2 pattern of a number in `fmt`, with the groups sign, integer digits (with group separators), fraction
+    digits and trailing minus: `-1.234,50`, `12,000 ST`, `5,00-`."""
+    group = {",": ",", ".": r"\.", " ": r"[ \x{00A0}]", "'": "'"}
+    digits = rf"[0-9]{{1,3}}(?:{group[fmt.thousands]}[0-9]{{3}})+|[0-9]+" if fmt.thousands else "[0-9]+"
+    mark = r"\." if fmt.decimal == "." else ","
+    minus = r"\s*(-?)" if fmt.trailing_minus else "()"
+    unit = r"(?:\s*(?i:" + "|".join(fmt.units) + "))?" if fmt.units else ""
+    return rf"^([+-]?)({digits})(?:{mark}([0-9]*))?{minus}{unit}$"
+
+
+def _format_text(fmt: NumberFormat) -> str:
+    parts = [f"decimal '{fmt.decimal}'", f"thousands '{fmt.thousands}'" if fmt.thousands else "no thousands separator"]
+    parts += ["trailing minus"] if fmt.trailing_minus else []
+    parts += [f"units {', '.join(fmt.units)}"] if fmt.units else []
+    return "number format: " + ", ".join(parts)
+
+
+def _numbers_sql(spec: SourceSpec, params: dict[str, Any]) -> str | None:
+    """The l1n level: each int / decimal field with a number format gets n_<field>, its trimmed text in plain
+    notation (`1.234,50-` -> `-1234.50`), NULL when it is not a number in that format. None when the source
+    sets no number format (then no SQL is made for it)."""
+    if not spec.number_formats:
+        return None
+    extract, plain = [], []
+    for n, fmt in spec.number_formats.items():
+        params[f"nf_re_{n}"] = _number_pattern(fmt)
+        extract.append(f"regexp_extract(t_{n}, $nf_re_{n}, ['s', 'i', 'f', 'm']) AS x_{n}")
+        digits = f"x_{n}.i"
+        if fmt.thousands:  # the pattern has checked the groups: keep the digits
+            digits = f"regexp_replace({digits}, '[^0-9]', '', 'g')"
+        plain.append(
+            f"CASE WHEN x_{n}.i <> '' THEN x_{n}.s || x_{n}.m || {digits} || CASE WHEN x_{n}.f <> '' THEN '.' || x_{n}.f ELSE '' END END AS n_{n}"
+        )
+    return f"SELECT *, {', '.join(plain)} FROM (SELECT *, {', '.join(extract)} FROM l1)"
 
 
 def _trimmed(c: str) -> str:
@@ -1068,19 +1156,23 @@ def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[s
     t, v = f"t_{f.name}", f"v_{f.name}"
     if f.type in ("id", "text"):
         return f"CASE WHEN {t} IS NOT NULL THEN {v} END"  # verbatim, but blank is NULL
+    number = f"n_{f.name}" if f.name in spec.number_formats else t  # in plain notation
     if f.type == "int":
         if f.name in spec.values:  # codes mapped onto whole numbers (P1 -> 1); other values are read as numbers
             mapping = spec.values[f.name]
             params[f"keys_{f.name}"], params[f"vals_{f.name}"] = list(mapping), list(mapping.values())
-            t = f"coalesce(map_extract_value(MAP($keys_{f.name}, $vals_{f.name}), upper({t})), {t})"
-        return f"CASE WHEN regexp_full_match({t}, $re_int) THEN TRY_CAST({t} AS BIGINT) END"
+            number = f"coalesce(map_extract_value(MAP($keys_{f.name}, $vals_{f.name}), upper({t})), {number})"
+        return f"CASE WHEN regexp_full_match({number}, $re_int) THEN TRY_CAST({number} AS BIGINT) END"
     if f.type == "decimal":
-        return f"CASE WHEN regexp_full_match({t}, $re_num) THEN TRY_CAST({t} AS DOUBLE) END"
+        return f"CASE WHEN regexp_full_match({number}, $re_num) THEN TRY_CAST({number} AS DOUBLE) END"
     if f.type == "bool":
         key = f"lower(coalesce({t}, ''))"
         return f"CASE WHEN list_contains($bool_true, {key}) THEN true WHEN list_contains($bool_false, {key}) THEN false END"
     # DuckDB also casts 'infinity' and 'epoch': only text starting with a digit goes to the cast.
     iso = f"CASE WHEN left({t}, 1) BETWEEN '0' AND '9' THEN TRY_CAST({t} AS TIMESTAMPTZ) END"
+    if f.type == "timestamp" and f.name in spec.combined:  # a date column and a time column, each in its format
+        params[f"fmt_{f.name}"] = list(spec.combined[f.name].formats)
+        return f"coalesce(CAST(try_strptime({t}, $fmt_{f.name}) AS TIMESTAMPTZ), {iso})"
     if f.type == "timestamp":  # naive text is read in the session TimeZone, which is the site's
         parts = [f"CAST(try_strptime({t}, $fmt_naive) AS TIMESTAMPTZ)"] if naive else []
         parts += [f"try_strptime({t}, $fmt_zoned)"] if zoned else []
@@ -1088,7 +1180,7 @@ def _parse_sql(f: Field, spec: SourceSpec, params: dict[str, Any], naive: list[s
     if f.type == "date":
         day = f"CASE WHEN length({t}) <= 10 AND left({t}, 1) BETWEEN '0' AND '9' THEN TRY_CAST({t} AS DATE) END"
         parts = [day, f"CAST({iso} AS DATE)"]
-        parts += [f"CAST(try_strptime({t}, $fmt_date) AS DATE)"] if naive or zoned else []
+        parts += [f"CAST(try_strptime({t}, $fmt_date) AS DATE)"] if params.get("fmt_date") else []  # date_format, or timestamp_format's date part
         return f"coalesce({', '.join(parts)})"
     if f.type == "enum":
         mapping = spec.values.get(f.name, {})
@@ -1115,9 +1207,13 @@ def _fast_sql(f: Field, spec: SourceSpec, params: dict[str, Any], raw: str, form
     return None
 
 
-def _error_sql(f: Field, params: dict[str, Any]) -> str:
+def _error_sql(f: Field, params: dict[str, Any], spec: SourceSpec) -> str:
     """SQL for why field `f` rejects its row, or NULL."""
     n, t, v, p = f.name, f"t_{f.name}", f"v_{f.name}", f"p_{f.name}"
+    judged, fmt = t, ""  # the text a number is judged by: in plain notation when the site sets a number format
+    if n in spec.number_formats:  # (NULL when it is not a number in that format); the reason names the format
+        judged, fmt = f"n_{n}", f" || $nfdesc_{n}"
+        params[f"nfdesc_{n}"] = f" ({_format_text(spec.number_formats[n])})"
     name, quoted = f"$name_{n}", f"'''' || left({v}, {VALUE_IN_REASON}) || ''''"
     in_range = "NULL"
     if f.type in ("int", "decimal") and f.min_value is not None:
@@ -1130,10 +1226,10 @@ def _error_sql(f: Field, params: dict[str, Any]) -> str:
         "id": "NULL",
         "text": "NULL",
         "int": (
-            f"CASE WHEN regexp_full_match({t}, $re_int) THEN 'out of range ' "
-            f"WHEN regexp_full_match({t}, $re_num) THEN 'non-integer ' ELSE 'not a number ' END || {name} || ' ' || {quoted}"
+            f"CASE WHEN regexp_full_match({judged}, $re_int) THEN 'out of range ' "
+            f"WHEN regexp_full_match({judged}, $re_num) THEN 'non-integer ' ELSE 'not a number ' END || {name} || ' ' || {quoted}{fmt}"
         ),
-        "decimal": f"'not a number ' || {name} || ' ' || {quoted}",
+        "decimal": f"'not a number ' || {name} || ' ' || {quoted}{fmt}",
         "bool": f"'not a yes/no value ' || {name} || ' ' || {quoted}",
         "timestamp": f"CASE WHEN {bad_date} THEN 'impossible date ' ELSE 'unparseable timestamp ' END || {name} || ' ' || {quoted}",
         "date": f"CASE WHEN {bad_date} THEN 'impossible date ' ELSE 'unparseable date ' END || {name} || ' ' || {quoted}",
@@ -1328,6 +1424,7 @@ def _report(
     nulled: int = 0,
     flagged: int = 0,
     severity: str = "ok",
+    other: int = 0,
 ) -> dict:
     row = {
         "source": entity,
@@ -1341,12 +1438,13 @@ def _report(
         "values_nulled": int(nulled),
         "values_flagged": int(flagged),
         "severity": severity,
+        "rows_other_entity": int(other),
     }
     con.execute(
         """INSERT INTO load_report (source, file, format, rows_read, rows_accepted, rows_rejected, extra_columns, sha256,
-                                    values_nulled, values_flagged, severity)
+                                    values_nulled, values_flagged, severity, rows_other_entity)
            VALUES ($source, $file, $format, $rows_read, $rows_accepted, $rows_rejected, $extra_columns,
-                   $sha256, $values_nulled, $values_flagged, $severity)""",
+                   $sha256, $values_nulled, $values_flagged, $severity, $rows_other_entity)""",
         row,
     )
     return row

@@ -30,11 +30,12 @@ import pandas as pd
 
 from .contract import ENTITIES
 from .settings import IdRule, Settings
+from .site_keys import IDENTIFIER_KINDS
 
 # Identifier kinds the crosswalk knows. A site configures the normalisation of each in
 # `identifiers:`; a kind the site leaves out gets the default rule (case, whitespace, separators,
 # leading zeros).
-KINDS = ("order", "customer_po", "pick_ticket", "carton", "shipment", "tracking_no", "task", "case", "hold")
+KINDS = IDENTIFIER_KINDS  # the site file's identifiers: may set a rule for each (site_keys.py)
 LINKING_KINDS = KINDS[:6]
 
 # Which kinds each reference field may carry, in order of preference.

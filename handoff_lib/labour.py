@@ -28,9 +28,9 @@ from typing import Any
 
 from .errors import SettingsError
 from .settings import WEEKDAYS, Settings
+from .site_keys import LABOUR_AREAS as AREAS
+from .site_keys import LABOUR_UNITS as UNITS
 
-AREAS = ("pick", "pack", "ship")
-UNITS = ("pick_line", "pack_order", "label", "manifest")
 AREA_OF_UNIT = {"pick_line": "pick", "pack_order": "pack", "label": "ship", "manifest": "ship"}
 DEFAULT_MINUTES = {"pick_line": 1.0, "pack_order": 3.0, "label": 0.5, "manifest": 0.0}
 DEFAULT_PEOPLE = {"pick": 10, "pack": 5, "ship": 2}

@@ -102,8 +102,8 @@ def join_quality_markdown(con: duckdb.DuckDBPyConnection) -> str:
     """The join-quality report as Markdown: per source, linked by method, ambiguous, unmatched."""
     jq = con.execute("SELECT * FROM join_quality").df()
     load = con.execute("SELECT * FROM load_report").df()
-    lines = ["# Join quality", "", "## Rows per extract (read = accepted + rejected)", ""]
-    lines += _md_table(load[["source", "file", "rows_read", "rows_accepted", "rows_rejected"]])
+    lines = ["# Join quality", "", "## Rows per extract (read = accepted + rejected + other entity)", ""]
+    lines += _md_table(load[["source", "file", "rows_read", "rows_accepted", "rows_rejected", "rows_other_entity"]])
     lines += ["", "## Links per source", ""]
     lines += _md_table(jq)
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import duckdb
 from .db import insert_rows
 from .errors import HandoffError, SettingsError
 from .settings import Settings
+from .site_keys import WORK_STEPS
 
 # Reason codes the library raises itself, with the label and owner a site gets when its policy.reasons does
 # not set them (a site may relabel or re-route any of them; it need not list them).
@@ -36,7 +37,6 @@ BUILT_IN_REASONS: dict[str, tuple[str, str]] = {
 COMMUNICATE_BY_DEFAULT = ("substitution",)  # the customer must be told, unless the site says otherwise
 # Reasons that describe the data, not the work: they never hold an order's promise (docs/states.md).
 DATA_REASONS = ("unlinked_record", "data_quality")
-WORK_STEPS = ("pick_per_line", "pack", "label", "manifest")
 
 
 @dataclass(frozen=True)

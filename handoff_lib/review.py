@@ -310,13 +310,16 @@ class Review:
     # ---- headline
     def title(self) -> Markdown:
         prev = f"{self.previous.review_date} {self.previous.review_time[:2]}:{self.previous.review_time[2:]}" if self.previous else "none"
-        load = self.con.execute("SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected) FROM load_report").fetchone()
+        load = self.con.execute(
+            "SELECT sum(rows_read), sum(rows_accepted), sum(rows_rejected), sum(rows_other_entity) FROM load_report"
+        ).fetchone()
+        other = f", {load[3]} belong to other entities of a shared file" if load[3] else ""
         stale = self.stale_lines()
         return Markdown(
             f"# {self.settings.name}: cutoff review {self.at:%Y-%m-%d %H:%M} ({self.settings.timezone})"
             + (" - STALE EXTRACTS" if stale else "") + "\n\n"
             + f"Extracts from `{self.settings.data_folder.name}`: {load[0]} rows read, {load[1]} accepted, "
-            f"{load[2]} rejected. Previous review: {prev}."
+            f"{load[2]} rejected{other}. Previous review: {prev}."
         )
 
     # ---- how current the extracts are (docs/extracts.md, "How current the extracts are")
@@ -373,7 +376,7 @@ class Review:
         def line(d: dict) -> str:
             parts = []
             if d["rows_rejected"]:
-                parts.append(f"{d['rows_rejected']} of {d['rows_read']} records rejected ({d['share_pct']}%), most often: "
+                parts.append(f"{d['rows_rejected']} of {d['rows_entity']} records rejected ({d['share_pct']}%), most often: "
                              f"{html.escape(str(d['top_row_reason']))}")
             if d["values_nulled"]:
                 parts.append(f"{d['values_nulled']} bad value(s) left blank, most often: {html.escape(str(d['top_value_reason']))}")
@@ -499,10 +502,10 @@ class Review:
     # ---- data quality
     def load_report(self) -> HTML:
         df = self.con.execute(
-            """SELECT source, file, rows_read, rows_accepted, rows_rejected, strftime(as_of, '%Y-%m-%d %H:%M') AS as_of,
+            """SELECT source, file, rows_read, rows_accepted, rows_rejected, rows_other_entity, strftime(as_of, '%Y-%m-%d %H:%M') AS as_of,
                       as_of_basis, age_minutes, max_age_minutes, freshness FROM load_report"""
         ).df()
-        return html_table(df, "load-report", "Rows per extract (read = accepted + rejected)")
+        return html_table(df, "load-report", "Rows per extract (read = accepted + rejected + other entity)")
 
     def join_quality(self) -> HTML:
         return html_table(self.con.execute("SELECT * FROM join_quality").df(), "join-quality", "Join quality per source")

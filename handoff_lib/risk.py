@@ -1,22 +1,23 @@
 """A learned late-hand-off risk score (scikit-learn), from facts known at review time only.
 
-Features are built in DuckDB from the backtest's as-of rows (`bt_review_rows`, see backtest.py), so a
+Features are built in DuckDB from the as-of rows of open orders (`bt_review_rows`, asof_orders.py), so a
 review sees only what was known then:
 
-* the order: hours to its deadline, hours since it was placed and since it was released (if it was
-  by then), lines, units, value, ship-froms, slack between deadline and promised delivery, weekday
-  and hour of the review and of the deadline;
+* the order: hours to its deadline (once the deadline is known), hours since it was placed and since it was
+  released (if it was by then), lines, units, value, ship-froms, slack between deadline and promised
+  delivery, weekday and hour of the review and of the deadline;
 * its ship-from's (site, warehouse or seller) track record UP TO the review: share late (an order is
   known late at its deadline, on time at its hand-off), mean hours from release to hand-off, mean
   hand-off time relative to the deadline (the site's figures while a ship-from has no history), and
   from those the hours of work it usually still has ahead and how far behind its usual pace it is.
 
-Evaluation respects time: the model trains on reviews before `split_at` whose outcome was known
-before `split_at`, and is tested on orders placed from `split_at` on. It is compared with the rules
-at equal precision (`compare_at_equal_precision`).
+This module fits and applies the score; it never evaluates it. The time-respecting evaluation (train on
+earlier months, choose the threshold on the months after, report on the months after those) is
+calibrate.py's; docs/backtest.md explains it.
 
 A site turns the score on for the promise view with `policy.risk_score` (docs/backtest.md):
-`apply_to_promise` then marks safe orders whose score reaches the threshold as at_risk.
+`apply_to_promise` then marks safe orders whose score reaches the threshold as at_risk. The live review
+imports this module and asof_orders.py, never the backtest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ FEATURES = (
     "hours_since_order",
     "released",
     "hours_since_release",
+    "deadline_known",
     "n_lines",
     "units",
     "order_value",
@@ -55,7 +57,6 @@ FEATURES = (
     "behind_usual_h",
 )
 PRIOR_WEIGHT = 5.0  # a ship-from with few resolved orders is pulled toward the site's share late
-THRESHOLD_QUANTILES = 150  # points on the score's precision-recall curve
 
 # What each order taught, and when it was known: late at its deadline when not handed off by then,
 # on time at its hand-off; the release-to-hand-off hours and the delay once handed off.
@@ -112,6 +113,7 @@ f AS (
            r.minutes_left / 60.0 AS hours_left,
            (epoch(r.review_at) - epoch(r.ordered_at)) / 3600.0 AS hours_since_order,
            CAST(r.released_at IS NOT NULL AS INTEGER) AS released,
+           CAST(r.deadline_known AS INTEGER) AS deadline_known,
            (epoch(r.review_at) - epoch(r.released_at)) / 3600.0 AS hours_since_release,
            r.n_lines, r.units, r.order_value, r.n_ship_from,
            date_diff('day', CAST(r.deadline AS DATE), r.promised_delivery) AS slack_days,
@@ -142,10 +144,11 @@ def build_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT * FROM risk_features ORDER BY review_at, order_id").df()
 
 
-def _labelled(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Feature rows of scored orders with their label, outcome-known time and order time."""
+def labelled_rows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Feature rows of scored orders with their label (`late`), order time, the time their outcome became
+    known (`known_at`) and their true deadline (`true_deadline`, for assigning them to evaluation periods)."""
     return con.execute(
-        """SELECT f.*, o.late, o.ordered_at, e.known_at
+        """SELECT f.*, o.late, o.ordered_at, e.known_at, o.deadline AS true_deadline
            FROM risk_features f JOIN bt_orders o USING (order_id) JOIN risk_events e USING (order_id)
            WHERE o.outcome IN ('on time', 'late: never handed off', 'late: handed off after the deadline')
            ORDER BY f.review_at, f.order_id"""
@@ -161,40 +164,40 @@ def split_rows(rows: pd.DataFrame, split_at: dt.datetime) -> tuple[pd.DataFrame,
     return train, test
 
 
-def train(con: duckdb.DuckDBPyConnection, split_at: dt.datetime, seed: int = 0) -> tuple[dict, dict]:
-    """Build the features, fit the model on the months before `split_at`, and write the score of
-    every test row into `risk_scores(review_at, order_id, minutes_left, score)`. Returns (model
-    bundle, facts about the fit)."""
+def fit(rows: pd.DataFrame, seed: int = 0) -> dict:
+    """The model bundle fitted on labelled feature rows (`labelled_rows`). Raises when they hold only one
+    class (no late or no on-time order to learn from)."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    build_features(con)
-    rows = _labelled(con)
-    tr, te = split_rows(rows, split_at)
-    if tr["late"].nunique() < 2:
+    if rows["late"].nunique() < 2:
         raise HandoffError(
-            f"the learned score needs late and on-time orders resolved before {split_at:%Y-%m-%d} to train on; "
-            f"found {len(tr)} review rows ({int(tr['late'].sum())} late): choose a later split or a longer period"
+            f"the learned score needs late and on-time orders to train on; found {len(rows)} review rows "
+            f"({int(rows['late'].sum())} late): choose a longer period or more training months"
         )
     # A plain logistic regression: on this kind of history it held up better across months than
     # gradient boosting, whose scores drifted when the share of late orders moved (docs/backtest.md).
-    clf = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    clf.fit(tr[list(FEATURES)].astype(float), tr["late"].astype(int))
-    bundle = {"model": clf, "features": FEATURES, "split_at": str(split_at), "trained_rows": len(tr)}
-    scores = te[["review_at", "order_id", "hours_left"]].assign(
-        minutes_left=te["hours_left"] * 60.0, score=predict(bundle, te)
-    )[["review_at", "order_id", "minutes_left", "score"]]
-    con.register("risk_scores_df", scores)
-    con.execute("CREATE OR REPLACE TABLE risk_scores AS SELECT * FROM risk_scores_df")
-    con.unregister("risk_scores_df")
+    clf = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)
+    )
+    clf.fit(rows[list(FEATURES)].astype(float), rows["late"].astype(int))
+    return {"model": clf, "features": FEATURES, "trained_rows": len(rows), "trained_orders": int(rows["order_id"].nunique())}
+
+
+def train(con: duckdb.DuckDBPyConnection, until: dt.datetime, seed: int = 0) -> tuple[dict, dict]:
+    """Build the features and fit the model on the reviews before `until` of orders whose outcome was known
+    before it (the model a site turns on: `policy.risk_score.model`). Returns (model bundle, facts about it)."""
+    build_features(con)
+    rows = labelled_rows(con)
+    tr, _ = split_rows(rows, until)
+    bundle = fit(tr, seed) | {"trained_until": str(until)}
     info = {
         "train_rows": len(tr),
         "train_orders": int(tr["order_id"].nunique()),
         "train_late_share": round(float(tr.groupby("order_id")["late"].first().mean()), 4),
-        "test_rows": len(te),
-        "test_orders": int(te["order_id"].nunique()),
+        "trained_until": str(until),
         "model": "median impute + standard scale + LogisticRegression",
     }
     return bundle, info
@@ -205,77 +208,15 @@ def predict(bundle: dict, rows: pd.DataFrame) -> np.ndarray:
     return bundle["model"].predict_proba(rows[list(bundle["features"])].astype(float))[:, 1]
 
 
-def _threshold_warnings(con: duckdb.DuckDBPyConnection) -> None:
-    """`risk_warnings` and `risk_settings`: the score as a rule at THRESHOLDS cut-offs (quantiles of
-    the test scores), in the shape backtest.score reads."""
-    qs = np.linspace(0.0, 0.9995, THRESHOLD_QUANTILES)
-    scores = con.execute("SELECT score FROM risk_scores").fetchnumpy()["score"]
-    cuts = sorted(set(np.round(np.quantile(scores, qs), 4))) if len(scores) else []
-    settings = pd.DataFrame({"rule": "learned score", "setting": [f"score >= {c:.4f}" for c in cuts], "value": cuts})
-    settings["rank"] = range(len(settings))
-    con.register("risk_settings_df", settings)
-    con.execute("CREATE OR REPLACE TABLE risk_settings AS SELECT * FROM risk_settings_df")
-    con.unregister("risk_settings_df")
-    con.execute(
-        """CREATE OR REPLACE TABLE risk_warnings AS
-           SELECT s.review_at, s.order_id, s.minutes_left, k.rule, k.setting
-           FROM risk_scores s JOIN risk_settings k ON s.score >= k.value"""
-    )
-
-
-def score_curve(con: duckdb.DuckDBPyConnection, split_at: dt.datetime) -> pd.DataFrame:
-    """Precision, recall, lead time of the learned score at each threshold, on the test months."""
-    from .backtest import score
-
-    _threshold_warnings(con)
-    return score(con, since=split_at, warnings="risk_warnings", rules="risk_settings")
-
-
-def compare_at_equal_precision(con: duckdb.DuckDBPyConnection, bundle: dict, split_at: dt.datetime) -> pd.DataFrame:
-    """For each setting of the plain rule (hours left < X) and the promise buffer sweep, on the test
-    months: its precision, recall and median lead time, beside the learned score's at the threshold
-    with at least that precision and the most recall."""
-    from .backtest import score
-
-    rules = score(con, since=split_at)
-    rules = rules[rules["rule"].isin(["hours left < X", "promise"]) & (rules["warned_orders"] > 0)]
-    curve = score_curve(con, split_at)
-    curve = curve[curve["warned_orders"] > 0]
-    out = []
-    for r in rules.itertuples(index=False):
-        ok = curve[curve["precision"] >= r.precision]
-        match = ok.sort_values(["recall", "median_lead_h"], ascending=False).head(1)
-        m = match.iloc[0] if len(match) else None
-        out.append(
-            {
-                "rule": r.rule,
-                "setting": r.setting,
-                "precision": r.precision,
-                "recall": r.recall,
-                "median_lead_h": r.median_lead_h,
-                "false_alarms_per_review": r.false_alarms_per_review,
-                "score_setting": m["setting"] if m is not None else "(no threshold reaches this precision)",
-                "score_precision": m["precision"] if m is not None else np.nan,
-                "score_recall": m["recall"] if m is not None else np.nan,
-                "score_median_lead_h": m["median_lead_h"] if m is not None else np.nan,
-                "score_false_alarms_per_review": m["false_alarms_per_review"] if m is not None else np.nan,
-                "recall_gain_pts": round(100 * (m["recall"] - r.recall), 1) if m is not None else np.nan,
-                "lead_gain_h": round(m["median_lead_h"] - r.median_lead_h, 1) if m is not None else np.nan,
-                "test_orders": r.scored_orders,
-                "test_late_orders": r.late_orders,
-            }
-        )
-    return pd.DataFrame(out)
-
-
 def feature_table(bundle: dict) -> pd.DataFrame:
     """The features the score uses, with what each means (known at review time by construction)."""
     meaning = {
         "log_hours_left": "ln(1 + hours_left)",
-        "hours_left": "hours from the review to the order's ship-by deadline",
+        "hours_left": "hours from the review to the order's ship-by deadline; empty while it is not known",
         "hours_since_order": "hours since the order was placed",
         "released": "1 when released (approved) by the review",
         "hours_since_release": "hours since release; empty when not released by the review",
+        "deadline_known": "1 when the ship-by deadline is known at the review (backtest.ship_by_known_from)",
         "n_lines": "order lines (items)",
         "units": "units ordered",
         "order_value": "order value (sum of line prices)",
@@ -333,7 +274,7 @@ def apply_to_promise(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt
     and the loaded, linked extracts. Returns how many orders it turned at_risk (0 when off)."""
     import joblib
 
-    from .backtest import order_history, replay
+    from .asof_orders import order_history, replay
 
     rp = risk_policy(settings)
     con.execute("ALTER TABLE promise ADD COLUMN IF NOT EXISTS risk_score DOUBLE")
@@ -346,7 +287,7 @@ def apply_to_promise(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt
         )
     bundle = joblib.load(rp["model"])
     order_history(con, settings, dt.date(1900, 1, 1), dt.date(9999, 12, 30))
-    replay(con, [now], progress=False)
+    replay(con, settings, [now], progress=False)
     rows = build_features(con)
     scores = rows[["order_id"]].assign(risk_score=predict(bundle, rows) if len(rows) else [])
     con.register("risk_now_df", scores)

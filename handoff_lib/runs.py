@@ -331,7 +331,8 @@ def _inputs(picture_db: Path) -> list[dict]:
     con = duckdb.connect(str(picture_db), read_only=True)
     try:
         rows = con.execute(
-            """SELECT source, file, rows_read, rows_accepted, rows_rejected, sha256, strftime(data_as_of, '%Y-%m-%dT%H:%M:%S%z') AS data_as_of,
+            """SELECT source, file, rows_read, rows_accepted, rows_rejected, rows_other_entity, sha256,
+                      strftime(data_as_of, '%Y-%m-%dT%H:%M:%S%z') AS data_as_of,
                       strftime(file_as_of, '%Y-%m-%dT%H:%M:%S%z') AS file_as_of, strftime(as_of, '%Y-%m-%dT%H:%M:%S%z') AS as_of,
                       as_of_basis, age_minutes, max_age_minutes, freshness
                FROM load_report ORDER BY source"""

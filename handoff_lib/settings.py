@@ -18,12 +18,13 @@ from .contract import ENTITIES
 from .dbsource import parse_databases
 from .dbsource import parse_source as parse_db_source
 from .errors import PathEscapeError, SettingsError
+from .site_keys import COLUMN_FORMS, SYSTEMS, check_site_keys
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FORMATS = ("csv", "parquet", "xlsx")
 DEFAULT_TRUE = ("true", "t", "yes", "y", "1", "x")
 DEFAULT_FALSE = ("false", "f", "no", "n", "0", "")
-SYSTEMS = ("oms", "wms", "carrier", "crm")
+MAPPED_TYPES = ("enum", "int", "id", "text")  # field types a `values:` map applies to (docs/extracts.md, "Value maps")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class SourceSpec:
     constants: dict[str, str] = field(default_factory=dict)  # canonical field -> value for every row (no column)
     derived: dict[str, tuple[DeriveRule, ...]] = field(default_factory=dict)  # canonical field -> rules (no column)
     date_format: str | list[str] | None = None  # format(s) of `date` fields (default: ISO, or timestamp_format's date part)
+    # The shapes of ERP exports (docs/extracts.md): rows that belong to this entity, fields made from several
+    # columns or part of one, numbers written with other separators. Empty = none: no SQL is made for them.
+    where: tuple[Condition, ...] = ()  # a row is this entity's when every test holds ("not this entity" otherwise)
+    combined: dict[str, Combined] = field(default_factory=dict)  # canonical field -> how it is made from columns
+    number_formats: dict[str, NumberFormat] = field(default_factory=dict)  # int / decimal field -> its number format
 
     database: str | None = None  # a database source (dbsource.py): the name under `databases:`; `file` is then its label
     query: str | None = None  # ... read by this SELECT
@@ -70,6 +76,33 @@ class DeriveRule:
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(c.target for c in self.when if c.test in ("in", "blank", "not_blank"))
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """How an export writes numbers (docs/extracts.md, "Number formats"): `1.234,50`, `12,000 ST`, `5,00-`."""
+
+    decimal: str = "."  # the decimal mark: "." or ","
+    thousands: str | None = None  # the group separator ("," "." " " "'"), None when the export writes none
+    trailing_minus: bool = False  # `5,00-` is minus five
+    units: tuple[str, ...] = ()  # unit words a value may end in (upper-cased), dropped: `12,000 ST`
+
+
+@dataclass(frozen=True)
+class Combined:
+    """A field made from file columns (docs/extracts.md, "Columns combined and split"): the columns joined
+    (`join`), a date column and a time column (`datetime`), or one piece of a column (`split`)."""
+
+    kind: str  # join | datetime | split
+    columns: tuple[str, ...]  # join: the columns in order; datetime: (date column, time column); split: (the column,)
+    separator: str = "-"  # join: put between the non-blank parts; split: cut at
+    part: int = 1  # split: the 1-based piece
+    formats: tuple[str, ...] = ()  # datetime: formats of "date time", then of the date alone (a blank time)
+
+    @property
+    def label(self) -> str:
+        """What `rejects.column` and the messages call it: the column, or the columns joined by '+'."""
+        return self.columns[0] if self.kind == "split" else "+".join(self.columns)
 
 
 @dataclass(frozen=True)
@@ -227,13 +260,13 @@ def _derive_rules(
     canon: str,
     mapping: dict[str, str],
     booleans: tuple[frozenset[str], frozenset[str]],
-    at: tuple[str, ...],
+    at_keys: tuple[str, ...],
     where_of: Any,
 ) -> tuple[DeriveRule, ...]:
     """The validated `derive:` rules of sources.<entity>.columns.<canon> (docs/extracts.md, Derived fields)."""
 
     def where(*keys: Any) -> str:
-        return where_of(*at, *keys)
+        return where_of(*at_keys, *keys)
 
     f = entity.field(canon)
     if not isinstance(raw, list) or not raw:
@@ -243,7 +276,6 @@ def _derive_rules(
         )
     if f.type in ("timestamp", "date", "decimal"):
         raise SettingsError(f"{where('derive')}: {entity.name}.{canon} is a {f.type} field; derive: gives enum, int, bool, id or text fields")
-    timestamps = {x.name for x in entity.fields if x.type == "timestamp"}
     rules = []
     for i, rule in enumerate(raw):
         at = where("derive", i)
@@ -265,29 +297,131 @@ def _derive_rules(
             if low not in booleans[0] and low not in booleans[1]:
                 raise SettingsError(f"{at}: derive value '{rule['value']}' is not one of the site's yes/no spellings (booleans:)")
             value = "true" if low in booleans[0] else "false"
-        when_raw = rule.get("when") or {}
-        if not isinstance(when_raw, dict):
-            raise SettingsError(f"{at}: when: maps a column to a test (a list of values, a value, blank, not blank), not {when_raw!r}")
-        conds = []
-        for target, test in when_raw.items():
-            target = str(target)
-            if isinstance(test, list):
-                conds.append(Condition(target, "in", tuple(str(v).strip().upper() for v in test)))
-                continue
-            word = re.sub(r"[\s_]+", " ", str(test).strip().lower()) if test is not None else "blank"
-            if word in ("after review", "not after review"):
-                if target not in timestamps:
-                    raise SettingsError(
-                        f"{where('derive', i, 'when', target)}: '{test}' compares a timestamp field of {entity.name} with the review "
-                        f"time; '{target}' is not one (timestamp fields: {', '.join(sorted(timestamps))})"
-                    )
-                conds.append(Condition(target, word.replace(" ", "_")))
-            elif word in ("blank", "not blank"):
-                conds.append(Condition(target, word.replace(" ", "_")))
-            else:
-                conds.append(Condition(target, "in", (str(test).strip().upper(),)))
-        rules.append(DeriveRule(value, tuple(conds)))
+        when = rule.get("when")
+        conds = _conditions(when, (*at_keys, "derive", i, "when"), where_of, entity) if when else ()
+        rules.append(DeriveRule(value, conds))
     return tuple(rules)
+
+
+def _column_form(col: dict, at: str, entity: str, canon: str) -> str:
+    """Which form a `columns:` entry given as a mapping takes (site_keys.COLUMN_FORMS): value, derive, column,
+    join or date; a mapping that is none of them, or mixes them, is an error naming the line."""
+    forms = [k for k in COLUMN_FORMS if k in col]
+    extra = set(col) - set(COLUMN_FORMS[forms[0]]) if len(forms) == 1 else set()
+    if len(forms) != 1 or extra:
+        raise SettingsError(
+            f"{at}: sources.{entity}.columns.{canon} must name a column, or be one of: {{value: ...}} (one value for every row), "
+            f"{{derive: [...]}} (rules over other columns), {{column: ..., number_format: ..., split: ..., part: ...}}, "
+            f"{{join: [A, B], separator: ...}}, {{date: ..., time: ..., date_format: ..., time_format: ...}} "
+            f"(docs/extracts.md){'; it mixes ' + ', '.join(forms) if len(forms) > 1 else ''}"
+            f"{'; ' + ', '.join(sorted(map(str, extra))) + ' does not go with ' + forms[0] + ':' if extra else ''}, not {col!r}"
+        )
+    form = forms[0]
+    if form == "value" and (isinstance(col["value"], (dict, list)) or col["value"] is None):
+        raise SettingsError(f"{at}: {{value: ...}} gives one value for every row (e.g. {{value: \"MARKETPLACE\"}}), not {col['value']!r}")
+    if form == "column" and (isinstance(col["column"], (dict, list)) or col["column"] in (None, "")):
+        raise SettingsError(f"{at}: {{column: ...}} names one column of the file, not {col['column']!r}")
+    return "datetime" if form == "date" else form
+
+
+def _formats(value: Any, default: tuple[str, ...], at: str, what: str) -> tuple[str, ...]:
+    if value is None:
+        return default
+    out = tuple(str(v) for v in (value if isinstance(value, list) else [value]))
+    if not out or any("%" not in v for v in out):
+        raise SettingsError(f"{at}: {what} is a strptime format such as \"%d.%m.%Y\" (or a list of them), not {value!r}")
+    return out
+
+
+def _combined(kind: str, col: dict, at_keys: tuple[str, ...], where_of: Any, f: Any, date_format: Any) -> Combined:
+    """A field made from columns (docs/extracts.md, "Columns combined and split"), validated."""
+    at = where_of(*at_keys)
+    if kind == "join":
+        parts = col["join"]
+        if not isinstance(parts, list) or len(parts) < 2 or any(isinstance(p, (dict, list)) or p in (None, "") for p in parts):
+            raise SettingsError(f"{where_of(*at_keys, 'join')}: join: lists two or more columns, e.g. [VBELN, LIFSK], not {parts!r}")
+        sep = col.get("separator", "-")
+        if not isinstance(sep, str):
+            raise SettingsError(f"{where_of(*at_keys, 'separator')}: separator: is the text put between the parts, e.g. \"-\"")
+        return Combined("join", tuple(str(p) for p in parts), separator=sep)
+    if kind == "split":
+        sep, part = col.get("split"), col.get("part")
+        if not isinstance(sep, str) or sep == "" or isinstance(part, bool) or not isinstance(part, int) or part < 1:
+            raise SettingsError(
+                f"{at}: a split column needs split: (the separator, e.g. \"-\") and part: (1 for the text before the first "
+                f"separator, 2 for the piece after it, ...), not split: {sep!r}, part: {part!r}"
+            )
+        return Combined("split", (str(col["column"]),), separator=sep, part=part)
+    if f.type != "timestamp":
+        raise SettingsError(f"{at}: {{date: ..., time: ...}} makes a timestamp; {f.name} is a {f.type} field")
+    if "time" not in col or isinstance(col["time"], (dict, list)) or col["time"] in (None, "") or col["date"] in (None, ""):
+        raise SettingsError(f"{at}: {{date: COLUMN, time: COLUMN}} names the date column and the time column, not {col!r}")
+    dates = _formats(col.get("date_format", date_format), ("%Y-%m-%d",), where_of(*at_keys, "date_format"), "date_format:")
+    times = _formats(col.get("time_format"), ("%H:%M:%S", "%H:%M"), where_of(*at_keys, "time_format"), "time_format:")
+    return Combined("datetime", (str(col["date"]), str(col["time"])), formats=(*(f"{d} {t}" for d in dates for t in times), *dates))
+
+
+def _number_format(raw: Any, at_keys: tuple[str, ...], where_of: Any) -> NumberFormat:
+    """A `number_format:` mapping (docs/extracts.md, "Number formats"), validated."""
+    at = where_of(*at_keys)
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{at}: number_format: is a mapping such as {{decimal: \",\", thousands: \".\"}}, not {raw!r}")
+    decimal = str(raw.get("decimal", "."))
+    if decimal not in (".", ","):
+        raise SettingsError(f"{where_of(*at_keys, 'decimal')}: number_format.decimal is \".\" or \",\", not {raw.get('decimal')!r}")
+    thousands = raw.get("thousands")
+    thousands = None if thousands in (None, "", False) else str(thousands)
+    if thousands is not None and (thousands not in (",", ".", " ", "'") or thousands == decimal):
+        raise SettingsError(
+            f"{where_of(*at_keys, 'thousands')}: number_format.thousands is one of \",\" \".\" \" \" \"'\" (not the decimal "
+            f"mark {decimal!r}), or left out when the export writes none; not {raw.get('thousands')!r}"
+        )
+    minus = raw.get("trailing_minus", False)
+    if not isinstance(minus, bool):
+        raise SettingsError(f"{where_of(*at_keys, 'trailing_minus')}: number_format.trailing_minus is true or false, not {minus!r}")
+    units = raw.get("units") or []
+    units = units if isinstance(units, list) else [units]
+    if any(not re.fullmatch(r"[^\W\d_]+", str(u).strip()) for u in units):
+        raise SettingsError(f"{where_of(*at_keys, 'units')}: number_format.units lists unit words such as [ST, EA, PC], not {raw.get('units')!r}")
+    return NumberFormat(decimal, thousands, minus, tuple(str(u).strip().upper() for u in units))
+
+
+def _conditions(raw: Any, at_keys: tuple[str, ...], where_of: Any, entity: Any, review: bool = True) -> tuple[Condition, ...]:
+    """The tests of a derive rule's `when:` or a source's `where:` (one condition language, docs/extracts.md):
+    a file column -> a list of values / one value / blank / not blank; with `review`, also a timestamp field
+    of the entity -> after review / not after review. Every test must hold."""
+    what = "when:" if review else "where:"
+    if not isinstance(raw, dict) or not raw:
+        raise SettingsError(
+            f"{where_of(*at_keys)}: {what} maps a column to a test (a list of values, a value, blank, not blank), not {raw!r}"
+        )
+    timestamps = {x.name for x in entity.fields if x.type == "timestamp"}
+    conds = []
+    for target, test in raw.items():
+        target = str(target)
+        if isinstance(test, list):
+            conds.append(Condition(target, "in", tuple(str(v).strip().upper() for v in test)))
+            continue
+        if isinstance(test, dict):
+            raise SettingsError(f"{where_of(*at_keys, target)}: {what} {target}: is a list of values, a value, blank or not blank, not {test!r}")
+        word = re.sub(r"[\s_]+", " ", str(test).strip().lower()) if test is not None else "blank"
+        if word in ("after review", "not after review"):
+            if not review:
+                raise SettingsError(
+                    f"{where_of(*at_keys, target)}: where: tests the columns of the file as read (a list of values, a value, "
+                    f"blank, not blank); '{test}' needs typed fields: use it in a derive rule"
+                )
+            if target not in timestamps:
+                raise SettingsError(
+                    f"{where_of(*at_keys, target)}: '{test}' compares a timestamp field of {entity.name} with the review "
+                    f"time; '{target}' is not one (timestamp fields: {', '.join(sorted(timestamps))})"
+                )
+            conds.append(Condition(target, word.replace(" ", "_")))
+        elif word in ("blank", "not blank"):
+            conds.append(Condition(target, word.replace(" ", "_")))
+        else:
+            conds.append(Condition(target, "in", (str(test).strip().upper(),)))
+    return tuple(conds)
 
 
 def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Settings:
@@ -308,6 +442,7 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
         raise SettingsError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping of settings at the top level")
+    check_site_keys(node, path)  # an unknown or misspelled key anywhere is an error naming its line (site_keys.py)
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _line_map(node, (), lines)
@@ -398,20 +533,41 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                 )
         constants: dict[str, str] = {}
         derive_raw: dict[str, Any] = {}
+        combined: dict[str, Combined] = {}
+        named: dict[str, str] = {}  # canonical field -> the column of a {column: ...} form
+        column_formats: dict[str, NumberFormat] = {}
         for canon, col in cols_raw.items():
             if not isinstance(col, dict):
                 continue
-            at = where("sources", name, "columns", canon)
-            if set(col) == {"derive"}:
+            at = ("sources", name, "columns", canon)
+            form = _column_form(col, where(*at), name, canon)
+            if form == "derive":
                 derive_raw[canon] = col["derive"]
-                continue
-            if set(col) != {"value"} or isinstance(col["value"], (dict, list)) or col["value"] is None:
-                raise SettingsError(
-                    f"{at}: sources.{name}.columns.{canon} must name a column, give one value for every row as "
-                    f"{{value: ...}} (e.g. {{value: \"MARKETPLACE\"}}), or derive it from other columns as {{derive: [...]}} "
-                    f"(docs/extracts.md, Derived fields), not {col!r}"
-                )
-            constants[canon] = str(col["value"])
+            elif form == "value":
+                constants[canon] = str(col["value"])
+            elif form == "column":
+                named[canon] = str(col["column"])
+                if "number_format" in col:
+                    if entity.field(canon).type not in ("int", "decimal"):
+                        raise SettingsError(
+                            f"{where(*at, 'number_format')}: number_format: applies to int and decimal fields; {name}.{canon} is a "
+                            f"{entity.field(canon).type} field"
+                        )
+                    column_formats[canon] = _number_format(col["number_format"], (*at, "number_format"), where)
+                if "split" in col or "part" in col:
+                    combined[canon] = _combined("split", col, at, where, entity.field(canon), None)
+            else:
+                combined[canon] = _combined(form, col, at, where, entity.field(canon), s.get("date_format"))
+        source_format = (
+            _number_format(s["number_format"], ("sources", name, "number_format"), where) if s.get("number_format") is not None else None
+        )
+        number_formats: dict[str, NumberFormat] = {}
+        for f in entity.fields:
+            nf = column_formats.get(f.name, source_format)
+            if f.type in ("int", "decimal") and f.name not in constants and f.name not in derive_raw and nf not in (None, NumberFormat()):
+                number_formats[f.name] = nf
+        where_raw = s.get("where")
+        row_filter = _conditions(where_raw, ("sources", name, "where"), where, entity, review=False) if where_raw is not None else ()
         vals_raw = s.get("values") or {}
         if not isinstance(vals_raw, dict):
             raise SettingsError(f"{where('sources', name, 'values')}: sources.{name}.values must map contract fields to code maps")
@@ -421,23 +577,23 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
                     f"{where('sources', name, 'values', canon)}: '{canon}' is not a field of {name} (fields: {', '.join(sorted(known))})"
                 )
             ftype = entity.field(canon).type
-            if ftype not in ("enum", "int"):
+            if ftype not in MAPPED_TYPES:
                 raise SettingsError(
                     f"{where('sources', name, 'values', canon)}: sources.{name}.values.{canon}: a value map applies to enum fields "
-                    f"(status codes) and int fields (e.g. priority P1 -> 1), and {name}.{canon} is a {ftype} field; remove it, or map "
-                    f"the column in columns: instead"
+                    f"(status codes), int fields (e.g. priority P1 -> 1) and id or text fields (e.g. a shipping code -> its carrier), "
+                    f"and {name}.{canon} is a {ftype} field; remove it, or map the column in columns: instead"
                 )
         values: dict[str, dict[str, str]] = {}
         for f in entity.fields:
-            if f.type not in ("enum", "int"):
+            if f.type not in MAPPED_TYPES:
                 continue
             mapping = vals_raw.get(f.name)
             if mapping is None:
-                if f.type == "int":
+                if f.type != "enum":
                     continue
                 mapping = {v: v for v in f.values}
             if not isinstance(mapping, dict):
-                target = ", ".join(f.values) if f.type == "enum" else "whole numbers"
+                target = {"enum": ", ".join(f.values), "int": "whole numbers"}.get(f.type, "values")
                 raise SettingsError(f"{where('sources', name, 'values', f.name)}: values.{f.name} must map source codes to {target}")
             out: dict[str, str] = {}
             for src_val, canon in mapping.items():
@@ -462,7 +618,9 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             if f.name in constants
             else "(derived)"
             if f.name in derived
-            else str(cols_raw.get(f.name, f.name))
+            else combined[f.name].label
+            if f.name in combined
+            else named.get(f.name) or str(cols_raw.get(f.name, f.name))
             for f in entity.fields
         }
         sheet = s.get("sheet")
@@ -480,6 +638,9 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
             constants=constants,
             derived=derived,
             date_format=s.get("date_format"),
+            where=row_filter,
+            combined=combined,
+            number_formats=number_formats,
             **db_fields,
         )
 

@@ -18,6 +18,7 @@ import yaml
 
 from .errors import SettingsError
 from .settings import Settings, load_settings
+from .site_keys import NOTES_KEYS
 
 DEFAULT_TAXONOMY = Path(__file__).resolve().parents[1] / "parameters" / "reasons.yaml"
 # The policy reasons a hold / pack exception gets when nothing decided its reason (built-in policy
@@ -26,7 +27,6 @@ FALLBACK_REASONS = {"holds": "hold_other", "pack_events": "pack_exception_other"
 # The theme of a policy reason no theme claims (themes views): the taxonomy's own theme of this code when
 # it defines one, else a theme labelled "Other" owned by the blocker's owner.
 FALLBACK_THEME = "other"
-NOTES_KEYS = ("model", "taxonomy", "labelled")
 CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -76,20 +76,22 @@ def flag_events_out_of_order(con: duckdb.DuckDBPyConnection, settings: Settings)
                WHERE source = $entity""",
             {"n": n, "beyond": beyond, "entity": entity},
         )
-        row = con.execute("SELECT file, rows_read FROM load_report WHERE source = $e", {"e": entity}).fetchall()[0]
+        row = con.execute("SELECT file, rows_read - rows_other_entity FROM load_report WHERE source = $e", {"e": entity}).fetchall()[0]
         write_column_counts(con, entity, row[0], row[1])
     return found
 
 
 def data_warnings(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """Every source with something to say about its load, worst first: source, file, severity (info |
-    warning), rows_read, rows_rejected, values_nulled, values_flagged, share_pct (rows rejected), and
+    warning), rows_read, rows_entity (the rows that are this source's: read less those `where:` leaves to other
+    entities), rows_rejected, values_nulled, values_flagged, share_pct (rows rejected of rows_entity), and
     the commonest reason of each kind. info = duplicates dropped or values flagged (nothing lost);
     warning = values nulled or rows rejected (the picture lacks them). A source past the site's
     threshold never gets here: it stops the run (extracts._check_systemic)."""
     return con.execute(
-        """SELECT l.source, l.file, l.severity, l.rows_read, l.rows_rejected, l.values_nulled, l.values_flagged,
-                  round(100.0 * l.rows_rejected / greatest(l.rows_read, 1), 2) AS share_pct,
+        """SELECT l.source, l.file, l.severity, l.rows_read, l.rows_read - l.rows_other_entity AS rows_entity,
+                  l.rows_rejected, l.values_nulled, l.values_flagged,
+                  round(100.0 * l.rows_rejected / greatest(l.rows_read - l.rows_other_entity, 1), 2) AS share_pct,
                   (SELECT reason FROM rejects r WHERE r.source = l.source AND r.action = 'row'
                    GROUP BY reason ORDER BY count(*) DESC, reason LIMIT 1) AS top_row_reason,
                   (SELECT reason FROM rejects r WHERE r.source = l.source AND r.action = 'value'

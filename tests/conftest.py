@@ -1,8 +1,10 @@
-"""Shared fixtures: a small demo day with several review times, a site file pointing at it, a
-headless Chromium (Debian's /usr/bin/chromium driven by Playwright) and one local Spark session."""
+"""Shared fixtures: a small demo day with several review times, a site file pointing at it, a headless
+Chromium (Debian's /usr/bin/chromium driven by Playwright), one local Spark session, the shared public order
+history (wherever this checkout lives) and a planted one (tests/planted_history.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -77,17 +79,67 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def year():
-    """The 2017 public order-history backtest, three reviews a day, with its connection (tables bt_*);
-    one per test module, since modules add their own tables to it."""
-    import datetime as dt
+def _find_olist() -> Path | None:
+    """The shared Olist 2017 sample: $HANDOFF_OLIST_DATA, else shared/data/olist-2017-10k in a folder above
+    this checkout (a worktree lives deeper than the main checkout, so the site file's relative path may miss)."""
+    env = os.environ.get("HANDOFF_OLIST_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "data" / "olist-2017-10k" for p in ROOT.parents]
+    for c in candidates:
+        if (c / "orders.csv").exists():
+            return c.resolve()
+    return None
 
-    from handoff_lib import backtest as bt
+
+OLIST_DATA = _find_olist()
+needs_history = pytest.mark.skipif(
+    OLIST_DATA is None, reason="Olist history not found (shared/data/olist-2017-10k above the checkout, or $HANDOFF_OLIST_DATA)"
+)
+
+
+def olist_site(tmp: Path) -> Path:
+    """A copy of parameters/olist.yaml under `tmp` that reads the shared history where it is found and
+    writes under tmp/outputs (only those lines edited: the rest of the file is as committed)."""
+    from handoff_lib.site_edit import edit_settings
+
+    text = (ROOT / "parameters" / "olist.yaml").read_text(encoding="utf-8")
+    text = edit_settings(text, {("data", "folder"): str(OLIST_DATA), ("data", "allowed_roots"): [str(OLIST_DATA.parent)],
+                                ("outputs",): str(tmp / "outputs")})
+    path = tmp / "olist.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def planted_run(tmp_path_factory):
+    """The planted history (tests/planted_history.py: right buffer 240, customer SLOW 480) calibrated:
+    (site file, result)."""
+    import planted_history as ph
+
+    from handoff_lib import calibrate
     from handoff_lib.settings import load_settings
 
-    settings = load_settings(ROOT / "parameters" / "olist.yaml")
-    con = bt.load_history(settings)
+    folder = tmp_path_factory.mktemp("planted")
+    site = ph.planted(folder)
+    settings = load_settings(site)
+    result = calibrate.run_backtest(settings, ph.FIRST, ph.LAST, settings.review_times, progress=False)
+    return site, result
+
+
+@pytest.fixture(scope="session")
+def year(tmp_path_factory):
+    """The 2017 public order-history backtest with its calibration, three reviews a day, and its connection
+    (tables bt_*). Once per session: a test that replays again or changes tables uses its own connection."""
+    import datetime as dt
+
+    from handoff_lib import backtest
+    from handoff_lib import calibrate as bt  # the whole backtest job, with its calibration, is calibrate.run_backtest
+    from handoff_lib.settings import load_settings
+
+    if OLIST_DATA is None:
+        pytest.skip("Olist history not found")
+    settings = load_settings(olist_site(tmp_path_factory.mktemp("olist")))
+    con = backtest.load_history(settings)
     times = (dt.time(9), dt.time(12), dt.time(16))
     result = bt.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 12, 31), times, progress=False, con=con)
     return settings, con, result

@@ -325,7 +325,7 @@ def test_records_left_out_are_not_rejects_and_the_load_report_still_adds_up(tmp_
     assert at_noon.execute("SELECT count(*) FROM asof_report").fetchone()[0] == 0  # the demo's 12:00 export holds nothing later
     left = earlier.execute("SELECT CAST(sum(n) AS BIGINT) FROM asof_report WHERE kind = 'left_out'").fetchone()[0]
     assert left > 0
-    q = "SELECT source, rows_read, rows_accepted, rows_rejected FROM load_report ORDER BY source"
+    q = "SELECT source, rows_read, rows_accepted, rows_rejected, rows_other_entity FROM load_report ORDER BY source"
     assert earlier.execute(q).fetchall() == at_noon.execute(q).fetchall()
     assert earlier.execute("SELECT count(*) FROM rejects").fetchone() == at_noon.execute("SELECT count(*) FROM rejects").fetchone()
     n_orders = earlier.execute("SELECT count(*) FROM orders").fetchone()[0]

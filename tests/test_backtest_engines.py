@@ -1,42 +1,37 @@
 """The backtest replay on Spark: the same as-of rows, warnings and scores as on DuckDB, from the one
-definition of each query (backtest.REVIEW_ROWS, WARNINGS, SCORES compiled by engines.py), over two
-months of the public Olist order history."""
+definition of each query (asof_orders.REVIEW_ROWS, backtest.WARNINGS and SCORES compiled by engines.py),
+over two months of the public Olist order history."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-import pytest
+from conftest import needs_history, olist_site
 
+from handoff_lib import asof_orders
 from handoff_lib import backtest as bt
 from handoff_lib.engines import SparkEngine, differences
 from handoff_lib.settings import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-SITE = ROOT / "parameters" / "olist.yaml"
-DATA = (SITE.parent / "../../shared/data/olist-2017-10k").resolve()
-
-needs_history = pytest.mark.skipif(
-    not (DATA / "orders.csv").exists(),
-    reason=f"Olist history not found at {DATA} (shared/data/olist-2017-10k beside the repo); backtests need it",
-)
-
 
 def _replayed(settings, con, engine):
-    reviews = bt.review_times(settings, dt.date(2017, 3, 1), dt.date(2017, 4, 30), (dt.time(9), dt.time(16)))
-    bt.replay(con, reviews, progress=False, engine=engine)
-    bt.warnings_of(con, settings, bt.rule_settings(settings), engine=engine)
+    reviews = asof_orders.review_times(settings, dt.date(2017, 3, 1), dt.date(2017, 4, 30), (dt.time(9), dt.time(16)))
+    asof_orders.replay(con, settings, reviews, progress=False, engine=engine)
+    rules, custom = bt.rule_settings(settings)
+    bt.warnings_of(con, settings, rules, custom, engine=engine)
+    start, end = asof_orders.period_bounds(settings, dt.date(2017, 3, 1), dt.date(2017, 4, 30))
+    bt.set_periods(con, [(0, "all", start, end), (1, "validation", start, dt.datetime(2017, 4, 1, tzinfo=settings.tz)),
+                         (1, "test", dt.datetime(2017, 4, 1, tzinfo=settings.tz), end)], engine=engine)
     rows = con.execute("SELECT * FROM bt_review_rows ORDER BY review_at, order_id").df()
     warnings = con.execute("SELECT * FROM bt_warnings ORDER BY review_at, order_id, rule, setting").df()
     return rows, warnings, bt.score(con, engine=engine)
 
 
 @needs_history
-def test_the_replay_its_warnings_and_scores_are_the_same_on_spark_as_on_duckdb(spark):
-    settings = load_settings(SITE)
+def test_the_replay_its_warnings_and_scores_are_the_same_on_spark_as_on_duckdb(spark, tmp_path):
+    settings = load_settings(olist_site(tmp_path))
     con = bt.load_history(settings)
-    bt.order_history(con, settings, dt.date(2017, 3, 1), dt.date(2017, 4, 30))
+    asof_orders.order_history(con, settings, dt.date(2017, 3, 1), dt.date(2017, 4, 30))
     duck = _replayed(settings, con, None)
     engine = SparkEngine(spark)
     try:
@@ -44,7 +39,26 @@ def test_the_replay_its_warnings_and_scores_are_the_same_on_spark_as_on_duckdb(s
     finally:
         engine.close()
     assert len(duck[0]) > 5000 and len(duck[1]) > 5000
+    assert not duck[0]["deadline_known"].all()  # the as-of rows hide deadlines set at approval, on both engines
     for a, b in zip(duck, sparked):
         assert differences(a, b) == []
-    rules = sparked[2].set_index("setting")
+    rules = sparked[2][sparked[2]["period"] == "all"].set_index("setting")
     assert rules.loc["X = 24 h", "recall"] > rules.loc["X = 4 h", "recall"]
+
+
+@needs_history
+def test_calibrating_on_spark_chooses_and_reports_exactly_what_it_does_on_duckdb(spark, tmp_path):
+    from handoff_lib import calibrate
+
+    settings = load_settings(olist_site(tmp_path))
+    times = (dt.time(9), dt.time(16))
+
+    def run(engine):
+        return calibrate.run_backtest(settings, dt.date(2017, 1, 1), dt.date(2017, 5, 31), times, progress=False, with_risk=False,
+                                      engine=engine)
+
+    duck, sparked = run("duckdb"), run("spark")
+    assert sparked.meta["engine"] == "spark"
+    for name in ("rules", "fold_scores", "calibration", "calibration_summary", "bridge"):
+        assert differences(duck.tables[name], sparked.tables[name]) == [], name
+    assert sparked.meta["calibration"]["recommended"] == duck.meta["calibration"]["recommended"]

@@ -50,9 +50,9 @@ def site_for(tmp: Path, case: Case) -> tuple[Path, str]:
 
 
 def accounting_holds(con: duckdb.DuckDBPyConnection) -> None:
-    for r in con.execute("SELECT source, rows_read, rows_accepted, rows_rejected FROM load_report").fetchall():
-        source, read, accepted, rejected = r
-        assert read == accepted + rejected, r
+    for r in con.execute("SELECT source, rows_read, rows_accepted, rows_rejected, rows_other_entity FROM load_report").fetchall():
+        source, read, accepted, rejected, other = r
+        assert read == accepted + rejected + other, r
         assert con.execute(f"SELECT count(*) FROM {source}").fetchone()[0] == accepted, r
         assert con.execute("SELECT count(*) FROM rejects WHERE source = ? AND action = 'row'", [source]).fetchone()[0] == rejected, r
 

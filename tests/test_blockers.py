@@ -250,7 +250,7 @@ def test_a_link_template_for_an_unknown_kind_of_record_is_refused_naming_it(tmp_
     raw["links"]["pallets"] = "https://wms.example.com/pallets/{pallet_id}"
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(raw))
-    with pytest.raises(SettingsError, match=r"site.yaml line \d+: unknown system or record kind 'pallets'"):
+    with pytest.raises(SettingsError, match=r"site.yaml line \d+: 'pallets' is not a system or a kind of record \(links.pallets\)"):
         load_settings(site)
 
 

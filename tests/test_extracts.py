@@ -94,9 +94,9 @@ def load_one(tmp_path: Path, entity: str, file: str, content: str | bytes, quali
 
 
 def assert_accounting(con: duckdb.DuckDBPyConnection) -> None:
-    """rows read = accepted + rejected, and the tables hold exactly those rows."""
+    """rows read = accepted + rejected + other entity, and the tables hold exactly the accepted rows."""
     for r in con.execute("SELECT * FROM load_report").df().itertuples():
-        assert r.rows_read == r.rows_accepted + r.rows_rejected, r
+        assert r.rows_read == r.rows_accepted + r.rows_rejected + r.rows_other_entity, r
         assert con.execute(f"SELECT count(*) FROM {r.source}").fetchone()[0] == r.rows_accepted
         assert con.execute("SELECT count(*) FROM rejects WHERE source = ? AND action = 'row'", [r.source]).fetchone()[0] == r.rows_rejected
 
@@ -717,11 +717,11 @@ def test_a_few_bad_values_are_nulled_and_listed_under_the_threshold(tmp_path):
     assert cols == [("PrioTier", 1, 0.5, "not a number priority 'x'")]
 
 
-def test_values_on_a_field_that_is_not_an_enum_is_an_error_naming_the_line(tmp_path):
+def test_values_on_a_timestamp_field_is_an_error_naming_the_line(tmp_path):
     from handoff_lib.errors import SettingsError
 
-    with pytest.raises(SettingsError, match=r"site.yaml line \d+: sources.orders.values.carrier: a value map applies to enum"):
-        make_site(tmp_path, sources={"orders": {"values": {"carrier": {"U": "UPS"}, "release_status": {"REL": "released"}}}})
+    with pytest.raises(SettingsError, match=r"site.yaml line \d+: sources.orders.values.ordered_at: a value map applies to enum"):
+        make_site(tmp_path, sources={"orders": {"values": {"ordered_at": {"U": "UPS"}, "release_status": {"REL": "released"}}}})
 
 
 def test_release_status_derived_from_a_blank_release_date(tmp_path):
@@ -756,3 +756,163 @@ def test_a_derive_rule_testing_a_missing_column_names_it_and_the_rule(tmp_path):
     settings = make_site(tmp_path, sources={"orders": {"columns": columns}})
     with pytest.raises(MissingColumnError, match=r"column 'RelDate', tested by the derive rule for orders.release_status \(.*line \d+\)"):
         load_source(connect(settings), settings, "orders")
+
+
+# ------------------------------------------------------------------ ERP shapes (docs/extracts.md, "Shapes ERPs export")
+
+SAP_HEADER = "VBELN;KUNNR;ERDAT;ERZET;LIFSK;ABGRU;VSBED;NETWR\n"
+SAP_ROWS = (
+    "4500001;C1;01.12.2026;08:15:00;;;UPS-GND;1.234,50\n"
+    "4500002;C1;01.12.2026;09:30:00;01;;UPS-GND;99,00\n"
+    "4500003;C2;02.12.2026;;08;;ESTES-LTL;12.000,00\n"
+    "4500004;C2;02.12.2026;10:00:00; ;X;FEDEX;5,00-\n"
+)
+
+
+def sap_holds(tmp_path: Path, **spec) -> Loaded:
+    """Holds read from the order header: a row is a hold when its delivery block (LIFSK) is set."""
+    columns = {
+        "hold_id": {"join": ["VBELN", "LIFSK"], "separator": "/"},
+        "reference": "VBELN",
+        "code": "LIFSK",
+        "placed_at": {"date": "ERDAT", "time": "ERZET", "date_format": "%d.%m.%Y"},
+    }
+    spec = {"file": "sap_orders.csv", "delimiter": ";", "columns": columns, "where": {"LIFSK": "not blank"}, **spec}
+    settings = make_site(tmp_path, {"sap_orders.csv": SAP_HEADER + SAP_ROWS}, {"holds": spec}, LENIENT)
+    con = connect(settings)
+    report = load_source(con, settings, "holds")
+    assert_accounting(con)
+    return Loaded(con, report, con.execute("SELECT * FROM rejects WHERE source = 'holds' ORDER BY line").df())
+
+
+def test_a_where_filter_keeps_the_rows_of_the_entity_and_counts_the_others_apart(tmp_path):
+    r = sap_holds(tmp_path)
+    assert r.con.execute("SELECT hold_id, reference, code FROM holds ORDER BY _line").fetchall() == [
+        ("4500002/01", "4500002", "01"), ("4500003/08", "4500003", "08")
+    ]
+    # the two orders without a block (one blank, one only a space) belong to other entities: not rejected, not lost
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"], r.report["rows_other_entity"]) == (4, 2, 0, 2)
+    assert r.rejects.empty and r.report["severity"] == "ok"
+    assert "LIFSK" not in r.report["extra_columns"] and "ERZET" not in r.report["extra_columns"]
+
+
+def test_a_timestamp_from_a_date_column_and_a_time_column_each_in_its_format(tmp_path):
+    r = sap_holds(tmp_path)
+    placed = dict(r.con.execute("SELECT hold_id, placed_at FROM holds").fetchall())
+    assert placed["4500002/01"] == dt.datetime(2026, 12, 1, 9, 30, tzinfo=NY)
+    assert placed["4500003/08"] == dt.datetime(2026, 12, 2, 0, 0, tzinfo=NY)  # a blank time: the start of the day
+
+
+def test_a_where_column_missing_from_the_file_names_the_setting(tmp_path):
+    with pytest.raises(MissingColumnError, match=r"column 'LIFSKK', tested by where: of holds \(.*site\.yaml line \d+\), is not in the file; closest: 'LIFSK'"):
+        sap_holds(tmp_path, where={"LIFSKK": "not blank"})
+
+
+def test_a_where_filter_refuses_a_review_time_test(tmp_path):
+    from handoff_lib.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=r"site\.yaml line \d+: where: tests the columns of the file as read"):
+        make_site(tmp_path, sources={"holds": {"where": {"placed_at": "after review"}}})
+
+
+def test_numbers_with_a_decimal_comma_thousands_dots_a_trailing_minus_and_units(tmp_path):
+    header = "OrderNo;LineNo;Item;OrderQty;AllocQty;UnitPrice\n"
+    rows = [
+        "SO-1;10;SKU-1;12,000 ST;12;1.234,50",   # twelve (three decimals of the ERP), a thousands dot
+        "SO-1;20;SKU-2;3 st;0;5,00-",            # a unit in any case; a trailing minus
+        "SO-1;30;SKU-3;1.500;1.500;0,5",         # 1500 with a thousands dot
+        "SO-1;40;SKU-4;12.5;;7",                 # a decimal point is not this export's: a bad value
+        "SO-1;50;SKU-5;4 KG;;1.2345,0",          # a unit the site does not list; a misplaced group
+        "SO-1;60;SKU-6;-2;;",                    # a negative quantity is still below the minimum
+    ]
+    fmt = {"decimal": ",", "thousands": ".", "trailing_minus": True, "units": ["ST", "EA"]}
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", header + "\n".join(rows) + "\n", delimiter=";", number_format=fmt)
+    got = r.con.execute("SELECT line_no, qty, allocated_qty, unit_price FROM order_lines ORDER BY line_no").fetchall()
+    assert got == [(10, 12, 12, 1234.5), (20, 3, 0, None), (30, 1500, 1500, 0.5), (40, None, None, 7.0), (50, None, None, None),
+                   (60, None, None, None)]
+    bad = {(int(x.line), x.column, x.value): x.reason for x in r.rejects.itertuples()}
+    assert set(bad) == {(3, "UnitPrice", "5,00-"), (5, "OrderQty", "12.5"), (6, "OrderQty", "4 KG"), (6, "UnitPrice", "1.2345,0"),
+                        (7, "OrderQty", "-2")}
+    assert bad[(5, "OrderQty", "12.5")] == (
+        "not a number qty '12.5' (number format: decimal ',', thousands '.', trailing minus, units ST, EA)"
+    )
+    assert bad[(3, "UnitPrice", "5,00-")].startswith("negative unit_price '5,00-'")
+    assert r.report["rows_rejected"] == 0  # bad values are nulled, the lines stay
+
+
+def test_a_column_number_format_overrides_the_source_format(tmp_path):
+    header = "OrderNo;LineNo;Item;OrderQty;UnitPrice\n"
+    body = "SO-1;1;SKU-1;1.000;1,234.50\nSO-1;2;SKU-2;2;3.5\n"
+    columns = {"order_id": "OrderNo", "line_no": "LineNo", "sku": "Item", "qty": "OrderQty",
+               "unit_price": {"column": "UnitPrice", "number_format": {"decimal": ".", "thousands": ","}}}
+    r = load_one(tmp_path, "order_lines", "oms_order_lines.csv", header + body, delimiter=";", columns=columns,
+                 number_format={"decimal": ",", "thousands": "."})
+    assert r.con.execute("SELECT qty, unit_price FROM order_lines ORDER BY line_no").fetchall() == [(1000, 1234.5), (2, 3.5)]
+    assert r.rejects.empty
+
+
+def test_a_carrier_code_split_into_carrier_and_service(tmp_path):
+    columns = {"order_id": "VBELN", "customer_id": "KUNNR", "ordered_at": {"date": "ERDAT", "time": "ERZET"},
+               "release_status": {"value": "released"},
+               "carrier": {"column": "VSBED", "split": "-", "part": 1}, "service": {"column": "VSBED", "split": "-", "part": 2},
+               "order_value": "NETWR"}
+    r = load_one(tmp_path, "orders", "oms_orders.csv", SAP_HEADER + SAP_ROWS, delimiter=";", columns=columns, date_format="%d.%m.%Y",
+                 number_format={"decimal": ",", "thousands": ".", "trailing_minus": True}, values=None)
+    got = r.con.execute("SELECT order_id, carrier, service, order_value FROM orders ORDER BY _line").fetchall()
+    assert got == [("4500001", "UPS", "GND", 1234.5), ("4500002", "UPS", "GND", 99.0), ("4500003", "ESTES", "LTL", 12000.0),
+                   ("4500004", "FEDEX", None, None)]  # no service in the code; a negative order value is a bad value
+    assert list(r.rejects["column"]) == ["NETWR"]
+
+
+def test_a_value_map_from_a_shipping_code_to_carrier_and_service(tmp_path):
+    header = "OrderNo,SoldTo,OrderDate,RelStatus,ShipCond\n"
+    body = "SO-1,C1,2026-03-02 08:00,REL,01\nSO-2,C1,2026-03-02 08:00,REL,02\nSO-3,C1,2026-03-02 08:00,REL,UPS\n"
+    columns = {"order_id": "OrderNo", "customer_id": "SoldTo", "ordered_at": "OrderDate", "release_status": "RelStatus",
+               "carrier": "ShipCond", "service": "ShipCond"}
+    values = {"release_status": {"REL": "released"}, "carrier": {"01": "UPS", "02": "ESTES"}, "service": {"01": "GND", "02": "LTL"}}
+    r = load_one(tmp_path, "orders", "oms_orders.csv", header + body, columns=columns, values=values)
+    assert r.con.execute("SELECT carrier, service FROM orders ORDER BY _line").fetchall() == [
+        ("UPS", "GND"), ("ESTES", "LTL"), ("UPS", "UPS")  # a code the map lacks is kept as written
+    ]
+
+
+def test_a_status_derived_from_several_columns_at_once_with_a_default(tmp_path):
+    header = "OrderNo,SoldTo,OrderDate,RelDate,CancelFlag,CreditOK\n"
+    body = (
+        "SO-1,C1,2026-03-02 08:00,2026-03-02,,Y\n"   # released: a release date, credit fine
+        "SO-2,C1,2026-03-02 08:00,2026-03-02,,N\n"   # a release date but credit refused: every test of a rule must hold
+        "SO-3,C1,2026-03-02 08:00,,X,Y\n"            # cancelled wins over the blank release date
+        "SO-4,C1,2026-03-02 08:00,,,Y\n"             # the default
+    )
+    derive = [
+        {"value": "cancelled", "when": {"CancelFlag": "X"}},
+        {"value": "released", "when": {"RelDate": "not blank", "CreditOK": ["Y", "YES"]}},
+        {"value": "not_released"},
+    ]
+    columns = {"order_id": "OrderNo", "customer_id": "SoldTo", "ordered_at": "OrderDate", "release_status": {"derive": derive}}
+    r = load_one(tmp_path, "orders", "oms_orders.csv", header + body, columns=columns)
+    assert dict(r.con.execute("SELECT order_id, release_status FROM orders").fetchall()) == {
+        "SO-1": "released", "SO-2": "not_released", "SO-3": "cancelled", "SO-4": "not_released"
+    }
+    assert "CreditOK" not in r.report["extra_columns"]
+
+
+def test_a_number_format_on_a_text_field_is_refused(tmp_path):
+    from handoff_lib.errors import SettingsError
+
+    columns = {"carrier": {"column": "Carrier", "number_format": {"decimal": ","}}}
+    with pytest.raises(SettingsError, match=r"site\.yaml line \d+: number_format: applies to int and decimal fields; orders.carrier is a text"):
+        make_site(tmp_path, sources={"orders": {"columns": yaml.safe_load(DEMO.read_text())["sources"]["orders"]["columns"] | columns}})
+
+
+def test_rejected_shares_are_of_the_entitys_own_rows_not_of_the_whole_shared_file(tmp_path):
+    from handoff_lib.validate import data_warnings
+
+    header = "ShipmentId,Reference,CarrierCode,ServiceCode,TrackingNumber,LabelCreated,Manifested,PickedUp\n"
+    cartons = "".join(f",CTN-{i},UPS,GND,,,,\n" for i in range(8))  # cartons without a label: not shipments
+    body = header + cartons + "SHP-1,CTN-8,UPS,GND,1Z1,2026-03-02 10:40:00,,\n" + ",CTN-9,UPS,GND,1Z2,2026-03-02 10:41:00,,\n"
+    r = load_one(tmp_path, "shipments", "carrier_shipments.csv", body, where={"TrackingNumber": "not blank"})
+    assert (r.report["rows_read"], r.report["rows_accepted"], r.report["rows_rejected"], r.report["rows_other_entity"]) == (10, 1, 1, 8)
+    assert list(r.rejects["reason"]) == ["blank shipment_id"]  # the labelled row without a shipment number
+    (warning,) = data_warnings(r.con)
+    assert (warning["rows_read"], warning["rows_entity"], warning["share_pct"]) == (10, 2, 50.0)

@@ -60,3 +60,20 @@ def test_review_notebook_has_one_parameters_cell():
     src = "".join(tagged[0]["source"])
     for name in ("site_file", "review_at", "data_folder", "history_db", "out_dir"):
         assert f"{name}: str = " in src
+
+
+def test_backtest_notebook_runs_the_backtest_itself_wherever_the_checkout_lives(tmp_path):
+    """With no tables folder, the report notebook runs the backtest itself: here on the shared history found
+    above this checkout (its `data_folder` parameter), over five months (one fold)."""
+    import papermill as pm
+    from conftest import OLIST_DATA, olist_site
+
+    if OLIST_DATA is None:
+        pytest.skip("the shared public order history is not here")
+    out = tmp_path / "backtest_report.ipynb"
+    params = {"site_file": str(olist_site(tmp_path)), "data_folder": str(OLIST_DATA), "date_from": "2017-01-01",
+              "date_to": "2017-05-31", "reviews": "12:00", "tables_dir": ""}
+    nb = pm.execute_notebook(str(ROOT / "notebooks/backtest_report.ipynb"), str(out), parameters=params, progress_bar=False,
+                             cwd=str(ROOT / "notebooks"))
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "Today's setting</b>, a buffer of 60 min" in html and "tested on May 2017, 1 month)" in html

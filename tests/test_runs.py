@@ -45,7 +45,8 @@ def test_a_review_run_writes_every_output_into_its_site_date_time_folder(noon_ru
         assert (result.out_dir / name).is_file(), name
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
     inputs = {i["source"]: i for i in manifest["inputs"]}
-    assert inputs["orders"]["rows_read"] == inputs["orders"]["rows_accepted"] + inputs["orders"]["rows_rejected"]
+    orders = inputs["orders"]
+    assert orders["rows_read"] == orders["rows_accepted"] + orders["rows_rejected"] + orders["rows_other_entity"]
     assert len(inputs["pick_tasks"]["sha256"]) == 64
     assert manifest["parameters"]["review_at"] == "2026-11-24 12:00"
     assert {"execute", "report"} <= set(manifest["durations_s"])

@@ -100,9 +100,15 @@ def test_a_constant_enum_value_must_be_mapped(tmp_path):
         load_settings(path)
 
 
-def test_a_column_mapping_that_is_neither_a_name_nor_a_value_is_refused(tmp_path):
+def test_a_column_mapping_with_an_unknown_key_is_refused_naming_it(tmp_path):
     path = write_site(tmp_path, lambda r: r["sources"]["orders"]["columns"].update(carrier={"const": "X"}))
-    with pytest.raises(SettingsError, match=r"line \d+: sources.orders.columns.carrier must name a column, give one value for every row"):
+    with pytest.raises(SettingsError, match=r"line \d+: unknown setting sources.orders.columns.carrier.const \(known here: column, date"):
+        load_settings(path)
+
+
+def test_a_column_mapping_that_mixes_two_forms_is_refused(tmp_path):
+    path = write_site(tmp_path, lambda r: r["sources"]["orders"]["columns"].update(carrier={"value": "X", "column": "Y"}))
+    with pytest.raises(SettingsError, match=r"line \d+: sources.orders.columns.carrier must name a column, or be one of: .*it mixes value, column"):
         load_settings(path)
 
 

@@ -118,16 +118,15 @@ def _site_file(tmp_path, **store_conf):
 @pytest.mark.parametrize(
     ("conf", "message"),
     [
-        ({"root": "x", "engin": "spark"}, "unknown store setting 'engin'"),
+        ({"root": "x", "engin": "spark"}, "unknown setting store.engin; did you mean 'engine'"),  # the strict site-file check
         ({"root": "x", "engine": "hive"}, "store.engine 'hive' is not one of duckdb, spark"),
         ({"engine": "spark"}, "missing setting 'store.root'"),
         ({"root": "s3a://bucket/store"}, "is a URL: reviews write the store to a folder"),
     ],
 )
 def test_a_bad_store_setting_is_named_with_its_line(tmp_path, conf, message):
-    settings = load_settings(_site_file(tmp_path, **conf))
     with pytest.raises(SettingsError, match=message) as err:
-        store.store_settings(settings)
+        store.store_settings(load_settings(_site_file(tmp_path, **conf)))
     assert "s.yaml line" in str(err.value)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 
 from .contract import ENTITIES
-from .links import link_sql
+from .links import link_sql, template_for
 from .policy import Policy, load_policy, policy_tables, prepare
 from .settings import Settings
 
@@ -383,7 +383,7 @@ def _link(settings: Settings, entity: str, alias: str, name: str) -> tuple[str, 
     columns = {f.name: f"{alias}.{f.name}" for f in spec.fields}
     if entity in LINKED:
         columns["order_id"] = f"{alias}.order_id"
-    return link_sql(settings.links.get(spec.system), columns, name)
+    return link_sql(template_for(settings, entity), columns, name)
 
 
 def blocker_sql(settings: Settings, con_tables: set[str] | None = None) -> tuple[str, dict[str, object]]:

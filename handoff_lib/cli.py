@@ -288,13 +288,6 @@ def _ensure_notes_model(settings) -> None:
         raise HandoffError("training the notes model failed (see above)")
 
 
-def cmd_board(args: argparse.Namespace) -> int:
-    """Serve the interactive board (Voila) for the ops meeting."""
-    from .board_server import board_main
-
-    return board_main(args)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in demo data: write a demo day as of each review time of the demo
     site, then run the day's cutoff reviews in order (so each compares with the one before)."""
@@ -437,12 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
         calibrate=True,
     )
 
-    bd = sub.add_parser("board", help="serve the interactive handoff board (Voila, 127.0.0.1 by default)")
-    bd.add_argument("--site", default="", help="site file (default $HANDOFF_BOARD_SITE, else parameters/demo.yaml)")
-    bd.add_argument("--host", default="", help="default $HANDOFF_BOARD_HOST, else 127.0.0.1")
-    bd.add_argument("--port", type=int, default=None, help="default $HANDOFF_BOARD_PORT, else 8866")
-    bd.add_argument("--history", default="", help="default outputs/<site>/history.duckdb")
-    bd.set_defaults(func=cmd_board)
+    from .board_cli import board_main
+
+    bd = sub.add_parser("board", help="serve the handoff board (Voila, 127.0.0.1 by default); `board users` manages sign-in",
+                        add_help=False)
+    bd.add_argument("rest", nargs=argparse.REMAINDER)
+    bd.set_defaults(func=lambda a: board_main(a.rest))
 
     ps = sub.add_parser("preset", help="mapping presets for documented exports: list | show NAME")
     ps.add_argument("action", choices=("list", "show"))
@@ -459,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["board"]:  # `board` parses its own options (argparse hands a leading --option to the top level)
+        from .board_cli import main as board_main
+
+        return board_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -5,7 +5,8 @@ routing in the blocker queue, and only what the source records say), when it wil
 the source record behind each statement. Every draft starts with `DRAFT - review before sending`.
 A draft never states a ship or delivery date the data does not hold: the only dates in it are copied from
 source fields (the promised delivery on the order, the carrier cutoff, the promise rule's next pickup,
-times inside blocker details) or the review time; it says so instead of estimating one.
+times inside blocker details), the review time, or the time by which someone on the board said a blocker
+should be cleared (the acknowledgement log: "what is being done"); it says so instead of estimating one.
 
 Also `since_last_cutoff`: a short summary of the high-priority changes since the last review, given the
 changes between two reviews as a DataFrame.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
@@ -71,11 +73,14 @@ def _cite(b: dict) -> str:
 
 
 def draft_note(
-    order: dict, blockers: list[dict], review_at: dt.datetime | None = None, next_check: str | None = None
+    order: dict, blockers: list[dict], review_at: dt.datetime | None = None, next_check: str | None = None,
+    acks: dict | None = None, tz: ZoneInfo | None = None,
 ) -> tuple[str, list[str]]:
     """(draft text, source citations) for one order. `order` holds order_board fields (+ next_pickup_at);
     `blockers` its blocker rows. `next_check` says when it is looked at again (e.g. 'the 15:00 cutoff
-    review'); without it the draft says 'the next cutoff review'."""
+    review'); without it the draft says 'the next cutoff review'. `acks` (blocker_id -> acks.AckState)
+    says who is handling a blocker: it becomes "what is being done" (never the comment text), with
+    times in `tz` (default the review time's zone)."""
     oid = plain(order["order_id"])
     status = str(order["promise_status"])
     cust = plain(order.get("customer_name")) or plain(order.get("customer_id")) or "unknown customer"
@@ -88,7 +93,8 @@ def draft_note(
     if blockers:
         lines.append("What is blocked, and who owns it:")
         for i, b in enumerate(blockers, start=1):
-            lines.append(f"  [{i}] {plain(b['reason_label'])} - owner {plain(b['owner'])}: {plain(b['detail'])}")
+            detail = plain(b.get("detail"))
+            lines.append(f"  [{i}] {plain(b['reason_label'])} - owner {plain(b['owner'])}" + (f": {detail}" if detail else ""))
             cites.append(f"[{i}] {_cite(b)}")
     else:
         lines.append("No open blocker in the queue; the risk comes from the time left (see the promise line).")
@@ -103,7 +109,18 @@ def draft_note(
     if facts:
         lines.append("Dates on record: " + "; ".join(facts) + ".")
     owners = sorted({plain(b["owner"]) for b in blockers if b.get("owner")})
-    if owners:
+    handled = [(i, acks[b["blocker_id"]]) for i, b in enumerate(blockers, start=1) if acks and b.get("blocker_id") in acks]
+    zone = tz or (review_at.tzinfo if review_at is not None and review_at.tzinfo is not None else dt.UTC)
+    if handled:
+        rest = sorted({plain(b["owner"]) for i, b in enumerate(blockers, start=1)
+                       if b.get("owner") and i not in {j for j, _ in handled}})
+        lines.append(
+            "What is being done: " + "; ".join(f"[{i}] {plain(s.summary(zone, comment=False), 200)}" for i, s in handled)
+            + (f"; the other blockers are routed to {', '.join(rest)} in the blocker queue" if rest else "")
+            + " (recorded on the handoff board)."
+        )
+        cites.append("what is being done: the handoff board's acknowledgement log")
+    elif owners:
         lines.append(
             "What is being done: the blockers are routed to " + ", ".join(owners) + " in the blocker queue; "
             "no other action is recorded in the source data."
@@ -126,11 +143,12 @@ def _none_for_na(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_drafts(
-    con: duckdb.DuckDBPyConnection, review_at: dt.datetime | None = None, next_check: str | None = None
+    con: duckdb.DuckDBPyConnection, review_at: dt.datetime | None = None, next_check: str | None = None,
+    acks: dict | None = None, tz: ZoneInfo | None = None,
 ) -> pd.DataFrame:
     """One draft per at_risk / needs_communication order (needs_communication first, then by priority):
     order_id, promise_status, priority, owners, n_blockers, draft, sources. Reads order_board, promise and
-    blockers; changes nothing."""
+    blockers (and `acks`, see draft_note); changes nothing."""
     orders = _none_for_na(con.execute(ORDERS).df())
     cols = ["order_id", "promise_status", "priority", "owners", "n_blockers", "draft", "sources"]
     if orders.empty:
@@ -142,7 +160,7 @@ def build_drafts(
     rows = []
     for o in orders.to_dict("records"):
         bs = by_order.get(o["order_id"], [])
-        text, cites = draft_note(o, bs, review_at, next_check)
+        text, cites = draft_note(o, bs, review_at, next_check, acks=acks, tz=tz)
         rows.append(
             {
                 "order_id": o["order_id"],

@@ -1,6 +1,8 @@
 """Safe links to source records: fill a system's URL template with URL-quoted record values.
 
-A template is `links.<system>` in the site file, e.g. `https://wms.example.com/tasks/{task_id}`.
+A template is `links.<system>` in the site file, e.g. `https://wms.example.com/tasks/{task_id}`, or
+`links.<record kind>` for one kind of record of a system (`holds: https://wms.example.com/holds/{hold_id}`),
+which then wins over its system's template (`template_for`).
 Every value is percent-encoded (nothing is left unquoted, not even '/'), so a record value can never
 change the scheme, host or path of the link; a link is only returned when it starts with http(s)://.
 `render_link` does one record in Python; `link_sql` gives the same result as a DuckDB expression
@@ -41,6 +43,14 @@ def render_link(template: str | None, values: Mapping[str, object]) -> str | Non
         out.append(quote(text, safe=""))
     url = "".join(out)
     return url if _SAFE_SCHEME.match(url) else None
+
+
+def template_for(settings: Settings, entity: str) -> str | None:
+    """The URL template for records of `entity` (a contract entity: holds, pack_events, pick_tasks, ...):
+    `links.<entity>` when the site sets one, else its system's `links.<system>`."""
+    from .contract import ENTITIES
+
+    return settings.links.get(entity) or settings.links.get(ENTITIES[entity].system)
 
 
 def record_link(settings: Settings, system: str, values: Mapping[str, object]) -> str | None:

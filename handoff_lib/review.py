@@ -67,6 +67,13 @@ PROMISE_COLUMNS = [
 ]
 
 
+def _ack_states(history_db: Path | None, site: str) -> dict:
+    """The board's acknowledgement log beside the history database, per blocker ({} without one)."""
+    from . import acks
+
+    return acks.states(acks.log_path(history_db), site) if history_db else {}
+
+
 def parse_review_at(value: str, settings: Settings) -> dt.datetime:
     """'YYYY-MM-DD HH:MM' in site local time -> aware datetime."""
     try:
@@ -159,6 +166,7 @@ class Review:
     previous: ReviewKey | None
     note_model: object | None = None
     picture_writer: PictureWriter | None = None
+    acks: dict | None = None  # blocker_id -> acks.AckState: the board's acknowledgement log when the review was built
     meeting: Meeting | None = None
 
     @classmethod
@@ -183,6 +191,7 @@ class Review:
         hist = Path(history_db) if history_db else None
         prev = changes_since(con, hist, ReviewKey.of(settings.site, at))
         review = cls(settings, at, con, hist, out, prev, model)
+        review.acks = _ack_states(hist, settings.site)
         review._build_drafts()
         review._build_meeting()
         if out:
@@ -206,7 +215,7 @@ class Review:
         return f"the {later[0]:%H:%M} cutoff review" if later else "the next cutoff review"
 
     def _build_drafts(self) -> None:
-        drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check())
+        drafts = build_drafts(self.con, review_at=self.at, next_check=self.next_check(), acks=self.acks, tz=self.settings.tz)
         # a stale review's drafts are held back or marked stale, as the site chooses (freshness.on_stale)
         drafts = apply_to_drafts(drafts, self.stale_lines(), freshness_settings(self.settings).on_stale)
         self.con.register("_drafts", drafts.astype({c: "object" for c in drafts.columns}))
@@ -396,11 +405,40 @@ class Review:
                       count(DISTINCT order_id) AS orders
                FROM blockers GROUP BY ALL ORDER BY open_blockers DESC, owner"""
         ).df()
-        return html_table(df, "blockers-by-owner", "Open blockers by owner and reason")
+        return HTML(html_table(df, "blockers-by-owner", "Open blockers by owner and reason").data + self.unacknowledged().data
+                    + self.acknowledged().data)
+
+    def acknowledged(self) -> HTML:
+        """Open blockers someone acknowledged, assigned or commented on on the board, highest priority first, with
+        who is handling them (the whole queue, with its handling column, is in blocker_queue.csv)."""
+        h = self.handling()
+        df = self.con.execute(
+            """SELECT blocker_id, priority, order_id, reason_label, owner, cutoff_label FROM blockers
+               WHERE list_contains($ids, blocker_id) ORDER BY priority DESC, minutes_to_cutoff NULLS LAST, blocker_id""",
+            {"ids": h["blocker_id"].tolist()}).df()
+        df = df.merge(h, on="blocker_id", how="left").drop(columns=["blocker_id"])
+        return html_table(df, "acknowledged-blockers", "Being handled: open blockers acted on on the board", TOP["blocker_queue"],
+                          more="blocker_queue.csv (column handling) / on the board", wide=("handling",))
+
+    def unacknowledged(self) -> HTML:
+        """Open blockers nobody has acknowledged on the board yet, per owner."""
+        acked = [b for b, s in (self.acks or {}).items() if s.acknowledged_by]
+        df = self.con.execute(
+            """SELECT owner, count(*) FILTER (WHERE NOT list_contains($acked, blocker_id)) AS unacknowledged,
+                      count(*) AS open_blockers FROM blockers GROUP BY ALL ORDER BY unacknowledged DESC, owner""",
+            {"acked": acked}).df()
+        return html_table(df, "unacknowledged-by-owner", "Open blockers nobody has acknowledged on the board, by owner")
+
+    def handling(self) -> pd.DataFrame:
+        """blocker_id -> who is handling it ('acknowledged by J. Diaz 14:35, expected 15:10: "comment"')."""
+        tz = self.settings.tz
+        return pd.DataFrame({"blocker_id": pd.Series(list(self.acks or {}), dtype="str"),  # typed when empty: merged on
+                             "handling": pd.Series([s.summary(tz) for s in (self.acks or {}).values()], dtype="str")})
 
     def blocker_queue(self) -> HTML:
-        cols = ", ".join(f'"{c}"' for c in BLOCKER_COLUMNS)
+        cols = ", ".join(f'"{c}"' for c in ["blocker_id", *BLOCKER_COLUMNS])
         df = self.con.execute(f"SELECT {cols} FROM blockers LIMIT $n", {"n": TOP["blocker_queue"]}).df()
+        df = df.merge(self.handling(), on="blocker_id", how="left").drop(columns=["blocker_id"])  # who is on it (the board's log)
         total = self.con.execute("SELECT count(*) FROM blockers").fetchone()[0]
         return html_table(df, "blocker-queue", "Blocker queue, highest priority first", TOP["blocker_queue"], total,
                           more="blocker_queue.csv / on the board")
@@ -496,7 +534,7 @@ class Review:
         if self.out_dir is None:
             return Markdown("_No output folder: exports skipped._")
         board = self.table("order_board")
-        blockers = self.table("blockers")
+        blockers = self.table("blockers").merge(self.handling(), on="blocker_id", how="left")  # who is on it (the board's log)
         promise = board[[c for c in PROMISE_COLUMNS if c in board.columns]]  # = self.table("order_board", PROMISE_COLUMNS)
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")

@@ -662,8 +662,9 @@ def load_settings(path: str | Path, data_folder: str | Path | None = None) -> Se
     # links
     links: dict[str, str] = {}
     for system, template in (raw.get("links") or {}).items():
-        if system not in SYSTEMS:
-            raise SettingsError(f"{where('links', system)}: unknown system '{system}' (one of {', '.join(SYSTEMS)})")
+        if system not in SYSTEMS and system not in ENTITIES:  # a system's template, or one kind of record's (holds)
+            raise SettingsError(f"{where('links', system)}: unknown system or record kind '{system}' (a system: "
+                                f"{', '.join(SYSTEMS)}; or a record kind: {', '.join(ENTITIES)})")
         template = str(template)
         if not re.match(r"https?://", template):
             raise SettingsError(f"{where('links', system)}: links.{system} template must start with http:// or https://")

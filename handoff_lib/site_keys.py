@@ -3,7 +3,8 @@
 `settings.load_settings` checks the whole file against `schema()` before it reads a value: a key that is
 not known at its place, in any section, is a SettingsError naming the line, the setting and the nearest
 known key (docs/extracts.md, "Strict site files"). The modules that read the sections (settings.py,
-policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py, asof_orders.py, notify.py) read no
+policy.py, calendars.py, taxonomy.py, asof.py, risk.py, dbsource.py, freshness.py, store.py, labour.py, asof_orders.py, notify.py,
+board/) read no
 key this schema lacks:
 tests/test_site_keys.py checks the two stay in step, so a new setting is added here and in its reader.
 
@@ -36,7 +37,7 @@ COLUMN_FORMS: dict[str, tuple[str, ...]] = {
     "date": ("date", "time", "date_format", "time_format"),
 }
 NUMBER_FORMAT_KEYS = ("decimal", "thousands", "trailing_minus", "units")
-SYSTEMS = ("oms", "wms", "carrier", "crm")  # links: one URL template per system (settings.py)
+SYSTEMS = ("oms", "wms", "carrier", "crm")  # links: one URL template per system, or per kind of record (settings.py)
 WORK_STEPS = ("pick_per_line", "pack", "label", "manifest")  # policy.work_minutes (policy.py)
 NOTES_KEYS = ("model", "taxonomy", "labelled")  # notes: (taxonomy.py)
 # identifiers: the kinds a site sets normalisation rules for (identifiers.py: the first six link records)
@@ -150,7 +151,8 @@ def schema() -> Keys:
         ),
         sources=Each(None, tuple(ENTITIES), "an entity of the extract contract"),  # each entity: _source(entity)
         cutoffs=Seq(_keys("carrier", "service", "pickup", "days")),
-        links=Each(keys=SYSTEMS, what="a system"),
+        links=Each(keys=(*SYSTEMS, *ENTITIES), what="a system or a kind of record"),  # links.py: template_for
+        board=_keys("users", "internal_fields"),  # board/auth.py, board/data.py (docs/board.md)
         identifiers=Each(_keys("prefixes", "line_suffix", "strip_zeros", "separators"), IDENTIFIER_KINDS, "an identifier kind"),
         calendars=_keys(site=_day_rules(False), carriers=Each(Keys({**_day_rules(True).nodes, "services": Each(_day_rules(True))}))),
         policy=_keys(

@@ -217,6 +217,43 @@ def test_analyse_refuses_a_naive_now():
         analyse(s.con, s.settings, dt.datetime(2025, 6, 10, 14, 30))
 
 
+def test_a_hold_and_a_carton_link_to_their_own_kind_of_record_when_the_site_sets_a_template_for_it():
+    from dataclasses import replace
+
+    s = Story()
+    s.order("SO-H")
+    s.hold("H-31", "SO-H", code="CREDIT", placed_at="08:30")
+    s.order("SO-C")
+    s.carton("C-77", "SO-C", status="exception", note="label printer jam", event_at="09:30")
+    s.analyse("10:00")
+    links = {b["source_key"]: b["source_link"] for o in ("SO-H", "SO-C") for b in s.blockers_of(o)}
+    assert links == {"H-31": "https://wms.example.com/holds/H-31", "C-77": "https://wms.example.com/cartons/C-77"}
+
+    only_system = demo_settings()
+    only_system = replace(only_system, links={k: v for k, v in only_system.links.items() if k not in ("holds", "pack_events")})
+    s = Story(only_system)
+    s.order("SO-H")
+    s.hold("H-31", "SO-H", code="CREDIT", placed_at="08:30")
+    s.analyse("10:00")
+    [b] = s.blockers_of("SO-H")
+    assert b["source_link"] is None  # the WMS template wants a task_id, which a hold lacks
+
+
+def test_a_link_template_for_an_unknown_kind_of_record_is_refused_naming_it(tmp_path):
+    import yaml
+    from scenario_tables import DEMO
+
+    from handoff_lib.errors import SettingsError
+    from handoff_lib.settings import load_settings
+
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["links"]["pallets"] = "https://wms.example.com/pallets/{pallet_id}"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SettingsError, match=r"site.yaml line \d+: 'pallets' is not a system or a kind of record \(links.pallets\)"):
+        load_settings(site)
+
+
 def test_a_long_hold_note_is_quoted_up_to_200_characters_and_then_says_it_was_cut():
     s = Story()
     s.order("LONG", lines=1)

@@ -96,7 +96,7 @@ MISSPELLED = [
     ("values", lambda r: r["sources"]["pick_tasks"]["values"].update(stauts={"10": "open"}), "stauts:",
      "'stauts' is not a field of pick_tasks \\(sources.pick_tasks.values.stauts\\); did you mean 'status'"),
     ("cutoffs", lambda r: r["cutoffs"][0].update(pikcup="15:00"), "pikcup:", "unknown setting cutoffs\\[0\\].pikcup; did you mean 'pickup'"),
-    ("links", lambda r: r["links"].update(wsm="https://x/{task_id}"), "wsm:", "'wsm' is not a system \\(links.wsm\\); did you mean 'wms'"),
+    ("links", lambda r: r["links"].update(wsm="https://x/{task_id}"), "wsm:", "'wsm' is not a system or a kind of record \\(links.wsm\\); did you mean 'wms'"),
     ("identifiers", lambda r: r["identifiers"].update(pick_tickets={}), "pick_tickets:",
      "'pick_tickets' is not an identifier kind \\(identifiers.pick_tickets\\); did you mean 'pick_ticket'"),
     ("an identifier rule", lambda r: r["identifiers"]["order"].update(prefix=["SO"]), "prefix:",
@@ -189,6 +189,8 @@ READERS = {  # module -> the functions that read the site file
     "labour": ("load_labour",),
     "asof_orders": ("ship_by_known_from",),
     "notify": ("notify_settings", "_secret"),
+    "board.data": ("board_settings", "internal_fields"),  # board: internal_fields (docs/board.md)
+    "board.auth": ("users_file",),  # board: users
 }
 
 

@@ -567,8 +567,16 @@ def test_the_server_binds_to_loopback_with_culling_and_without_tracebacks():
     assert "--MappingKernelManager.cull_connected=False" in argv
 
 
+def _record(failed: list, call) -> None:
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread
+        failed.append(exc)
+
+
 def test_the_kernel_limit_refuses_a_page_one_too_many(monkeypatch):
     import asyncio
+    import threading
 
     from tornado.web import HTTPError
 
@@ -577,9 +585,13 @@ def test_the_kernel_limit_refuses_a_page_one_too_many(monkeypatch):
     km = LimitedKernelManager(max_kernels=2)
     monkeypatch.setattr(km, "list_kernel_ids", lambda: ["a", "b"])
     assert not km.room_for_page("board.ipynb")
-    with pytest.raises(HTTPError) as err:
-        asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
-    assert err.value.status_code == 503
+    # on a thread of its own: a session browser (Playwright's sync API) keeps an event loop running on this thread
+    failed: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _record(failed, lambda: asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))))
+    worker.start()
+    worker.join()
+    assert len(failed) == 1 and isinstance(failed[0], HTTPError), failed
+    assert failed[0].status_code == 503
     monkeypatch.setattr(km, "list_kernel_ids", lambda: ["a"])
     assert km.room_for_page("board.ipynb")
 

@@ -215,32 +215,11 @@ def time_views(store: Path, engine: str, driver_memory: str = "8g") -> dict:
     out["total_s"] = round(out["open_s"] + out["views_s"], 2)
     out["sites"] = len(scope.sites)
     con.close()
+    from run import tree_cpu_s
+
     out["cpu_s"] = round(tree_cpu_s(os.getpid()), 2)  # this process and Spark's JVM (a child it never waits for)
     out["status"] = "ok"
     return out
-
-
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by `root` and every process below it, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                parts = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(parts[1]), []).append(int(d))
-        cpu[int(d)] = (int(parts[11]) + int(parts[12])) / tick
-    total, todo = 0.0, [root]
-    while todo:
-        p = todo.pop()
-        total += cpu.get(p, 0.0)
-        todo += children.get(p, [])
-    return total
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:

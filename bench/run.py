@@ -57,27 +57,40 @@ TARGETS = {"suite_s": 15.0, "suite_gb": 3.0, "floor_ratio": 2.0, "pandas_ratio":
 # ------------------------------------------------------------------------------------------ measuring
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Resident memory of `root` and all its descendants, from /proc (kB)."""
+def tree_sum(root: int, value) -> float:
+    """Sum of `value(fields)` over `root` and all its descendants, where fields are a process's /proc/<pid>/stat
+    fields after its name (fields[1] is the parent pid)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    values: dict[int, float] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as fh:
                 parts = fh.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(parts[1]), int(parts[21])
+            ppid, v = int(parts[1]), value(parts)
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(d))
-        rss[int(d)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+        values[int(d)] = v
     total, todo = 0, [root]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        total += values.get(p, 0)
         todo += children.get(p, [])
     return total
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Resident memory of `root` and all its descendants, from /proc (kB)."""
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    return int(tree_sum(root, lambda f: int(f[21]) * page_kb))
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every process below it, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return float(tree_sum(root, lambda f: (int(f[11]) + int(f[12])) / tick))
 
 
 def measure(cmd: list[str], result: Path, timeout: float = 3600) -> dict:

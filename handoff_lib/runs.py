@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from pathlib import Path
 
 from .errors import HandoffError
 from .faults import crash_point as _crash_point
+from .locks import file_lock
 from .settings import Settings
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -77,28 +77,14 @@ def default_history(settings: Settings, out_root: Path | None = None) -> Path:
     return (out_root or settings.outputs) / settings.site / "history.duckdb"
 
 
-@contextlib.contextmanager
-def site_lock(path: Path, wait_s: float = 600.0):
-    """Hold the site's run lock; wait for another run of the same site to finish first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        deadline = time.monotonic() + wait_s
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise HandoffError(f"{path}: another review run of this site is still running after {wait_s:.0f} s") from None
-                if not announced:
-                    print(f"waiting for another review run of this site to finish ({path})", file=sys.stderr)
-                    announced = True
-                time.sleep(0.5)
-        try:
-            yield fh
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def site_lock(path: Path, wait_s: float = 600.0) -> contextlib.AbstractContextManager:
+    """Hold the site's run lock; wait for another run of the same site to finish first (yields the lock file)."""
+    return file_lock(
+        path, wait_s,
+        timed_out=lambda: HandoffError(f"{path}: another review run of this site is still running after {wait_s:.0f} s"),
+        waiting=lambda: print(f"waiting for another review run of this site to finish ({path})", file=sys.stderr),
+        poll_s=0.5,
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import shutil
 import sys
@@ -35,6 +34,7 @@ import pandas as pd
 
 from .errors import HandoffError, SettingsError
 from .faults import crash_point
+from .locks import file_lock
 
 TABLES = ("orders", "blockers", "promise", "reviews")  # the order partitions are moved into place in
 PARTITIONS = {"site": "VARCHAR", "review_date": "DATE", "review_time": "VARCHAR"}  # outermost first
@@ -97,25 +97,11 @@ def store_settings(settings) -> StoreSettings | None:
 # ------------------------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def _site_lock(root: Path, site: str, wait_s: float = 600.0):
+def _site_lock(root: Path, site: str, wait_s: float = 600.0) -> contextlib.AbstractContextManager:
     """One writer per site and store at a time (a review run and an export of the same site)."""
     lock = root / "_locks" / f"{site}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreError(f"{lock}: another process is still writing site {site} to the store after {wait_s:.0f} s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(lock, wait_s, timed_out=lambda: StoreError(
+        f"{lock}: another process is still writing site {site} to the store after {wait_s:.0f} s"))
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

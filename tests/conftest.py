@@ -79,6 +79,23 @@ def browser():
         b.close()
 
 
+def offline_page(browser, width: int = 1440, height: int = 900):
+    """A page that may load only local content (file:, data:, blob:, about:); every other request is refused and
+    listed in `page.outside_requests` (a report must open without a network)."""
+    pg = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    pg.outside_requests = []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            pg.outside_requests.append(r.request.url)
+            r.abort()
+
+    pg.route("**/*", route)
+    return pg
+
+
 def _find_olist() -> Path | None:
     """The shared Olist 2017 sample: $HANDOFF_OLIST_DATA, else shared/data/olist-2017-10k in a folder above
     this checkout (a worktree lives deeper than the main checkout, so the site file's relative path may miss)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import offline_page
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "outputs" / "test-artifacts"
 WIDTH, HEIGHT = 1280, 900
@@ -41,18 +42,7 @@ def own_browser():
 
 @pytest.fixture(scope="module")
 def page(own_browser, report):
-    context = own_browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    pg = context.new_page()
-    pg.outside_requests = []
-
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            pg.outside_requests.append(r.request.url)
-            r.abort()
-
-    pg.route("**/*", route)
+    pg = offline_page(own_browser, WIDTH, HEIGHT)
     pg.goto(report.as_uri())
     pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
     pg.wait_for_timeout(500)
@@ -60,7 +50,7 @@ def page(own_browser, report):
     pg.screenshot(path=str(ARTIFACTS / "backtest_report_1280_first_screen.png"))
     pg.screenshot(path=str(ARTIFACTS / "backtest_report_1280.png"), full_page=True)
     yield pg
-    context.close()
+    pg.context.close()
 
 
 def test_the_conclusion_is_on_the_first_screen_and_says_what_to_set(page):

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from conftest import offline_page
 
 from handoff_lib.runs import run_review
 from handoff_lib.settings import load_settings
@@ -49,19 +50,8 @@ def report(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(browser, report):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    pg = context.new_page()
-    pg.outside_requests = []
+    pg = offline_page(browser)
     pg.dialogs = []
-
-    def route(r):
-        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            pg.outside_requests.append(r.request.url)
-            r.abort()
-
-    pg.route("**/*", route)
     pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
     pg.goto(report.as_uri())
     pg.wait_for_selector("svg.pickup-chart, .chart-empty", state="attached", timeout=30_000)
@@ -69,7 +59,7 @@ def page(browser, report):
     pg.screenshot(path=str(ARTIFACTS / "cutoff_review_first_screen.png"))
     pg.screenshot(path=str(ARTIFACTS / "cutoff_review_report.png"), full_page=True)
     yield pg
-    context.close()
+    pg.context.close()
 
 
 def test_the_first_screen_shows_the_next_pickup_verdicts_and_the_act_now_list(page):

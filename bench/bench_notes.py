@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_labelled_notes as mk
 from sklearn.metrics import f1_score
 
-from handoff_lib import notes
-from handoff_lib.settings import load_settings
-from handoff_lib.taxonomy import notes_settings
+from handoff_lib.learn import notes
+from handoff_lib.learn.taxonomy import notes_settings
+from handoff_lib.load.settings import load_settings
 
 
 def synth(n: int, seed: int, phrases: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:

@@ -61,7 +61,7 @@ def ensure_day(lines: int, seed: int = 7, progress: bool = True) -> dict:
         return json.loads(meta_path.read_text())
     if folder.exists():
         shutil.rmtree(folder)
-    from handoff_lib.demo import generate
+    from handoff_lib.load.demo import generate
 
     orders = max(1, round(lines / LINES_PER_ORDER))
     t0 = time.perf_counter()

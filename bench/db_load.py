@@ -59,8 +59,8 @@ def main() -> None:
     from data import ensure_day, parse_size
     from pgcluster import Cluster
 
-    from handoff_lib.extracts import load_extracts
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.extracts import load_extracts
+    from handoff_lib.load.settings import load_settings
 
     meta = ensure_day(parse_size(args.size))
     data = Path(meta["data"])
@@ -162,7 +162,7 @@ def main() -> None:
 
 
 def wms_db_query(settings, entity: str) -> str:
-    from handoff_lib.dbsource import _select
+    from handoff_lib.load.dbsource import _select
 
     spec = settings.sources[entity]
     return _select(spec, "postgresql")

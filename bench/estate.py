@@ -138,7 +138,7 @@ def generate(out: Path, sites: int, days: int, seed: int = 7, orders_per_day: in
     import duckdb
     import pandas as pd
 
-    from handoff_lib.store import PARTITIONS
+    from handoff_lib.history.store import PARTITIONS
 
     t0 = time.perf_counter()
     part = out.with_name(out.name + ".part")
@@ -185,7 +185,8 @@ def generate(out: Path, sites: int, days: int, seed: int = 7, orders_per_day: in
 
 def time_views(store: Path, engine: str, driver_memory: str = "8g") -> dict:
     """One timing, in this process: (Spark session start), open the store, run every view."""
-    from handoff_lib import engines, themes
+    from handoff_lib.history import engines
+    from handoff_lib.learn import themes
 
     out: dict = {"engine": engine, "store": str(store)}
     if engine == "spark":

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from handoff_lib.demo import generate
-from handoff_lib.inspect import draft_site, fix_todos_from, score_draft
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.join.inspect import draft_site, fix_todos_from, score_draft
+from handoff_lib.load.demo import generate
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 OLIST = Path("/work/shared/data/olist-2017-10k")

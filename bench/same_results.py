@@ -33,10 +33,10 @@ def build(size: str):
     from data import day_dir, parse_size
 
     from handoff_lib.db import connect
-    from handoff_lib.extracts import load_extracts
-    from handoff_lib.identifiers import build_crosswalk, build_order_picture
-    from handoff_lib.picture import analyse
-    from handoff_lib.settings import load_settings
+    from handoff_lib.join.identifiers import build_crosswalk, build_order_picture
+    from handoff_lib.load.extracts import load_extracts
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.picture import analyse
 
     folder = day_dir(parse_size(size), 7) / "data"
     if not folder.is_dir():

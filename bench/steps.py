@@ -10,8 +10,8 @@ the steps are independent processes:
     snapshot   OUT after analyse -> history    (write_snapshot into a fresh history database)
     suite      extracts -> history, OUT        (all of the above in one process: the suite's own compute)
     suite_file extracts -> OUT -> history      (the same, built straight into a DuckDB file: context)
-    review     extracts -> review folder       (handoff_lib.runs.run_review: papermill + HTML + history)
-    notes      100,000 demo notes -> reasons   (handoff_lib.notes, when it has a trained model)
+    review     extracts -> review folder       (handoff_lib.publish.runs.run_review: papermill + HTML + history)
+    notes      100,000 demo notes -> reasons   (handoff_lib.learn.notes, when it has a trained model)
 
 The picture is built in memory, as pipeline.build_picture and a review run build it. A stage step
 copies the previous stage's file into memory first and writes its picture back to OUT after (both
@@ -42,7 +42,7 @@ T = time.perf_counter
 
 
 def _settings(data: str):
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.settings import load_settings
 
     return load_settings(SITE_FILE, data_folder=data)
 
@@ -53,7 +53,7 @@ def _now(settings) -> dt.datetime:
 
 def _timed_analyse(con, settings, now) -> dict[str, float]:
     """picture.analyse as it is, with each of its stages timed (wrapped in the picture module's namespace)."""
-    from handoff_lib import picture
+    from handoff_lib.publish import picture
 
     parts: dict[str, float] = {}
     names = ("assign_cutoffs", "build_states", "build_blockers", "build_promise", "build_board", "summary")
@@ -117,8 +117,8 @@ def _save(con, path: str) -> float:
 
 def step_load(a) -> dict:
     from handoff_lib.db import connect
-    from handoff_lib.extracts import load_source
-    from handoff_lib.validate import flag_events_out_of_order
+    from handoff_lib.load.extracts import load_source
+    from handoff_lib.load.validate import flag_events_out_of_order
 
     s = _settings(a.data)
     t0 = T()
@@ -129,7 +129,7 @@ def step_load(a) -> dict:
         load_source(con, s, entity, as_of=_now(s))
         parts[entity] = round(T() - t1, 3)
     t1 = T()
-    from handoff_lib.asof import apply_as_of
+    from handoff_lib.join.asof import apply_as_of
 
     apply_as_of(con, s, _now(s))
     parts["as_of"] = round(T() - t1, 3)
@@ -144,7 +144,7 @@ def step_load(a) -> dict:
 
 
 def step_crosswalk(a) -> dict:
-    from handoff_lib.identifiers import build_crosswalk, build_order_picture
+    from handoff_lib.join.identifiers import build_crosswalk, build_order_picture
 
     s, con, copy_in = _stage_input(a)
     t0 = T()
@@ -175,7 +175,7 @@ def step_analyse(a) -> dict:
 
 
 def _snapshot(con, s, history: Path) -> None:
-    from handoff_lib.history import ReviewKey, write_snapshot
+    from handoff_lib.history.snapshots import ReviewKey, write_snapshot
 
     if history.exists():
         history.unlink()
@@ -195,10 +195,10 @@ def step_snapshot(a) -> dict:
 def _suite(a, con) -> dict:
     """Load (+ as of the review time, the events-in-order check) -> crosswalk -> order picture -> analyse ->
     snapshot in `con`: the steps of pipeline.build_picture, each timed."""
-    from handoff_lib.asof import apply_as_of
-    from handoff_lib.extracts import load_extracts
-    from handoff_lib.identifiers import build_crosswalk, build_order_picture
-    from handoff_lib.validate import flag_events_out_of_order
+    from handoff_lib.join.asof import apply_as_of
+    from handoff_lib.join.identifiers import build_crosswalk, build_order_picture
+    from handoff_lib.load.extracts import load_extracts
+    from handoff_lib.load.validate import flag_events_out_of_order
 
     s = _settings(a.data)
     parts = {}
@@ -250,7 +250,7 @@ def step_suite_file(a) -> dict:
 
 
 def step_review(a) -> dict:
-    from handoff_lib.runs import run_review
+    from handoff_lib.publish.runs import run_review
 
     s = _settings(a.data)
     out = Path(a.out)
@@ -294,15 +294,15 @@ def _demo_notes(data: str, n: int) -> list[str]:
 
 def step_notes(a) -> dict:
     try:
-        from handoff_lib import notes
+        from handoff_lib.learn import notes
     except ImportError as exc:
-        return {"status": "n/a", "why": f"handoff_lib.notes not importable ({exc})"}
+        return {"status": "n/a", "why": f"handoff_lib.learn.notes not importable ({exc})"}
     if not hasattr(notes, "classify_notes"):
-        return {"status": "n/a", "why": "handoff_lib.notes has no classify_notes"}
+        return {"status": "n/a", "why": "handoff_lib.learn.notes has no classify_notes"}
     import dataclasses
 
-    from handoff_lib.settings import load_settings
-    from handoff_lib.taxonomy import notes_settings
+    from handoff_lib.learn.taxonomy import notes_settings
+    from handoff_lib.load.settings import load_settings
 
     site = notes_settings(load_settings(Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"))
     t0 = T()

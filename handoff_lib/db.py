@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from .settings import Settings
+from handoff_lib.load.settings import Settings
 
 IN_MEMORY_CHECKPOINT = "1GB"
 

@@ -42,7 +42,7 @@ def make_site(tmp: Path, data: Path, **extra) -> Path:
 @pytest.fixture(scope="session")
 def demo_day(tmp_path_factory) -> Path:
     """A 400-order demo day as of 12:00 and 16:00 (folders 1200/ and 1600/, truth/)."""
-    from handoff_lib.demo import generate
+    from handoff_lib.load.demo import generate
 
     out = tmp_path_factory.mktemp("demo_day")
     generate(orders=400, seed=11, out=out, at=REVIEWS, site_file=ROOT / "parameters/demo.yaml", progress=False)
@@ -60,7 +60,7 @@ def site(tmp_path, demo_day) -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole test run (it takes seconds to start): PySpark on Java 17."""
-    from handoff_lib.engines import spark_session
+    from handoff_lib.history.engines import spark_session
 
     assert shutil.which("java"), "Spark tests need Java 17: apt-get install -y openjdk-17-jre-headless (make test does it)"
     session = spark_session("local[2]")
@@ -117,7 +117,7 @@ needs_history = pytest.mark.skipif(
 def olist_site(tmp: Path) -> Path:
     """A copy of parameters/olist.yaml under `tmp` that reads the shared history where it is found and
     writes under tmp/outputs (only those lines edited: the rest of the file is as committed)."""
-    from handoff_lib.site_edit import edit_settings
+    from handoff_lib.load.site_edit import edit_settings
 
     text = (ROOT / "parameters" / "olist.yaml").read_text(encoding="utf-8")
     text = edit_settings(text, {("data", "folder"): str(OLIST_DATA), ("data", "allowed_roots"): [str(OLIST_DATA.parent)],
@@ -133,8 +133,8 @@ def planted_run(tmp_path_factory):
     (site file, result)."""
     import planted_history as ph
 
-    from handoff_lib import calibrate
-    from handoff_lib.settings import load_settings
+    from handoff_lib.learn import calibrate
+    from handoff_lib.load.settings import load_settings
 
     folder = tmp_path_factory.mktemp("planted")
     site = ph.planted(folder)
@@ -149,9 +149,9 @@ def year(tmp_path_factory):
     (tables bt_*). Once per session: a test that replays again or changes tables uses its own connection."""
     import datetime as dt
 
-    from handoff_lib import backtest
-    from handoff_lib import calibrate as bt  # the whole backtest job, with its calibration, is calibrate.run_backtest
-    from handoff_lib.settings import load_settings
+    from handoff_lib.learn import backtest
+    from handoff_lib.learn import calibrate as bt  # the whole backtest job, with its calibration, is calibrate.run_backtest
+    from handoff_lib.load.settings import load_settings
 
     if OLIST_DATA is None:
         pytest.skip("Olist history not found")

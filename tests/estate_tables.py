@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from handoff_lib import themes
+from handoff_lib.learn import themes
 
 START = dt.date(2025, 6, 5)  # a Thursday: the five days cover two weeks
 SITES = ("dc1", "dc2", "dc3")
@@ -80,7 +80,7 @@ def write_histories(folder: Path) -> list[Path]:
 
 def write_store(folder: Path) -> Path:
     """The three histories exported into one snapshot store under `folder/store`; returns its root."""
-    from handoff_lib import store
+    from handoff_lib.history import store
 
     root = folder / "store"
     for path in write_histories(folder):

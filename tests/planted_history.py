@@ -1,4 +1,4 @@
-"""Order histories written here, not by handoff_lib/demo.py, for the calibration tests.
+"""Order histories written here, not by handoff_lib/load/demo.py, for the calibration tests.
 
 `planted`: a history where the right buffer is known by construction. Reviews at 09:00, 12:00 and 16:00
 every day; every order is placed and released at 10:00 two days before its ship-by day, has one line and

@@ -1,7 +1,7 @@
 """Build the loaded + crosswalked tables for a warehouse story, row by row, with minimal fields.
 
 `Story(con)` creates all 9 entity tables and the 5 `linked_*` tables empty, with the schema the
-loader and the crosswalk produce (derived from handoff_lib/contract.py), then its helpers insert
+loader and the crosswalk produce (derived from handoff_lib/load/contract.py), then its helpers insert
 the rows a scenario needs. Defaults make an ordinary released, allocated, in-stock UPS GND order;
 a scenario only writes what its story is about.
 """
@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from handoff_lib.contract import ENTITIES, SQL_TYPES
 from handoff_lib.db import connect
-from handoff_lib.settings import Settings, load_settings
+from handoff_lib.load.contract import ENTITIES, SQL_TYPES
+from handoff_lib.load.settings import Settings, load_settings
 
 DEMO = Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"
 TZ = ZoneInfo("America/New_York")
@@ -250,7 +250,7 @@ class Story:
         insert(self.con, "account_instructions", customer_id=customer_id, instruction=instruction, note=note)
 
     def analyse(self, now: str, day: dt.date = DAY) -> dict[str, int]:
-        from handoff_lib.picture import analyse
+        from handoff_lib.publish.picture import analyse
 
         return analyse(self.con, self.settings, at(now, day))
 

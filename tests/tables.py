@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from handoff_lib.contract import ENTITIES, SQL_TYPES
+from handoff_lib.load.contract import ENTITIES, SQL_TYPES
 
 
 def make_tables(con: duckdb.DuckDBPyConnection, **rows: list[dict]) -> None:

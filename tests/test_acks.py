@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from handoff_lib import acks
 from handoff_lib.errors import HandoffError
+from handoff_lib.history import acks
 
 TZ = ZoneInfo("America/New_York")
 AT = dt.datetime(2026, 11, 24, 19, 35, tzinfo=dt.UTC)  # 14:35 in Columbus
@@ -143,9 +143,9 @@ def test_a_reader_sees_committed_entries_while_a_writer_holds_the_log(tmp_path):
 
 
 def test_the_next_review_shows_who_handles_each_blocker_and_counts_the_unacknowledged(site, tmp_path):
-    from handoff_lib.history import ReviewKey, write_snapshot
-    from handoff_lib.review import Review
-    from handoff_lib.settings import load_settings
+    from handoff_lib.history.snapshots import ReviewKey, write_snapshot
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.review import Review
 
     settings = load_settings(site)
     history = tmp_path / "outputs" / settings.site / "history.duckdb"

@@ -1,4 +1,4 @@
-"""As of the review time (handoff_lib/asof.py): a review sees only what was known at `now`.
+"""As of the review time (handoff_lib/join/asof.py): a review sees only what was known at `now`.
 
 Two kinds of proof:
 * hand-written tables, one story per entity rule (orders, order lines, holds, cases, pack events,
@@ -19,11 +19,11 @@ import pytest
 import yaml
 from tables import make_tables
 
-from handoff_lib.asof import apply_as_of, grace_minutes, summary_text
 from handoff_lib.errors import SettingsError
-from handoff_lib.picture import analyse
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.join.asof import apply_as_of, grace_minutes, summary_text
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.picture import analyse
+from handoff_lib.publish.pipeline import build_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "parameters" / "demo.yaml"

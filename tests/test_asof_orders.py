@@ -9,10 +9,10 @@ import pandas as pd
 import planted_history as ph
 import pytest
 
-from handoff_lib import asof_orders
-from handoff_lib import backtest as bt
 from handoff_lib.errors import SettingsError
-from handoff_lib.settings import load_settings
+from handoff_lib.history import asof_orders
+from handoff_lib.learn import backtest as bt
+from handoff_lib.load.settings import load_settings
 
 AT = dt.datetime(2025, 3, 12, 12, 0, tzinfo=dt.UTC)
 
@@ -26,7 +26,7 @@ def _history(tmp_path, known_from):
 
 
 def _review(con, settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from handoff_lib import risk
+    from handoff_lib.learn import risk
 
     asof_orders.replay(con, settings, [AT], progress=False)
     rules, custom = bt.rule_settings(settings, buffers=(60, 480, 1440), hours=(4, 24, 48))

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import needs_history, olist_site
 
-from handoff_lib import asof_orders
-from handoff_lib import backtest as bt
-from handoff_lib.settings import load_settings
+from handoff_lib.history import asof_orders
+from handoff_lib.learn import backtest as bt
+from handoff_lib.load.settings import load_settings
 
 
 @needs_history
@@ -100,7 +100,7 @@ def test_rules_are_scored_by_setting_with_precision_recall_and_lead_time(year):
 
 def _as_of(con, settings, at: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Warnings and learned-score features of one review."""
-    from handoff_lib import risk
+    from handoff_lib.learn import risk
 
     asof_orders.replay(con, settings, [at], progress=False)
     rules, custom = bt.rule_settings(settings, buffers=(0, 60, 480, 1440), hours=(4, 24))
@@ -157,7 +157,7 @@ def test_rewriting_what_happened_after_a_review_deadlines_included_changes_none_
 def test_cli_writes_tables_the_calibration_and_the_html_report(tmp_path, capsys):
     import json
 
-    from handoff_lib.backtest_cli import backtest_main
+    from handoff_lib.cli.backtest import backtest_main
 
     site = olist_site(tmp_path)
     out = tmp_path / "bt"

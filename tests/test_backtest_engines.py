@@ -8,10 +8,10 @@ import datetime as dt
 
 from conftest import needs_history, olist_site
 
-from handoff_lib import asof_orders
-from handoff_lib import backtest as bt
-from handoff_lib.engines import SparkEngine, differences
-from handoff_lib.settings import load_settings
+from handoff_lib.history import asof_orders
+from handoff_lib.history.engines import SparkEngine, differences
+from handoff_lib.learn import backtest as bt
+from handoff_lib.load.settings import load_settings
 
 
 def _replayed(settings, con, engine):
@@ -48,7 +48,7 @@ def test_the_replay_its_warnings_and_scores_are_the_same_on_spark_as_on_duckdb(s
 
 @needs_history
 def test_calibrating_on_spark_chooses_and_reports_exactly_what_it_does_on_duckdb(spark, tmp_path):
-    from handoff_lib import calibrate
+    from handoff_lib.learn import calibrate
 
     settings = load_settings(olist_site(tmp_path))
     times = (dt.time(9), dt.time(16))

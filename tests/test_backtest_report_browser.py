@@ -15,8 +15,8 @@ WIDTH, HEIGHT = 1280, 900
 
 @pytest.fixture(scope="module")
 def report(planted_run, tmp_path_factory):
-    from handoff_lib.backtest_cli import run_report
-    from handoff_lib.settings import load_settings
+    from handoff_lib.cli.backtest import run_report
+    from handoff_lib.load.settings import load_settings
 
     site, result = planted_run
     out = tmp_path_factory.mktemp("report")

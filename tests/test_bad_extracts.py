@@ -15,8 +15,8 @@ from bad_extracts import CASES, GOOD, Case
 
 from handoff_lib.db import connect
 from handoff_lib.errors import HandoffError
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTITY_OF = {
@@ -96,7 +96,7 @@ def test_bad_extract_gets_its_outcome(case: Case, tmp_path):
 
 
 def test_a_good_set_with_one_degraded_source_still_builds_the_picture_and_names_the_source(tmp_path):
-    from handoff_lib.validate import degraded_sources
+    from handoff_lib.load.validate import degraded_sources
 
     case = next(c for c in CASES if c.name == "duplicate key with conflicting values")
     site, _ = site_for(tmp_path, case)
@@ -109,7 +109,7 @@ def test_a_good_set_with_one_degraded_source_still_builds_the_picture_and_names_
 
 
 def test_a_file_rewritten_while_it_is_read_stops_the_run(tmp_path, monkeypatch):
-    from handoff_lib import extracts
+    from handoff_lib.load import extracts
 
     data = tmp_path / "data"
     shutil.copytree(GOOD, data)

@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from scenario_tables import DAY, Story, at, demo_settings
 
-from handoff_lib.blockers import reason_from_note
-from handoff_lib.picture import drill_down, drill_downs, summary, summary_with_drill_down
+from handoff_lib.publish.picture import drill_down, drill_downs, summary, summary_with_drill_down
+from handoff_lib.rules.blockers import reason_from_note
 
 
 def test_scenario_1_short_pick_before_cutoff_makes_the_order_short_with_a_replenishment_blocker_and_puts_the_promise_at_risk():
@@ -210,7 +210,7 @@ def test_analyse_refuses_a_naive_now():
     import datetime as dt
 
     from handoff_lib.errors import HandoffError
-    from handoff_lib.picture import analyse
+    from handoff_lib.publish.picture import analyse
 
     s = Story()
     with pytest.raises(HandoffError, match="timezone-aware"):
@@ -244,7 +244,7 @@ def test_a_link_template_for_an_unknown_kind_of_record_is_refused_naming_it(tmp_
     from scenario_tables import DEMO
 
     from handoff_lib.errors import SettingsError
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.settings import load_settings
 
     raw = yaml.safe_load(DEMO.read_text())
     raw["links"]["pallets"] = "https://wms.example.com/pallets/{pallet_id}"

@@ -12,13 +12,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from handoff_lib import acks, board
+from handoff_lib import board
 from handoff_lib.board import actions
 from handoff_lib.board.roles import ROLES, Viewer
 from handoff_lib.errors import HandoffError
-from handoff_lib.history import ReviewKey, write_snapshot
-from handoff_lib.review import Review
-from handoff_lib.settings import load_settings
+from handoff_lib.history import acks
+from handoff_lib.history.snapshots import ReviewKey, write_snapshot
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.review import Review
 
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2; alert(1)">'
 
@@ -336,7 +337,7 @@ def stale_site(tmp_path_factory, demo_day) -> Path:
 
 
 def test_a_stale_review_says_which_source_and_how_old_on_the_first_screen_and_holds_its_drafts(stale_site):
-    from handoff_lib import freshness
+    from handoff_lib.load import freshness
 
     source = board.resolve_source(str(stale_site))
     with duckdb.connect(str(source.history_db), read_only=True) as con:

@@ -14,7 +14,7 @@ import yaml
 
 from handoff_lib.board import auth
 from handoff_lib.board.server import NO_LOGIN_BANNER, configure, is_loopback, tls_context
-from handoff_lib.board_cli import main as board_cli
+from handoff_lib.cli.board import main as board_cli
 from handoff_lib.errors import HandoffError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +118,7 @@ def test_a_users_file_means_sign_in_on_any_host(tmp_path, site):
 
 
 def test_the_cli_refuses_an_open_network_board_with_exit_2(site, capsys):
-    from handoff_lib.cli import main as handoff
+    from handoff_lib.cli.main import main as handoff
 
     assert handoff(["board", "--site", str(site), "--host", "0.0.0.0"]) == 2
     assert "refusing to serve the board on 0.0.0.0 without sign-in" in capsys.readouterr().err

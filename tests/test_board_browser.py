@@ -16,8 +16,9 @@ import duckdb
 import pytest
 import yaml
 
-from handoff_lib import acks, board
+from handoff_lib import board
 from handoff_lib.board.auth import UsersFile
+from handoff_lib.history import acks
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
@@ -330,7 +331,7 @@ def test_an_acknowledgement_shows_for_another_user_after_refresh_and_in_the_next
     other.screenshot(path=str(ARTIFACTS / "board-acknowledged.png"))
     other.context.close()
 
-    from handoff_lib.runs import run_review
+    from handoff_lib.publish.runs import run_review
 
     result = run_review(source.settings, dt.datetime(2026, 11, 24, 16, 0, tzinfo=source.settings.tz),
                         history=source.history_db, progress=False)

@@ -11,9 +11,9 @@ from dataclasses import replace
 import pytest
 from scenario_tables import Story, at, demo_settings
 
-from handoff_lib.calendars import load_calendars
 from handoff_lib.errors import SettingsError
-from handoff_lib.settings import Cutoff
+from handoff_lib.load.settings import Cutoff
+from handoff_lib.rules.calendars import load_calendars
 
 TUE = dt.date(2026, 11, 24)  # the demo day
 WED, THU, FRI, MON = (TUE + dt.timedelta(days=d) for d in (1, 2, 3, 6))
@@ -129,10 +129,10 @@ def test_the_due_pickup_skips_the_holiday_too():
 
 
 def test_the_backtest_counts_transit_in_the_same_calendar():
-    from handoff_lib.promise import build_lanes, lane_key
+    from handoff_lib.rules.promise import build_lanes, lane_key
 
     s = story({"carriers": {"default": US}})
-    from handoff_lib.policy import load_policy
+    from handoff_lib.rules.policy import load_policy
 
     policy = load_policy(s.settings)
     build_lanes(s.con, s.settings, policy, [(lane_key("UPS"), lane_key("GND"))], TUE, MON)

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import needs_history, olist_site
 
-from handoff_lib import calibrate
 from handoff_lib.errors import HandoffError
-from handoff_lib.settings import load_settings
+from handoff_lib.learn import calibrate
+from handoff_lib.load.settings import load_settings
 
 # ------------------------------------------------------------------------------------------ folds and choosing
 
@@ -97,7 +97,7 @@ def test_calibrate_finds_the_planted_buffer_and_the_one_customer_that_needs_its_
 
 
 def test_proposal_and_apply_edit_only_the_changed_lines_of_the_site_file(tmp_path, capsys):
-    from handoff_lib.backtest_cli import calibrate_main
+    from handoff_lib.cli.backtest import calibrate_main
 
     site = ph.planted(tmp_path, wms=True)
     before = site.read_text(encoding="utf-8")
@@ -214,7 +214,7 @@ def test_on_the_2017_history_the_chosen_buffer_catches_more_late_hand_offs_than_
 
 @needs_history
 def test_the_report_says_whether_the_learned_score_beats_the_plain_rule(year):
-    from handoff_lib.backtest_report import conclusion_html
+    from handoff_lib.learn.backtest_report import conclusion_html
 
     _, _, result = year
     verdicts = result.meta["calibration"]["verdicts"]
@@ -227,7 +227,7 @@ def test_the_report_says_whether_the_learned_score_beats_the_plain_rule(year):
 
 @needs_history
 def test_calibrate_on_the_2017_history_proposes_its_buffer_and_writes_the_site_file_only_with_apply(tmp_path, capsys):
-    from handoff_lib.backtest_cli import calibrate_main
+    from handoff_lib.cli.backtest import calibrate_main
 
     site = olist_site(tmp_path)
     before = site.read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from handoff_lib.cli import main
+from handoff_lib.cli.main import main
 
 SITE2 = Path(__file__).resolve().parent / "fixtures" / "site2"
 

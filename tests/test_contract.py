@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from handoff_lib.contract import ENTITIES, TYPES, contract_tables
+from handoff_lib.load.contract import ENTITIES, TYPES, contract_tables
 
 
 def test_docs_hold_the_generated_field_tables():

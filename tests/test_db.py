@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from handoff_lib.db import PictureWriter, connect, save_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
 
 
 @pytest.fixture

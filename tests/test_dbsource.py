@@ -1,4 +1,4 @@
-"""Database sources (handoff_lib/dbsource.py) against a real PostgreSQL: the `pg` / `wms_pg` session
+"""Database sources (handoff_lib/load/dbsource.py) against a real PostgreSQL: the `pg` / `wms_pg` session
 fixtures (tests/conftest.py) start a throwaway cluster on loopback and load the demo day's 12:00
 extracts into it as a WMS/ERP would hold them (tests/wms_db.py)."""
 
@@ -23,9 +23,9 @@ import yaml
 from conftest import ROOT, make_site
 
 from handoff_lib.errors import ExtractError, MissingColumnError, SettingsError
-from handoff_lib.extracts import load_extracts, load_source
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.load.extracts import load_extracts, load_source
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 AT = dt.datetime(2026, 11, 24, 12, 0, tzinfo=ZoneInfo("America/New_York"))
 ENV = "HANDOFF_TEST_WMS_URL"
@@ -412,8 +412,8 @@ def test_a_sqlite_database_through_sqlalchemy_loads_the_same_orders_as_the_file(
 def test_a_review_from_the_database_records_its_reads_and_a_failed_one_keeps_the_last_good_review(sites, wms_pg, monkeypatch):
     import json
 
-    from handoff_lib.history import open_history
-    from handoff_lib.runs import RunError, default_history, run_review
+    from handoff_lib.history.snapshots import open_history
+    from handoff_lib.publish.runs import RunError, default_history, run_review
 
     cluster, _ = wms_pg
     _, db_site = sites

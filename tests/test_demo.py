@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from handoff_lib.contract import ENTITIES
-from handoff_lib.demo import generate
 from handoff_lib.errors import HandoffError
+from handoff_lib.load.contract import ENTITIES
+from handoff_lib.load.demo import generate
 
 SITE = Path(__file__).resolve().parents[1] / "parameters" / "demo.yaml"
 RAW = yaml.safe_load(SITE.read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 from scenario_tables import DAY, Story, at
 
-from handoff_lib.drafts import DRAFT_MARK, build_drafts, since_last_cutoff, write_drafts
+from handoff_lib.learn.drafts import DRAFT_MARK, build_drafts, since_last_cutoff, write_drafts
 
 MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 DATE_PATTERNS = (

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from estate_tables import SITES, write_store
 
-from handoff_lib import engines, themes
-from handoff_lib.engines import DuckDBEngine, SparkEngine, compile_sql, differences
+from handoff_lib.history import engines
+from handoff_lib.history.engines import DuckDBEngine, SparkEngine, compile_sql, differences
+from handoff_lib.learn import themes
 
 FILTERS = (
     themes.Filters(themes=("short_stockout", "credit_payment")),
@@ -90,7 +91,7 @@ def test_the_comparison_notices_a_query_that_drifted_on_one_engine(estate, spark
 def test_a_history_and_the_store_written_from_it_give_the_same_views(tmp_path):
     from estate_tables import write_histories
 
-    from handoff_lib import store
+    from handoff_lib.history import store
 
     history = write_histories(tmp_path)[1]  # dc2
     root = tmp_path / "store"

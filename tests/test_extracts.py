@@ -16,8 +16,8 @@ import yaml
 
 from handoff_lib.db import connect
 from handoff_lib.errors import ExtractError, MissingColumnError, UnmappedValueError
-from handoff_lib.extracts import load_extracts, load_source
-from handoff_lib.settings import Settings, load_settings
+from handoff_lib.load.extracts import load_extracts, load_source
+from handoff_lib.load.settings import Settings, load_settings
 
 DEMO = Path(__file__).parents[1] / "parameters" / "demo.yaml"
 GOOD = Path(__file__).parent / "fixtures" / "extracts" / "good"
@@ -653,7 +653,7 @@ def test_a_load_that_stops_keeps_the_table_of_the_last_good_load_and_leaves_no_w
 def test_line_scan_finds_line_ends_blank_lines_and_bare_carriage_returns(tmp_path, text, chunk_size):
     # The scan reads the file in chunks and looks at the bytes before each \n only when the file
     # holds a \r: checked here, across chunk borders, against a plain reading of the same bytes.
-    from handoff_lib.extracts import _scan_lines
+    from handoff_lib.load.extracts import _scan_lines
 
     path = tmp_path / "x.csv"
     path.write_bytes(text)
@@ -906,7 +906,7 @@ def test_a_number_format_on_a_text_field_is_refused(tmp_path):
 
 
 def test_rejected_shares_are_of_the_entitys_own_rows_not_of_the_whole_shared_file(tmp_path):
-    from handoff_lib.validate import data_warnings
+    from handoff_lib.load.validate import data_warnings
 
     header = "ShipmentId,Reference,CarrierCode,ServiceCode,TrackingNumber,LabelCreated,Manifested,PickedUp\n"
     cartons = "".join(f",CTN-{i},UPS,GND,,,,\n" for i in range(8))  # cartons without a label: not shipments

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from conftest import make_site
 
-from handoff_lib.contract import ENTITIES
 from handoff_lib.db import connect
-from handoff_lib.extracts import identity_fields
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.load.contract import ENTITIES
+from handoff_lib.load.extracts import identity_fields
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 PER_FIELD = 2  # rows hit per field of each source (a small share of every column: nothing systemic)
 SEED = 20261124
@@ -225,7 +225,7 @@ def test_every_order_keeps_a_state_a_promise_and_readable_reasons(injected):
 
 
 def test_the_data_banner_names_each_damaged_source_as_a_warning(injected):
-    from handoff_lib.validate import data_warnings
+    from handoff_lib.load.validate import data_warnings
 
     _, bad, faults = injected
     warned = {d["source"]: d["severity"] for d in data_warnings(bad)}

@@ -1,4 +1,4 @@
-"""How current the extracts are (handoff_lib/freshness.py; rules in docs/extracts.md, "How current the extracts are";
+"""How current the extracts are (handoff_lib/load/freshness.py; rules in docs/extracts.md, "How current the extracts are";
 cases in docs/reliability.md, "Fresh or flagged").
 
 Proved on the hand-written extract set tests/fixtures/extracts/good (Monday 2 March 2026; its newest events: pick
@@ -20,13 +20,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from handoff_lib import freshness as fr
 from handoff_lib.db import connect
 from handoff_lib.errors import ExtractError, SettingsError, StaleExtractError
-from handoff_lib.extracts import load_extracts
-from handoff_lib.history import ReviewKey, list_reviews, open_history, write_snapshot
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.history.snapshots import ReviewKey, list_reviews, open_history, write_snapshot
+from handoff_lib.load import freshness as fr
+from handoff_lib.load.extracts import load_extracts
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = ROOT / "tests" / "fixtures" / "extracts" / "good"
@@ -254,7 +254,7 @@ def test_catch_up_with_date_folders_runs_only_the_days_that_have_one(tmp_path):
 def test_schedule_lists_a_past_review_without_extracts_as_not_run_and_stops_on_the_current_one(tmp_path, capsys):
     """`handoff schedule` on Tuesday 12:30 with only Monday's files in data/{time}: the 09:00 review is not run
     ("no extracts for ..."), the 12:00 review stops with exit 2 naming the sources; history stays empty."""
-    from handoff_lib.cli import main
+    from handoff_lib.cli.main import main
 
     for hhmm in ("0900", "1200"):
         extracts(tmp_path / "data" / hhmm)
@@ -278,7 +278,7 @@ def test_schedule_lists_a_past_review_without_extracts_as_not_run_and_stops_on_t
 def stale_then_failed(tmp_path_factory):
     """A stale review stored on Monday 15:00 (the WMS pick-task export stopped at 10:05), then Tuesday's 09:00
     review of the same folder, which fails."""
-    from handoff_lib.runs import run_review
+    from handoff_lib.publish.runs import run_review
 
     tmp = tmp_path_factory.mktemp("stale_run")
     extracts(tmp / "data", pick_tasks_updated="2026-03-02 10:05:00")

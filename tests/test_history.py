@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from handoff_lib import history
-from handoff_lib.history import ReviewKey, change_summary, changes_since, open_history, write_snapshot
+from handoff_lib.history import snapshots as history
+from handoff_lib.history.snapshots import ReviewKey, change_summary, changes_since, open_history, write_snapshot
 
 TZ = ZoneInfo("America/New_York")
 AT_12 = dt.datetime(2026, 11, 24, 12, 0, tzinfo=TZ)

@@ -6,8 +6,8 @@ import duckdb
 import pytest
 from tables import make_tables
 
-from handoff_lib.identifiers import build_crosswalk, normalise
-from handoff_lib.settings import IdRule, load_settings
+from handoff_lib.join.identifiers import build_crosswalk, normalise
+from handoff_lib.load.settings import IdRule, load_settings
 
 ORDER = IdRule("order", prefixes=("SO", "ORD"), strip_zeros=True)
 TICKET = IdRule("pick_ticket", prefixes=("PT",), line_suffix=r"-\d{1,3}$")
@@ -234,7 +234,7 @@ def test_a_ticket_hitting_several_lines_takes_the_exact_line_then_the_most_confi
 
 def test_linked_records_keep_file_order_whatever_order_the_source_is_stored_in(monkeypatch):
     """The join keeps file order on one thread (checked); a source stored out of order is sorted instead."""
-    import handoff_lib.identifiers as ident
+    import handoff_lib.join.identifiers as ident
 
     seen = []
     check = ident._in_line_order

@@ -16,11 +16,11 @@ import duckdb
 import pytest
 import yaml
 
-from handoff_lib.contract import ENTITIES
-from handoff_lib.inspect import draft_site, propose_values, read_extract, score_draft
-from handoff_lib.inspect import fix_todos_from as fix_todos
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.join.inspect import draft_site, propose_values, read_extract, score_draft
+from handoff_lib.join.inspect import fix_todos_from as fix_todos
+from handoff_lib.load.contract import ENTITIES
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 SITE2 = Path(__file__).resolve().parent / "fixtures" / "site2"
 OLIST = Path("/work/shared/data/olist-2017-10k")
@@ -176,7 +176,7 @@ def test_handoff_inspect_cli_writes_the_draft_and_says_where(tmp_path):
 
 
 def test_demo_day_draft_proposes_nothing_wrong_and_links_every_record_as_the_demo_site_file(tmp_path):
-    from handoff_lib.demo import generate
+    from handoff_lib.load.demo import generate
 
     root = Path(__file__).resolve().parent.parent
     generate(orders=400, seed=11, out=tmp_path / "day", date="2026-11-24", at=["14:30"], site_file=str(root / "parameters/demo.yaml"))

@@ -4,7 +4,7 @@ import duckdb
 import pytest
 from scenario_tables import demo_settings
 
-from handoff_lib.links import link_sql, placeholders, record_link, render_link
+from handoff_lib.join.links import link_sql, placeholders, record_link, render_link
 
 TRICKY = ["T-88812", "A/../../admin?x=1#frag", "SO 1001&debug=1", "ünïcode~-_.", "javascript:alert(1)", "%2F"]
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from handoff_lib.errors import HandoffError
-from handoff_lib.locks import file_lock
-from handoff_lib.runs import site_lock
+from handoff_lib.history.locks import file_lock
+from handoff_lib.publish.runs import site_lock
 
 
 def test_a_second_writer_waits_says_so_once_and_gets_the_lock_when_the_first_lets_go(tmp_path):

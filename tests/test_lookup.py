@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from handoff_lib.cli import main
-from handoff_lib.lookup import find_orders, format_view, order_view
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.cli.main import main
+from handoff_lib.join.lookup import find_orders, format_view, order_view
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_cli_lookup_prints_the_order_and_exits_2_for_unknown_ids(picture, capsys
 
 
 def test_dates_print_as_dates():
-    from handoff_lib.lookup import _fmt
+    from handoff_lib.join.lookup import _fmt
 
     assert _fmt(pd.Timestamp("2026-11-26")) == "2026-11-26"
 

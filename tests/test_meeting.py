@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 from scenario_tables import Story, at, demo_settings
 
-from handoff_lib.labour import load_labour
-from handoff_lib.meeting import act_now, build_meeting, calls
+from handoff_lib.rules.labour import load_labour
+from handoff_lib.rules.meeting import act_now, build_meeting, calls
 
 # A small floor, so the arithmetic fits in a comment: 2 pickers, 1 packer, 1 shipper from 06:00 to 20:00,
 # half their time productive, work done 10 min before the truck; 2 labour min a pick line, 15 a pack, 1 a label.
@@ -194,7 +194,7 @@ def test_calls_list_needs_communication_first_by_priority_with_drafts():
     s.order("LO", lines=1, priority=3, promised_delivery=at("10:00").date())  # promised today: cannot be kept
     s.order("HI", lines=1, priority=1, promised_delivery=at("10:00").date())
     s.analyse("14:00")
-    from handoff_lib.drafts import build_drafts
+    from handoff_lib.learn.drafts import build_drafts
 
     drafts = build_drafts(s.con, review_at=at("14:00"))  # noqa: F841 - read by DuckDB by name
     s.con.execute("CREATE TABLE drafts AS SELECT * FROM drafts")

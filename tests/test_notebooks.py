@@ -17,8 +17,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 @pytest.fixture(scope="module")
 def default_demo_data():
     """The review notebook's defaults read the demo site's data folder: make sure it has a day."""
-    from handoff_lib.demo import generate
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.demo import generate
+    from handoff_lib.load.settings import load_settings
 
     settings = load_settings(ROOT / "parameters/demo.yaml")
     root = settings.data_folder.parent

@@ -16,13 +16,13 @@ from scenario_tables import Story, at
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from handoff_lib import notes
 from handoff_lib.db import save_picture
 from handoff_lib.errors import HandoffError, SettingsError
-from handoff_lib.picture import analyse
-from handoff_lib.pipeline import trained_note_model
-from handoff_lib.settings import load_settings
-from handoff_lib.taxonomy import load_taxonomy, notes_settings
+from handoff_lib.learn import notes
+from handoff_lib.learn.taxonomy import load_taxonomy, notes_settings
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.picture import analyse
+from handoff_lib.publish.pipeline import trained_note_model
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notes_site"
@@ -406,14 +406,14 @@ def test_a_classifier_row_set_keeps_the_note_reasons_columns(model):
 
 
 def test_notes_train_for_a_site_without_a_model_exits_2_naming_the_site(capsys):
-    from handoff_lib.notes_cli import notes_main
+    from handoff_lib.cli.notes import notes_main
 
     assert notes_main(["train", "--site", str(ROOT / "parameters/olist.yaml")]) == 2
     assert "olist.yaml: site 'olist' has no notes model" in capsys.readouterr().err
 
 
 def test_the_demo_command_trains_the_sites_model_when_missing_or_of_another_site_and_keeps_a_current_one(tmp_path, small_labelled):
-    from handoff_lib.cli import _ensure_notes_model
+    from handoff_lib.cli.main import _ensure_notes_model
 
     a = small_site(tmp_path, small_labelled, site="a", name="a.yaml", model="shared.joblib")
     _ensure_notes_model(a)

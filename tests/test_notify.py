@@ -24,8 +24,8 @@ from conftest import ROOT, make_site
 from scenario_tables import at
 from test_owners import credit_day
 
-from handoff_lib import notify, owners
 from handoff_lib.errors import SettingsError
+from handoff_lib.publish import notify, owners
 
 
 def free_port() -> int:
@@ -241,8 +241,8 @@ def test_a_missing_password_variable_fails_the_delivery_without_showing_a_secret
 
 
 def test_a_failed_delivery_does_not_fail_the_review_and_the_next_schedule_sends_it(tmp_path, demo_day):
-    from handoff_lib.runs import schedule
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.runs import schedule
 
     data = tmp_path / "data"
     shutil.copytree(demo_day, data)
@@ -264,8 +264,8 @@ def test_a_failed_delivery_does_not_fail_the_review_and_the_next_schedule_sends_
 
 
 def test_a_bad_notify_block_stops_the_run_before_it_starts(tmp_path, demo_day):
-    from handoff_lib.runs import run_review
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.runs import run_review
 
     settings = load_settings(make_site(tmp_path, demo_day / "{time}", notify={"owners": {"finanse": {"webhook": "https://x.example/h"}}}))
     with pytest.raises(SettingsError, match="finanse"):
@@ -291,10 +291,10 @@ class BlockerRows(HTMLParser):
 def demo_1430(tmp_path_factory):
     """A 400-order demo day reviewed at 12:00 and 14:30 with every owner routed to a local SMTP server and a
     local webhook receiver; the 14:30 review is then run again."""
-    from handoff_lib.demo import generate
-    from handoff_lib.notify import site_owners
-    from handoff_lib.runs import run_review
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.demo import generate
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.notify import site_owners
+    from handoff_lib.publish.runs import run_review
 
     tmp = tmp_path_factory.mktemp("notify_demo")
     data = tmp / "data"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from scenario_tables import Story, at
 from test_meeting import labour_settings
 
-from handoff_lib import acks, owners
-from handoff_lib.meeting import act_now, build_meeting, store_act_now
+from handoff_lib.history import acks
+from handoff_lib.publish import owners
+from handoff_lib.rules.meeting import act_now, build_meeting, store_act_now
 
 
 def credit_day(tmp_path=None) -> Story:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from handoff_lib.picture import summary_with_drill_down
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.picture import summary_with_drill_down
+from handoff_lib.publish.pipeline import build_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ def day(tmp_path_factory):
     """A 10,000-order demo day as of 14:30, loaded, linked and analysed."""
     from conftest import make_site
 
-    from handoff_lib.demo import generate
+    from handoff_lib.load.demo import generate
 
     tmp = tmp_path_factory.mktemp("day10k")
     generate(orders=10_000, seed=5, out=tmp / "data", at=("14:30",), site_file=ROOT / "parameters/demo.yaml", progress=False)

@@ -4,7 +4,7 @@ import pytest
 from scenario_tables import demo_settings
 
 from handoff_lib.errors import SettingsError
-from handoff_lib.policy import load_policy
+from handoff_lib.rules.policy import load_policy
 
 
 def test_the_demo_policy_loads_with_its_routing_table():

@@ -1,4 +1,4 @@
-"""Mapping presets (parameters/presets/, handoff_lib/presets.py): each cites its documentation and loads a
+"""Mapping presets (parameters/presets/, handoff_lib/load/presets.py): each cites its documentation and loads a
 sample written to that documentation (tests/fixtures/presets/) without a reject."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from handoff_lib.cli import main
-from handoff_lib.contract import ENTITIES
-from handoff_lib.extracts import load_extracts
-from handoff_lib.presets import list_presets, preset_text
-from handoff_lib.settings import load_settings
+from handoff_lib.cli.main import main
+from handoff_lib.load.contract import ENTITIES
+from handoff_lib.load.extracts import load_extracts
+from handoff_lib.load.presets import list_presets, preset_text
+from handoff_lib.load.settings import load_settings
 
 SAMPLES = ROOT / "tests" / "fixtures" / "presets"
 TZ = ZoneInfo("America/New_York")

@@ -132,7 +132,7 @@ def test_an_exact_service_entry_beats_the_carrier_wildcard():
     s = Story(demo_settings())
     from dataclasses import replace
 
-    from handoff_lib.settings import Cutoff
+    from handoff_lib.load.settings import Cutoff
 
     s.settings = replace(s.settings, cutoffs=s.settings.cutoffs + (Cutoff("UPS", "*", dt.time(18, 0), frozenset(range(7))),))
     s.order("SO-1")
@@ -144,7 +144,7 @@ def test_an_exact_service_entry_beats_the_carrier_wildcard():
 def test_an_exact_service_entry_beats_an_earlier_wildcard_and_a_late_order_takes_the_next_exact_pickup():
     from dataclasses import replace
 
-    from handoff_lib.settings import Cutoff
+    from handoff_lib.load.settings import Cutoff
 
     s = Story()
     s.settings = replace(s.settings, cutoffs=s.settings.cutoffs + (Cutoff("UPS", "*", dt.time(12, 0), frozenset(range(7))),))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from handoff_lib.history import open_history
-from handoff_lib.runs import default_history
-from handoff_lib.settings import load_settings
+from handoff_lib.history.snapshots import open_history
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.runs import default_history
 
 
 def handoff(site: Path, at: str, env: dict | None = None, wait: bool = True):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import offline_page
 
-from handoff_lib.runs import run_review
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.runs import run_review
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "outputs" / "test-artifacts"
 
@@ -35,7 +35,7 @@ def report(tmp_path_factory):
     """The 14:30 review of a 400-order demo day (after a 12:00 review, so changes are listed)."""
     from conftest import ROOT, make_site
 
-    from handoff_lib.demo import generate
+    from handoff_lib.load.demo import generate
 
     tmp = tmp_path_factory.mktemp("report")
     generate(orders=400, seed=11, out=tmp / "data", at=MEETING_REVIEWS, site_file=ROOT / "parameters/demo.yaml", progress=False)
@@ -151,7 +151,7 @@ def test_outputs_and_prose_can_be_reached_with_the_keyboard(page):
 def test_a_capped_table_says_how_many_rows_it_shows_of_how_many():
     import pandas as pd
 
-    from handoff_lib.review import html_table
+    from handoff_lib.publish.review import html_table
 
     first = pd.DataFrame({"order_id": ["A", "B"], "note": ["<b>x</b>", "y"]})
     out = html_table(first, "t", "Orders", max_rows=2, total=5).data
@@ -164,7 +164,7 @@ def test_a_capped_table_says_how_many_rows_it_shows_of_how_many():
 def test_a_table_shows_blanks_joined_lists_readable_names_and_cuts_long_text_with_a_sign():
     import pandas as pd
 
-    from handoff_lib.review import MAX_TEXT, html_table
+    from handoff_lib.publish.review import MAX_TEXT, html_table
 
     long = "x" * (MAX_TEXT + 50)
     df = pd.DataFrame({"order_id": ["A", None], "source_links": [["u", "v"], None], "detail": [long, "line one\nline two"],

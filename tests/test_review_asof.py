@@ -1,5 +1,5 @@
 """The review's data banner says, in one info line, what the extracts stamp after the review time
-(handoff_lib/review.py `data_warnings`, asof.summary_text), opened in a real headless Chromium.
+(handoff_lib/publish/review.py `data_warnings`, asof.summary_text), opened in a real headless Chromium.
 
 Its own module, not in test_asof.py: the session browser (sync Playwright) keeps an event loop running
 once started, and test_board.py's kernel-limit test calls asyncio.run, so a browser test must not run
@@ -11,7 +11,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ def test_the_review_report_shows_the_count_as_info_in_a_real_browser(tmp_path, d
     """A review at 11:00 of the 12:00 export: the banner has one info line, above the rejected-rows banner."""
     from conftest import make_site
 
-    from handoff_lib.runs import run_review
+    from handoff_lib.publish.runs import run_review
 
     shutil.copytree(demo_day / "1200", tmp_path / "data")
     settings = load_settings(make_site(tmp_path, tmp_path / "data"))

@@ -9,10 +9,11 @@ import datetime as dt
 import pytest
 from conftest import ROOT, needs_history, olist_site
 
-from handoff_lib import asof_orders, risk
-from handoff_lib import backtest as bt
 from handoff_lib.errors import HandoffError
-from handoff_lib.settings import load_settings
+from handoff_lib.history import asof_orders
+from handoff_lib.learn import backtest as bt
+from handoff_lib.learn import risk
+from handoff_lib.load.settings import load_settings
 
 
 @needs_history

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from handoff_lib.errors import HandoffError
-from handoff_lib.history import open_history
-from handoff_lib.runs import RunError, default_history, due_reviews, recover, run_review, schedule
-from handoff_lib.settings import load_settings
+from handoff_lib.history.snapshots import open_history
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.runs import RunError, default_history, due_reviews, recover, run_review, schedule
 
 
 def at(settings, hhmm: str) -> dt.datetime:
@@ -90,7 +90,7 @@ def test_a_mapping_that_rejects_a_whole_column_stops_the_run_with_exit_2_and_sto
     import csv
     import io
 
-    from handoff_lib.cli import main
+    from handoff_lib.cli.main import main
 
     settings, _result = noon_run
     orders = settings.for_review(at(settings, "16:00")).data_folder / "oms_orders.csv"
@@ -175,8 +175,8 @@ def test_recover_publishes_a_committed_run_that_was_killed_while_publishing(tmp_
 def test_a_review_run_records_the_sites_notes_model_by_sha256_and_what_decided_the_note_reasons(tmp_path, demo_day):
     from conftest import ROOT, make_site
 
-    from handoff_lib import notes
-    from handoff_lib.taxonomy import load_taxonomy, notes_settings
+    from handoff_lib.learn import notes
+    from handoff_lib.learn.taxonomy import load_taxonomy, notes_settings
 
     data = tmp_path / "data"
     shutil.copytree(demo_day, data)

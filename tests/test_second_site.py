@@ -20,9 +20,9 @@ import duckdb
 import pytest
 import yaml
 
-from handoff_lib.pipeline import build_picture
-from handoff_lib.promise import next_review_after
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
+from handoff_lib.publish.pipeline import build_picture
+from handoff_lib.rules.promise import next_review_after
 
 SITE_DIR = Path(__file__).resolve().parent / "fixtures" / "site2"
 SITE = SITE_DIR / "site.yaml"
@@ -184,7 +184,7 @@ def test_no_row_of_any_extract_is_lost(picture):
 
 
 def test_the_rejects_hold_the_planted_faults_and_nothing_else(picture):
-    from handoff_lib.validate import degraded_sources
+    from handoff_lib.load.validate import degraded_sources
 
     rows = picture.execute('SELECT source, line, action, "column", value, reason FROM rejects ORDER BY source, line').fetchall()
     found = {(r[0], r[1], r[2]) for r in rows}

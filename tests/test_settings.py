@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from handoff_lib.errors import PathEscapeError, SettingsError
-from handoff_lib.settings import load_settings
+from handoff_lib.load.settings import load_settings
 
 DEMO = Path("parameters/demo.yaml")
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from handoff_lib.errors import SettingsError
-from handoff_lib.site_edit import edit_settings, unified_diff
+from handoff_lib.load.site_edit import edit_settings, unified_diff
 
 TEXT = """# Site file written by a person
 site: s1

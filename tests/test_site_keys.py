@@ -1,4 +1,4 @@
-"""Strict site files (handoff_lib/site_keys.py): an unknown or misspelled key anywhere is an error naming
+"""Strict site files (handoff_lib/load/site_keys.py): an unknown or misspelled key anywhere is an error naming
 its line and the nearest known key; every shipped and fixture site file loads; the schema and the modules
 that read the site file know the same keys."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from handoff_lib.contract import ENTITIES
 from handoff_lib.errors import SettingsError
-from handoff_lib.settings import load_settings
-from handoff_lib.site_keys import Each, Keys, Seq, _source, schema
+from handoff_lib.load.contract import ENTITIES
+from handoff_lib.load.settings import load_settings
+from handoff_lib.load.site_keys import Each, Keys, Seq, _source, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "parameters" / "demo.yaml"
@@ -177,18 +177,18 @@ def test_a_code_yaml_reads_as_a_number_must_be_quoted(tmp_path):
 # ------------------------------------------------------------------ the schema and its readers know the same keys
 
 READERS = {  # module -> the functions that read the site file
-    "settings": ("load_settings", "_column_form", "_combined", "_number_format", "_derive_rules", "_conditions"),
-    "policy": ("load_policy",),
-    "calendars": ("load_calendars", "_rules"),
-    "taxonomy": ("notes_settings",),
-    "risk": ("risk_policy",),
-    "asof": ("grace_minutes",),
-    "dbsource": ("parse_databases", "parse_source"),
-    "freshness": ("freshness_settings",),
-    "store": ("store_settings",),
-    "labour": ("load_labour",),
-    "asof_orders": ("ship_by_known_from",),
-    "notify": ("notify_settings", "_secret"),
+    "load.settings": ("load_settings", "_column_form", "_combined", "_number_format", "_derive_rules", "_conditions"),
+    "rules.policy": ("load_policy",),
+    "rules.calendars": ("load_calendars", "_rules"),
+    "learn.taxonomy": ("notes_settings",),
+    "learn.risk": ("risk_policy",),
+    "join.asof": ("grace_minutes",),
+    "load.dbsource": ("parse_databases", "parse_source"),
+    "load.freshness": ("freshness_settings",),
+    "history.store": ("store_settings",),
+    "rules.labour": ("load_labour",),
+    "history.asof_orders": ("ship_by_known_from",),
+    "publish.notify": ("notify_settings", "_secret"),
     "board.data": ("board_settings", "internal_fields"),  # board: internal_fields (docs/board.md)
     "board.auth": ("users_file",),  # board: users
 }

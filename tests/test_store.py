@@ -16,10 +16,10 @@ import pytest
 import yaml
 from estate_tables import REVIEWS, SITES, START, write_histories
 
-from handoff_lib import store
-from handoff_lib.engines import DuckDBEngine, SparkEngine
 from handoff_lib.errors import SettingsError
-from handoff_lib.settings import load_settings
+from handoff_lib.history import store
+from handoff_lib.history.engines import DuckDBEngine, SparkEngine
+from handoff_lib.load.settings import load_settings
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "parameters" / "demo.yaml"
 
@@ -151,7 +151,7 @@ def test_a_failing_store_write_is_reported_and_does_not_raise(histories, tmp_pat
 
 
 def test_a_review_run_writes_its_snapshot_into_the_store(site):
-    from handoff_lib.runs import run_review
+    from handoff_lib.publish.runs import run_review
 
     settings = load_settings(site)
     at = dt.datetime(2026, 11, 24, 12, 0, tzinfo=settings.tz)
@@ -167,7 +167,7 @@ def test_a_review_run_writes_its_snapshot_into_the_store(site):
 
 
 def test_cli_exports_a_history_and_says_what_the_store_holds(histories, tmp_path, capsys):
-    from handoff_lib.cli import main
+    from handoff_lib.cli.main import main
 
     root = tmp_path / "store"
     assert main(["store", "export", "--site", "dc3", "--history", str(histories[2]), "--store", str(root), "--quiet"]) == 0

@@ -8,8 +8,8 @@ import pytest
 from scenario_tables import demo_settings
 
 from handoff_lib.errors import SettingsError
-from handoff_lib.policy import load_policy
-from handoff_lib.taxonomy import check_against_policy, load_taxonomy, notes_settings, site_taxonomy
+from handoff_lib.learn.taxonomy import check_against_policy, load_taxonomy, notes_settings, site_taxonomy
+from handoff_lib.rules.policy import load_policy
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notes_site"
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from handoff_lib import themes
 from handoff_lib.errors import HandoffError
+from handoff_lib.learn import themes
 
 START = dt.date(2025, 6, 2)  # a Monday
 
@@ -191,7 +191,7 @@ def test_a_missing_history_is_an_error_unless_its_name_says_demo(tmp_path):
 
 
 def test_a_sites_own_taxonomy_names_the_themes_and_every_other_reason_counts_under_other(history, tmp_path):
-    from handoff_lib.taxonomy import load_taxonomy
+    from handoff_lib.learn.taxonomy import load_taxonomy
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "notes_site"
     con = duckdb.connect(str(history))
@@ -245,7 +245,7 @@ def test_a_site_filter_or_scope_narrows_every_view_to_those_sites(estate):
 def test_the_estate_export_adds_the_cross_site_sheets(estate, tmp_path, capsys):
     from openpyxl import load_workbook
 
-    from handoff_lib.notes_cli import themes_main
+    from handoff_lib.cli.notes import themes_main
 
     assert themes_main(["export", "--store", str(estate), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out

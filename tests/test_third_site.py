@@ -20,9 +20,9 @@ import duckdb
 import pytest
 import yaml
 
-from handoff_lib.pipeline import build_picture
-from handoff_lib.settings import load_settings
-from handoff_lib.validate import data_warnings, degraded_sources
+from handoff_lib.load.settings import load_settings
+from handoff_lib.load.validate import data_warnings, degraded_sources
+from handoff_lib.publish.pipeline import build_picture
 
 SITE_DIR = Path(__file__).resolve().parent / "fixtures" / "site3"
 SITE = SITE_DIR / "site.yaml"
@@ -206,7 +206,7 @@ def test_the_shapes_apply_to_a_database_source_as_to_a_file(tmp_path):
 
     import pandas as pd
 
-    from handoff_lib.extracts import load_source
+    from handoff_lib.load.extracts import load_source
 
     header = pd.read_csv(SITE_DIR / "extracts" / "erp_vbak.csv", sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
     header.insert(0, "seq", range(1, len(header) + 1))

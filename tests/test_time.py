@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 from scenario_tables import Story, demo_settings
 
-from handoff_lib.cli import parse_at
-from handoff_lib.settings import Cutoff
+from handoff_lib.cli.main import parse_at
+from handoff_lib.load.settings import Cutoff
 
 EVERY_DAY = frozenset(range(7))
 
@@ -77,8 +77,8 @@ def test_the_same_review_time_on_a_plain_day_keeps_to_the_calendar_day():
 
 
 def test_schedule_after_midnight_catches_up_the_previous_days_late_review(site):
-    from handoff_lib.runs import due_reviews
-    from handoff_lib.settings import load_settings
+    from handoff_lib.load.settings import load_settings
+    from handoff_lib.publish.runs import due_reviews
 
     settings = replace(load_settings(site), review_times=(dt.time(12, 0), dt.time(23, 45)), review_days=EVERY_DAY)
     now = local(settings, "2026-11-25 00:20")

@@ -8,7 +8,7 @@ review snapshots, served by Voila with sign-in and roles (docs/board.md).
 | `render` | HTML strings: escaped tables, tiles, the lookup answer, banners |
 | `widgets` | paged tables, filters, figures, the error guard of every callback |
 | `layout` | the page: header and the tabs of the viewer's role (`dashboard`) |
-| `actions` | acknowledge, assign, comment (the acknowledgement log, `handoff_lib.acks`) |
+| `actions` | acknowledge, assign, comment (the acknowledgement log, `handoff_lib.history.acks`) |
 | `session` | how a page's kernel learns who opened it, from the server |
 | `auth` | users file with hashed passwords, sign-in |
 | `server` | the Voila server: sign-in, roles per kernel, capacity, culling, TLS |
@@ -17,28 +17,28 @@ Notebooks import `dashboard` and `viewer` from here.
 """
 
 from .data import (
-                   BlockerFilter,
-                   BoardSource,
-                   Found,
-                   OrderDetail,
-                   Page,
-                   Snapshot,
-                   act_now_page,
-                   blocker_options,
-                   blocker_page,
-                   calls_page,
-                   change_counts,
-                   change_page,
-                   find,
-                   headline,
-                   list_reviews,
-                   load_snapshot,
-                   meeting_pickups,
-                   order_detail,
-                   order_page,
-                   promise_page,
-                   resolve_source,
-                   review_label,
+    BlockerFilter,
+    BoardSource,
+    Found,
+    OrderDetail,
+    Page,
+    Snapshot,
+    act_now_page,
+    blocker_options,
+    blocker_page,
+    calls_page,
+    change_counts,
+    change_page,
+    find,
+    headline,
+    list_reviews,
+    load_snapshot,
+    meeting_pickups,
+    order_detail,
+    order_page,
+    promise_page,
+    resolve_source,
+    review_label,
 )
 from .layout import Board, dashboard
 from .render import html_table, safe_url, text

@@ -1,5 +1,5 @@
 """Acting on a blocker from the board: acknowledge it, assign it to a person, comment on it, say by
-when it should be cleared. Each action is one entry in the acknowledgement log (`handoff_lib.acks`),
+when it should be cleared. Each action is one entry in the acknowledgement log (`handoff_lib.history.acks`),
 signed with the viewer the server named: never a name typed on the page. Nothing is written back to a
 source system.
 
@@ -13,8 +13,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from .. import acks
-from ..errors import HandoffError
+from handoff_lib.errors import HandoffError
+from handoff_lib.history import acks
+
 from .data import BoardSource, Page, Snapshot, blocker_choices, blocker_row
 from .render import entries_html, text
 from .roles import Viewer

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import HandoffError, SettingsError
+from handoff_lib.errors import HandoffError, SettingsError
+
 from .roles import ROLES
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~16 MB and ~50 ms per check here: cheap for a sign-in, dear for guessing

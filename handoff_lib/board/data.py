@@ -30,10 +30,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from .. import acks
-from ..errors import HandoffError
-from ..history import ReviewKey, changes_since, while_locked
-from ..settings import Settings, load_settings
+from handoff_lib.errors import HandoffError
+from handoff_lib.history import acks
+from handoff_lib.history.snapshots import ReviewKey, changes_since, while_locked
+from handoff_lib.load.settings import Settings, load_settings
+
 from .roles import ROLES, Role
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,7 @@ def project_path(path: str | Path) -> Path:
 def resolve_source(site: str = "", history_db: str = "") -> BoardSource:
     """The site file (argument, else $HANDOFF_BOARD_SITE, else parameters/demo.yaml) and the history
     database (argument, else $HANDOFF_BOARD_HISTORY, else the site's outputs/<site>/history.duckdb)."""
-    from ..runs import default_history
+    from handoff_lib.publish.runs import default_history
 
     settings = load_settings(project_path(site or os.environ.get(ENV_SITE) or DEFAULT_SITE))
     internal_fields(settings)  # a malformed board: block fails here, not on the first page
@@ -380,7 +381,7 @@ def _meeting_views(con: duckdb.DuckDBPyConnection, role: Role, internal: frozens
 def _stale_sources(con: duckdb.DuckDBPyConnection, key: ReviewKey) -> pd.DataFrame | None:
     """The review's stale sources from history (`hist` attached), None when this version has no freshness."""
     try:
-        from .. import freshness
+        from handoff_lib.load import freshness
     except ImportError:
         return None
     con.execute("USE hist")
@@ -391,7 +392,7 @@ def _judge_freshness(snap: Snapshot, stale: pd.DataFrame | None) -> None:
     """snap.stale, stale_headline and on_stale from the stale sources and the site's freshness settings."""
     if stale is None or not len(stale) or snap.review_at is None:
         return
-    from .. import freshness
+    from handoff_lib.load import freshness
 
     at = pd.Timestamp(snap.review_at).to_pydatetime()
     snap.stale = freshness.stale_lines(stale, snap.settings, at)
@@ -576,7 +577,7 @@ DRAFT_BLOCKERS = "SELECT * FROM blockers WHERE list_contains($ids, order_id) ORD
 def drafts_for(snap: Snapshot, order_ids: list[str]) -> dict[str, str]:
     """The draft note for sales and support of each order (drafts.draft_note), built now from the role's
     columns and the acknowledgement log: a role without notes gets drafts without note text or comments."""
-    from ..drafts import draft_note
+    from handoff_lib.learn.drafts import draft_note
 
     if not order_ids:
         return {}
@@ -604,7 +605,7 @@ def stale_drafts(snap: Snapshot, notes: dict[str, str]) -> dict[str, str]:
     (freshness.apply_to_drafts, as the review's drafts.csv)."""
     if not snap.stale or not notes:
         return notes
-    from ..freshness import apply_to_drafts
+    from handoff_lib.load.freshness import apply_to_drafts
 
     df = apply_to_drafts(pd.DataFrame({"order_id": list(notes), "draft": list(notes.values())}), snap.stale, snap.on_stale)
     held = "HELD BACK, not to be sent: this review was built on stale extracts (" + "; ".join(snap.stale) + ")."
@@ -688,7 +689,7 @@ def order_page(snap: Snapshot, state: str | None = None, promise_status: str | N
 
 def change_counts(snap: Snapshot) -> pd.DataFrame:
     """Changes since the previous review per kind (every kind listed, zero included)."""
-    from ..history import change_summary
+    from handoff_lib.history.snapshots import change_summary
 
     with snap.reading() as con:
         return change_summary(con)
@@ -759,7 +760,7 @@ def find(snap: Snapshot, settings: Settings, identifier: str) -> list[Found]:
     if not text:
         return []
     if snap.picture is not None and snap.picture.exists():
-        from ..lookup import find_orders
+        from handoff_lib.join.lookup import find_orders
 
         pic = duckdb.connect(str(snap.picture), read_only=True)
         try:

@@ -9,7 +9,8 @@ import time
 
 import pandas as pd
 
-from ..errors import HandoffError
+from handoff_lib.errors import HandoffError
+
 from .data import (
     HANDLING,
     BlockerFilter,
@@ -343,7 +344,7 @@ class Board:
         self.orders.show(0)
 
     def show_charts(self) -> None:
-        from .. import charts
+        from handoff_lib.publish import charts
 
         with self.snap.reading() as con:
             show_figure(self.fig_burn, charts.cutoff_burndown(con))
@@ -383,7 +384,7 @@ class Board:
 
     def show_themes(self) -> None:
         try:
-            from .. import themes
+            from handoff_lib.learn import themes
 
             widget = themes.explorer(self.source.history_db, self.source.site)
         except (ImportError, AttributeError) as exc:

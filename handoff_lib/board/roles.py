@@ -46,7 +46,7 @@ def role(name: str) -> Role:
     try:
         return ROLES[name]
     except KeyError:
-        from ..errors import HandoffError
+        from handoff_lib.errors import HandoffError
 
         raise HandoffError(f"role '{name}' is not one of {', '.join(ROLES)}") from None
 

@@ -42,7 +42,8 @@ from tornado import web
 from tornado.web import HTTPError
 from traitlets import Integer
 
-from ..errors import HandoffError
+from handoff_lib.errors import HandoffError
+
 from .auth import UsersFile, users_file
 from .data import ENV_HISTORY, ENV_SITE, PROJECT, BoardSource, resolve_source, run_folder
 from .layout import EXPORT_FILES

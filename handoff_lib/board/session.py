@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import HandoffError
+from handoff_lib.errors import HandoffError
+
 from .roles import ROLES, Viewer, role
 
 ENV_SESSIONS = "HANDOFF_BOARD_SESSIONS"

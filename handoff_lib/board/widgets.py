@@ -9,7 +9,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import HandoffError
+from handoff_lib.errors import HandoffError
+
 from .data import Page
 from .render import html_table, text
 

@@ -1,0 +1,3 @@
+from handoff_lib.cli.main import main
+
+main()

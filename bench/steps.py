@@ -56,7 +56,7 @@ def _timed_analyse(con, settings, now) -> dict[str, float]:
     from handoff_lib.publish import picture
 
     parts: dict[str, float] = {}
-    names = ("assign_cutoffs", "build_states", "build_blockers", "build_promise", "build_board", "summary")
+    names = ("prepare", "assign_cutoffs", "build_states", "build_blockers", "build_promise", "build_board", "summary")
     saved = {n: getattr(picture, n) for n in names}
 
     def wrap(name, fn):

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
-from handoff_lib.load.settings import Settings
+
+class Site(Protocol):
+    """What a connection needs of the site: its timezone (load.settings.Settings has it). Shared by every stage,
+    this module imports none of them."""
+
+    timezone: str
 
 IN_MEMORY_CHECKPOINT = "1GB"
 
 
-def connect(settings: Settings, path: str | Path = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(settings: Site, path: str | Path = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection whose TIMESTAMPTZ arithmetic and display use the site timezone."""
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = ?", [settings.timezone])

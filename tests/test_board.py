@@ -337,11 +337,12 @@ def stale_site(tmp_path_factory, demo_day) -> Path:
 
 
 def test_a_stale_review_says_which_source_and_how_old_on_the_first_screen_and_holds_its_drafts(stale_site):
+    from handoff_lib.history.snapshots import stale_sources
     from handoff_lib.load import freshness
 
     source = board.resolve_source(str(stale_site))
     with duckdb.connect(str(source.history_db), read_only=True) as con:
-        stale = freshness.stale_sources(con, source.site, dt.date(2026, 11, 24), "1600")
+        stale = stale_sources(con, source.site, dt.date(2026, 11, 24), "1600")
     assert "pick_tasks" in set(stale["source"])  # the fixture: 16:00 read the 12:00 files
     at = dt.datetime(2026, 11, 24, 16, 0, tzinfo=source.settings.tz)
     b = board.Board(source, viewer=OPS)

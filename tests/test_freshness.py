@@ -22,7 +22,7 @@ import yaml
 
 from handoff_lib.db import connect
 from handoff_lib.errors import ExtractError, SettingsError, StaleExtractError
-from handoff_lib.history.snapshots import ReviewKey, list_reviews, open_history, write_snapshot
+from handoff_lib.history.snapshots import ReviewKey, list_reviews, open_history, stale_sources, write_snapshot
 from handoff_lib.load import freshness as fr
 from handoff_lib.load.extracts import load_extracts
 from handoff_lib.load.settings import load_settings
@@ -297,7 +297,7 @@ def test_a_stale_review_is_stored_marked_stale_with_its_stale_sources(stale_then
     with open_history(history, read_only=True) as con:
         reviews = list_reviews(con, "demo")
     assert reviews["stale"].tolist() == [True]
-    stale = fr.stale_sources(history, "demo", MON, "1500")
+    stale = stale_sources(history, "demo", MON, "1500")
     assert stale[["source", "label", "freshness", "age_minutes", "max_age_minutes"]].values.tolist() == [
         ["pick_tasks", "WMS pick tasks", "stale", 295.0, 30.0]]
     assert fr.headline(stale, settings, at(MON, "15:00", settings)) == (
@@ -369,7 +369,7 @@ def test_a_history_written_before_freshness_gets_the_stale_column_on_its_next_wr
         con.execute("CREATE TABLE snap_load (site VARCHAR, review_date DATE, review_time VARCHAR, source VARCHAR, file VARCHAR)")
     with open_history(path, read_only=True) as con:
         assert list_reviews(con, "demo")["stale"].tolist() == [False]
-    assert fr.stale_sources(path, "demo", "2026-03-01", "0900").empty
+    assert stale_sources(path, "demo", "2026-03-01", "0900").empty
     when = at(MON, "11:10", settings)
     picture = build_picture(settings, now=when)
     write_snapshot(picture, path, ReviewKey.of("demo", when), when, "new", stale=True)

@@ -177,13 +177,13 @@ def test_a_code_yaml_reads_as_a_number_must_be_quoted(tmp_path):
 # ------------------------------------------------------------------ the schema and its readers know the same keys
 
 READERS = {  # module -> the functions that read the site file
-    "load.settings": ("load_settings", "_column_form", "_combined", "_number_format", "_derive_rules", "_conditions"),
+    "load.settings": ("load_settings", "_column_form", "_combined", "_number_format", "_derive_rules", "_conditions", "grace_minutes",
+                      "day_starts_at"),
     "rules.policy": ("load_policy",),
     "rules.calendars": ("load_calendars", "_rules"),
     "learn.taxonomy": ("notes_settings",),
     "learn.risk": ("risk_policy",),
-    "join.asof": ("grace_minutes",),
-    "load.dbsource": ("parse_databases", "parse_source"),
+    "load.databases": ("parse_databases", "parse_source"),
     "load.freshness": ("freshness_settings",),
     "history.store": ("store_settings",),
     "rules.labour": ("load_labour",),

@@ -1,5 +1,7 @@
-"""The interactive handoff board for the ops meeting and the teams around it: ipywidgets over the stored
-review snapshots, served by Voila with sign-in and roles (docs/board.md).
+"""Stage 7, board: the interactive handoff board for the ops meeting and the teams around it, ipywidgets over
+the stored review snapshots, served by Voila with sign-in and roles (docs/board.md). It reads what publish and
+history wrote and never changes a review; it may import publish, learn, history, rules, join, load and the
+shared modules.
 
 | module | its job |
 |---|---|

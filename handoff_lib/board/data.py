@@ -32,7 +32,7 @@ import pandas as pd
 
 from handoff_lib.errors import HandoffError
 from handoff_lib.history import acks
-from handoff_lib.history.snapshots import ReviewKey, changes_since, while_locked
+from handoff_lib.history.snapshots import ReviewKey, changes_since, stale_sources, while_locked
 from handoff_lib.load.settings import Settings, load_settings
 
 from .roles import ROLES, Role
@@ -378,14 +378,10 @@ def _meeting_views(con: duckdb.DuckDBPyConnection, role: Role, internal: frozens
         con.execute(f"CREATE VIEW {table} AS SELECT {_select([c for c in cols if c in have and c not in internal])} FROM pic.{table}")
 
 
-def _stale_sources(con: duckdb.DuckDBPyConnection, key: ReviewKey) -> pd.DataFrame | None:
-    """The review's stale sources from history (`hist` attached), None when this version has no freshness."""
-    try:
-        from handoff_lib.load import freshness
-    except ImportError:
-        return None
+def _stale_sources(con: duckdb.DuckDBPyConnection, key: ReviewKey) -> pd.DataFrame:
+    """The review's stale sources from history (`hist` attached); empty when none was stale."""
     con.execute("USE hist")
-    return freshness.stale_sources(con, key.site, key.review_date, key.review_time)
+    return stale_sources(con, key.site, key.review_date, key.review_time)
 
 
 def _judge_freshness(snap: Snapshot, stale: pd.DataFrame | None) -> None:

@@ -236,7 +236,8 @@ def _print_deliveries(deliveries, indent: str = "  ") -> None:
 def cmd_notify(args: argparse.Namespace) -> int:
     """Each owner team's queue of one stored review: write its files and send what has not been sent (docs/notify.md);
     without --at, send again what failed after recent reviews."""
-    from handoff_lib.load.freshness import freshness_settings, stale_lines, stale_sources
+    from handoff_lib.history.snapshots import stale_sources
+    from handoff_lib.load.freshness import freshness_settings, stale_lines
     from handoff_lib.publish.notify import FOLDER, build_files, deliver, note, notify_settings, retry_failed
     from handoff_lib.publish.runs import _update_notify_manifest, default_history, review_dir, site_lock
 

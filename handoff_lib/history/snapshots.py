@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from handoff_lib.errors import HandoffError
+from handoff_lib.load.freshness import label as source_label
 
 from .faults import crash_point
 
@@ -108,7 +109,7 @@ def write_snapshot(
     """Copy the picture's order board, blockers, join quality and load report into history under
     `key`, replacing an earlier snapshot with the same key. One transaction: all or nothing.
     `stale`: the review was built on a source past its freshness limit (runs.stale; which sources, and
-    how old, is in the load snapshot: freshness.stale_sources)."""
+    how old, is in the load snapshot: stale_sources)."""
     history_path = Path(history_path)
     history_path.parent.mkdir(parents=True, exist_ok=True)
     # The picture connection attaches the history file, waiting for the lock like open_history.
@@ -264,3 +265,28 @@ def change_summary(picture: duckdb.DuckDBPyConnection) -> pd.DataFrame:
            LEFT JOIN changes c ON c.kind = k.kind GROUP BY k.kind, k.i ORDER BY k.i""",
         {"kinds": list(CHANGE_KINDS)},
     ).df()
+
+
+def stale_sources(history: duckdb.DuckDBPyConnection | str | Path, site: str, review_date: dt.date | str,
+                  review_time: str) -> pd.DataFrame:
+    """The stale sources of a stored review (site, date, HHMM) read from history's load snapshot, oldest first:
+    source, label, file, as_of, as_of_basis, age_minutes, max_age_minutes, freshness. Empty when none was stale,
+    or when the history predates freshness (no such columns). Opens a path read-only."""
+    columns = ["source", "label", "file", "as_of", "as_of_basis", "age_minutes", "max_age_minutes", "freshness"]
+    con = open_history(history, read_only=True) if isinstance(history, (str, Path)) else history
+    try:
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'snap_load'").fetchall()}
+        if "freshness" not in have:
+            return pd.DataFrame(columns=columns)
+        df = con.execute(
+            """SELECT source, file, as_of, as_of_basis, age_minutes, max_age_minutes, freshness FROM snap_load
+               WHERE site = ? AND review_date = ? AND review_time = ? AND freshness IN ('stale', 'earlier_day')
+               ORDER BY age_minutes DESC, source""",
+            [site, review_date, review_time],
+        ).df()
+    finally:
+        if isinstance(history, (str, Path)):
+            con.close()
+    df.insert(1, "label", [source_label(s) for s in df["source"]])
+    return df[columns]

@@ -116,7 +116,7 @@ def _quoted(names: Iterable[str], alias: str) -> str:
 def snapshot_selects(con: duckdb.DuckDBPyConnection, have: set[str], keyed: bool = True) -> dict[str, str]:
     """The SELECT that makes each store table from the history attached as `hist` (whose tables are
     `have`): for the reviews in table `_store_keys` (`keyed`), or for every review."""
-    from handoff_lib.publish.review import PROMISE_COLUMNS
+    from handoff_lib.rules.promise import ANSWER_COLUMNS
 
     keys = "JOIN _store_keys k ON k.site = {a}.site AND k.review_date = {a}.review_date AND k.review_time = {a}.review_time"
     if not keyed:
@@ -127,7 +127,7 @@ def snapshot_selects(con: duckdb.DuckDBPyConnection, have: set[str], keyed: bool
     facts = ", ".join(
         f'o."{c}"' if c in order_cols else f'CAST(NULL AS {t}) AS "{c}"' for c, t in ORDER_FACTS.items() if c not in blocker_cols
     )
-    promise = [c for c in PROMISE_COLUMNS if c in order_cols and c not in part]
+    promise = [c for c in ANSWER_COLUMNS if c in order_cols and c not in part]
     if "runs" in have:
         reviews = f"""SELECT r.site, r.review_date, r.review_time, r.review_at, r.run_id, r.written_at,
                              CAST(r.summary AS VARCHAR) AS summary

@@ -26,14 +26,11 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from handoff_lib.errors import SettingsError
 from handoff_lib.load.contract import ENTITIES
-from handoff_lib.load.settings import Settings
+from handoff_lib.load.settings import Settings, grace_minutes
 
 from .identifiers import REFERENCE_FIELDS, STAGES, norm_expr, rule_for
 
-GRACE_SETTING = ("data_quality", "as_of_grace_minutes")
-MAX_GRACE_MINUTES = 120  # more than this is not clock skew: it is a review at another time
 KINDS = ("left_out", "not_yet", "status", "ahead")
 
 # entity -> the field that stamps a record's creation: a record stamped after the review time is left out.
@@ -99,19 +96,6 @@ SELECT source, file, kind, field, what, count(*) AS n,
 FROM asof_records
 GROUP BY source, file, kind, field, what
 ORDER BY list_position($kinds, kind), list_position($sources, source), field, what"""
-
-
-def grace_minutes(settings: Settings) -> int:
-    """`data_quality.as_of_grace_minutes` of the site file (default 0): records and milestones stamped up to
-    this many minutes after the review time count as known (a source whose clock runs ahead)."""
-    section = settings.raw.get(GRACE_SETTING[0]) or {}
-    value = section.get(GRACE_SETTING[1], 0) if isinstance(section, dict) else 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GRACE_MINUTES:
-        raise SettingsError(
-            f"{settings.where(*GRACE_SETTING)}: {'.'.join(GRACE_SETTING)} must be a whole number of minutes from 0 to "
-            f"{MAX_GRACE_MINUTES}, not {value!r}"
-        )
-    return value
 
 
 def apply_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ import pandas as pd
 
 from handoff_lib.errors import ExtractError, MissingColumnError, UnmappedValueError
 
+from .columns import REJECT_COLUMNS, _cell_text, _match_columns, _Source
 from .contract import ENTITIES, SQL_TYPES, Entity, Field
+from .dbsource import read_database
 from .settings import Condition, DeriveRule, NumberFormat, Settings, SourceSpec
 
 # action: 'row' = the record was rejected whole (its identity is unreadable, broken CSV structure, a duplicate);
@@ -94,25 +96,7 @@ TMP = "_hx_"  # prefix of the temporary tables and views of one load (dropped af
 # rejected rows are moved out and the check columns dropped it is renamed to the entity table
 # (no second copy of the rows).
 TYPED = f"{TMP}typed"
-REJECT_COLUMNS = ["line", "column", "value", "reason", "raw"]
 
-
-@dataclass
-class _Source:
-    """One extract as read: header names, where each field is, and the structural rejects. The rows
-    themselves are in the temporary relation `_hx_src(c0, c1, ..., _line)`, all VARCHAR."""
-
-    names: list[str]
-    cols: dict[str, int]  # contract field -> column index in the file
-    rows_read: int
-    structural: pd.DataFrame  # REJECT_COLUMNS
-    native_bools: bool = False  # Parquet / XLSX hold real booleans: accept true / false as well
-    delimiter: str = ","
-    first_line: int | None = None  # set when _hx_src is the view `_hx_csv` with _line = first_line + rowid
-    rule_cols: dict[str, int] = field(default_factory=dict)  # column a derive rule, `where:` or combined field reads -> its index
-    flags: pd.DataFrame | None = None  # REJECT_COLUMNS: values kept but flagged (decoded as Windows-1252)
-    rows_other: int = 0  # rows `where:` leaves to other entities (not this entity's: neither accepted nor rejected)
-    fingerprint: str | None = None  # a database source: what the load report holds instead of a file's sha256
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,8 +209,6 @@ def _load(
 
 def _read(con: duckdb.DuckDBPyConnection, settings: Settings, ent: Entity, spec: SourceSpec, path: Path | None, tmp: Path) -> _Source:
     if spec.database is not None:
-        from .dbsource import read_database
-
         return read_database(con, settings, ent, spec)
     if spec.format == "csv":
         return _read_csv(con, settings, ent, spec, path, tmp)
@@ -476,19 +458,6 @@ def _sheet(wb: Any, spec: SourceSpec, settings: Settings) -> Any:
     raise ExtractError(f"{spec.file}: no sheet named '{sheet}' (sheets: {', '.join(wb.sheetnames)}); fix sheet: at {where}")
 
 
-def _cell_text(v: Any) -> str | None:
-    """An XLSX cell value as the text a CSV export would hold."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    if hasattr(v, "isoformat"):  # datetime, date, time
-        return v.isoformat(sep=" ") if hasattr(v, "hour") and hasattr(v, "day") else v.isoformat()
-    return str(v)
-
-
 def _delimiter(spec: SourceSpec, settings: Settings) -> str:
     d = spec.delimiter
     d = {"tab": "\t", "\\t": "\t", "pipe": "|", "semicolon": ";", "comma": ","}.get(d.lower(), d)
@@ -677,48 +646,6 @@ def _structural_rejects(
 
 # --------------------------------------------------------------------------------------------
 # header and vocabulary: problems with the mapping stop the load
-
-
-def _match_columns(names: list[str], ent: Entity, spec: SourceSpec, settings: Settings) -> dict[str, int]:
-    """Contract field -> index of its column in the file (exact name, else a unique
-    case-insensitive match). A required field not found raises MissingColumnError."""
-    found: dict[str, int] = {}
-    problems: list[str] = []
-    for f in ent.fields:
-        if f.name in spec.constants or f.name in spec.derived or f.name in spec.combined:  # no one column to find
-            continue
-        want = spec.columns[f.name].strip()
-        idx = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
-        if len(idx) > 1:
-            raise ExtractError(
-                f"{spec.file}: column '{want}' (for {ent.name}.{f.name}) appears {len(idx)} times in the header "
-                f"(columns {', '.join(str(i + 1) for i in idx)}); rename the duplicates in the export"
-            )
-        if idx:
-            found[f.name] = idx[0]
-        elif f.required:
-            if ("sources", ent.name, "columns", f.name) in settings.lines:
-                how = f"mapped at {settings.where('sources', ent.name, 'columns', f.name)}"
-            else:
-                how = f"not in sources.{ent.name}.columns ({settings.where('sources', ent.name, 'columns')}), so looked for by its contract name"
-            close = difflib.get_close_matches(want, names, n=1, cutoff=0.6)
-            hint = f"; closest: '{close[0]}'" if close else ""
-            problems.append(f"missing column '{want}' for contract field {ent.name}.{f.name} ({how}{hint})")
-    if problems:
-        shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-        msg = f"{spec.file}: " + "; ".join(problems) + f"; columns found: {shown or '(none)'}"
-        seps = [
-            s for s in (";", "\t", "|", ",") if len(names) == 1 and spec.format == "csv" and s in names[0] and s != spec.delimiter
-        ]
-        if seps:
-            setting = '"\\t"' if seps[0] == "\t" else f'"{seps[0]}"'
-            msg += (
-                f". The header reads as one single column holding {setting}: the delimiter looks wrong. "
-                f"Set delimiter: {setting} for sources.{ent.name} ({settings.where('sources', ent.name, 'delimiter')}; "
-                f"now {spec.delimiter!r})"
-            )
-        raise MissingColumnError(msg)
-    return found
 
 
 def _check_constants(con: duckdb.DuckDBPyConnection, ent: Entity, spec: SourceSpec, settings: Settings) -> None:

@@ -14,14 +14,13 @@ The rules are stated once, in docs/extracts.md ("How current the extracts are").
   a review run refuses that unless it is told to go on (`--allow-stale`), and then it is marked stale.
 
 `record` adds the figures to `load_report` (columns at its end), `check` refuses an earlier day's extract,
-`describe` / `stale_lines` are the report's words, `stale_sources` reads a stored review's stale sources
-back from history (for the board), `fits_review` tells `handoff schedule` whether a past review's folder
+`describe` / `stale_lines` are the report's words (history/snapshots.py `stale_sources` reads a stored review's
+stale sources back, for the board), `fits_review` tells `handoff schedule` whether a past review's folder
 holds extracts of that review at all, and `apply_to_drafts` holds back or marks the drafts of a stale review.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -31,10 +30,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from handoff_lib.errors import ExtractError, SettingsError, StaleExtractError
+from handoff_lib.errors import SettingsError, StaleExtractError
 
 from .contract import ENTITIES
-from .settings import Settings
+from .files import is_file_pattern, modified, name_pattern, name_time
+from .settings import Settings, day_starts_at, operating_day
 
 # entity -> the timestamp fields whose newest value is the data's as-of time (what the source last saw happen).
 # Sources not listed (order lines, inventory, account instructions) carry no event time: their file tells.
@@ -62,8 +62,6 @@ REPORT_COLUMNS = (
     ("freshness", "VARCHAR"),  # fresh | stale | earlier_day; NULL for a source the site does not supply
 )
 
-# %-directives a file-name pattern may hold (zero-padded, as export jobs write them), and their regex.
-NAME_DIRECTIVES = {"Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}"}
 
 
 @dataclass(frozen=True)
@@ -156,100 +154,15 @@ def parse_age(value: Any, what: str) -> float | None:
     return minutes
 
 
-# ------------------------------------------------------------------------------------------------ file patterns
-
-
-def is_file_pattern(file: str | None) -> bool:
-    """`file:` names a pattern (a `*`, or a %-time such as %Y%m%d) rather than one file."""
-    return file is not None and ("*" in file or re.search(r"%[A-Za-z]", file) is not None)
-
-
-def name_pattern(pattern: str, where: str = "") -> tuple[re.Pattern[str], bool]:
-    """The regex of a file-name pattern (`*` = any text, %Y %y %m %d %H %M %S = a zero-padded time part, %% = %)
-    and whether it holds a time. A time must have its date (%Y or %y, %m, %d)."""
-    out, seen, i = [], set(), 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "%":
-            d = pattern[i + 1 : i + 2]
-            if d == "%":
-                out.append("%")
-            elif d in NAME_DIRECTIVES and d not in seen:
-                out.append(f"(?P<{d}>{NAME_DIRECTIVES[d]})")
-                seen.add(d)
-            else:
-                raise SettingsError(
-                    f"{where}: file pattern '{pattern}': %{d} is not allowed (use %Y %y %m %d %H %M %S once each, * for any text, %% for %)"
-                )
-            i += 2
-            continue
-        out.append(".*" if ch == "*" else re.escape(ch))
-        i += 1
-    if seen and not ({"Y", "y"} & seen and {"m", "d"} <= seen):
-        raise SettingsError(f"{where}: file pattern '{pattern}': a time in the file name needs its date (%Y or %y, %m and %d)")
-    return re.compile("".join(out)), bool(seen)
-
-
-def name_time(pattern: str, name: str, settings: Settings) -> dt.datetime | None:
-    """The site-local time a file's name holds per `pattern`; None when the pattern has no time or does not match."""
-    rx, timed = name_pattern(Path(pattern).name)
-    m = rx.fullmatch(name)
-    if not timed or not m:
-        return None
-    g = m.groupdict()
-    year = int(g["Y"]) if g.get("Y") else 2000 + int(g["y"])
-    try:
-        return dt.datetime(year, int(g["m"]), int(g["d"]), int(g.get("H") or 0), int(g.get("M") or 0), int(g.get("S") or 0),
-                           tzinfo=settings.tz)
-    except ValueError:
-        return None  # not a real date (month 13): the file does not match
-
-
-def pick_file(settings: Settings, entity: str) -> Path:
-    """The file a `file:` pattern names for the review `settings` is resolved for (`settings.review_at`): the
-    newest file whose time (in its name, else modified) is at or before the review time; when none is, the
-    oldest one after it (an extract taken later, cut back by the as-of rules). Without a review time: the newest."""
-    from handoff_lib.join.asof import grace_minutes
-
-    pattern = str(settings.sources[entity].file)
-    where = settings.where("sources", entity, "file")
-    if is_file_pattern(str(Path(pattern).parent)):
-        raise SettingsError(f"{where}: file pattern '{pattern}': only the file name may hold * or a %-time, not its folder")
-    folder = settings.data_folder / Path(pattern).parent
-    rx, timed = name_pattern(Path(pattern).name, where)
-    found: list[tuple[dt.datetime, str, Path]] = []
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.is_file() and rx.fullmatch(p.name):
-                t = name_time(pattern, p.name, settings) if timed else _modified(p, settings)
-                if t is not None:
-                    found.append((t, p.name, p))
-    if not found:
-        raise ExtractError(
-            f"{pattern}: no file in {folder} matches the pattern of sources.{entity}.file ({where}); export it there or correct the pattern"
-        )
-    if settings.review_at is None:
-        return max(found)[2]
-    cut = settings.review_at + dt.timedelta(minutes=grace_minutes(settings))
-    before = [f for f in found if f[0] <= cut]
-    return max(before)[2] if before else min(found)[2]
-
-
-def _modified(path: Path, settings: Settings) -> dt.datetime:
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=settings.tz)
-
-
 # ------------------------------------------------------------------------------------------------ judging
 
 
 def operating_day_bounds(settings: Settings, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """Start of the review's operating day (`policy.day_starts_at`) and of the next one, site local."""
-    from handoff_lib.rules.policy import load_policy, operating_day
-
-    policy = load_policy(settings)
-    day = operating_day(policy, settings, at)
-    start = dt.datetime.combine(day, policy.day_starts_at, settings.tz)
-    return start, dt.datetime.combine(day + dt.timedelta(days=1), policy.day_starts_at, settings.tz)
+    starts_at = day_starts_at(settings)
+    day = operating_day(settings, at, starts_at)
+    start = dt.datetime.combine(day, starts_at, settings.tz)
+    return start, dt.datetime.combine(day + dt.timedelta(days=1), starts_at, settings.tz)
 
 
 def label(entity: str) -> str:
@@ -284,8 +197,8 @@ def assess(con: duckdb.DuckDBPyConnection, settings: Settings, at: dt.datetime, 
         elif path is not None and path.is_file():
             row["file"] = str(path.relative_to(settings.data_folder)) if path.is_relative_to(settings.data_folder) else path.name
             pattern = settings.file_patterns.get(entity, spec.file if is_file_pattern(spec.file) else None)
-            stamped = name_time(pattern, path.name, settings) if pattern else None
-            row["file_as_of"], row["file_basis"] = (stamped, "file name") if stamped else (_modified(path, settings), "file modified")
+            stamped = name_time(pattern, path.name, settings.tz) if pattern else None
+            row["file_as_of"], row["file_basis"] = (stamped, "file name") if stamped else (modified(path, settings.tz), "file modified")
         basis = fs.as_of.get(entity, "data")
         fields = basis if isinstance(basis, tuple) else DATA_FIELDS.get(entity, ())
         if entity in have and fields and basis != "file":
@@ -499,46 +412,8 @@ def _second_line(text: str, line: str) -> str:
     return f"{head}\n{line}{sep}{rest}" if sep else f"{head}\n{line}"
 
 
-# ------------------------------------------------------------------------------------------------ history
-
-
-def stale_sources(history: duckdb.DuckDBPyConnection | str | Path, site: str, review_date: dt.date | str,
-                  review_time: str) -> pd.DataFrame:
-    """The stale sources of a stored review (site, date, HHMM) read from history's load snapshot, oldest first:
-    source, label, file, as_of, as_of_basis, age_minutes, max_age_minutes, freshness. Empty when none was stale,
-    or when the history predates freshness (no such columns). Opens a path read-only."""
-    from handoff_lib.history.snapshots import open_history
-
-    columns = ["source", "label", "file", "as_of", "as_of_basis", "age_minutes", "max_age_minutes", "freshness"]
-    con = open_history(history, read_only=True) if isinstance(history, (str, Path)) else history
-    try:
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'snap_load'").fetchall()}
-        if "freshness" not in have:
-            return pd.DataFrame(columns=columns)
-        df = con.execute(
-            """SELECT source, file, as_of, as_of_basis, age_minutes, max_age_minutes, freshness FROM snap_load
-               WHERE site = ? AND review_date = ? AND review_time = ? AND freshness IN ('stale', 'earlier_day')
-               ORDER BY age_minutes DESC, source""",
-            [site, review_date, review_time],
-        ).df()
-    finally:
-        if isinstance(history, (str, Path)):
-            con.close()
-    df.insert(1, "label", [label(s) for s in df["source"]])
-    return df[columns]
-
-
 def headline(df: pd.DataFrame, settings: Settings, at: dt.datetime) -> str | None:
     """The first-screen sentence for a stale review ('STALE: WMS pick tasks as of 15:59, 17 h 01 min before the
     review (limit 30 min).'), from `stale_sources` or a load report; None when nothing is stale."""
     lines = stale_lines(df, settings, at)
     return ("STALE: " + "; ".join(lines) + ".") if lines else None
-
-
-def replace_source_file(settings: Settings, entity: str, file: str, pattern: str) -> Settings:
-    """A copy of `settings` whose `entity` reads `file` (one of the files its `file:` pattern names)."""
-    new = Settings(**settings.__dict__)
-    new.sources = dict(settings.sources) | {entity: dataclasses.replace(settings.sources[entity], file=file)}
-    new.file_patterns = dict(settings.file_patterns) | {entity: pattern}
-    return new

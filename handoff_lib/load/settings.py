@@ -5,6 +5,7 @@ Every error names the site file and the line of the setting at fault.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -17,14 +18,17 @@ import yaml
 from handoff_lib.errors import PathEscapeError, SettingsError
 
 from .contract import ENTITIES
-from .dbsource import parse_databases
-from .dbsource import parse_source as parse_db_source
+from .databases import parse_databases
+from .databases import parse_source as parse_db_source
+from .files import is_file_pattern, pick_file
 from .site_keys import COLUMN_FORMS, SYSTEMS, check_site_keys
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FORMATS = ("csv", "parquet", "xlsx")
 DEFAULT_TRUE = ("true", "t", "yes", "y", "1", "x")
 DEFAULT_FALSE = ("false", "f", "no", "n", "0", "")
+GRACE_SETTING = ("data_quality", "as_of_grace_minutes")
+MAX_GRACE_MINUTES = 120  # more than this is not clock skew: it is a review at another time
 MAPPED_TYPES = ("enum", "int", "id", "text")  # field types a `values:` map applies to (docs/extracts.md, "Value maps")
 
 
@@ -175,10 +179,9 @@ class Settings:
         spec = self.sources.get(entity)
         if spec is None or spec.file is None or spec.database is not None:
             return None
-        from .freshness import is_file_pattern, pick_file
-
-        if is_file_pattern(spec.file):  # e.g. wms_tasks_%Y%m%d_%H%M.csv: the file as of review_at (freshness.pick_file)
-            return pick_file(self, entity)
+        if is_file_pattern(spec.file):  # e.g. wms_tasks_%Y%m%d_%H%M.csv: the file as of review_at (files.pick_file)
+            return pick_file(self.data_folder, entity, str(spec.file), self.where("sources", entity, "file"), self.review_at,
+                             self.tz, grace_minutes(self))
         return self.data_folder / spec.file
 
     @property
@@ -199,14 +202,19 @@ class Settings:
     def with_files_resolved(self) -> Settings:
         """A copy whose `file:` patterns are resolved to one file each (as of review_at, else the newest), so
         that every step of a review reads the same file; the patterns are kept in file_patterns."""
-        from .freshness import is_file_pattern, replace_source_file
-
         new = self
         for entity, spec in self.sources.items():
             pattern = self.file_patterns.get(entity, spec.file)  # a copy resolved for another review picks again
             if is_file_pattern(pattern) and self.data_folder.is_dir():
-                path = replace_source_file(new, entity, pattern, pattern).source_path(entity)
-                new = replace_source_file(new, entity, str(path.relative_to(self.data_folder)), pattern)
+                path = new.with_source_file(entity, pattern, pattern).source_path(entity)
+                new = new.with_source_file(entity, str(path.relative_to(self.data_folder)), pattern)
+        return new
+
+    def with_source_file(self, entity: str, file: str, pattern: str) -> Settings:
+        """A copy whose `entity` reads `file` (one of the files its `file:` pattern names)."""
+        new = Settings(**self.__dict__)
+        new.sources = dict(self.sources) | {entity: dataclasses.replace(self.sources[entity], file=file)}
+        new.file_patterns = dict(self.file_patterns) | {entity: pattern}
         return new
 
     def with_data_folder(self, folder: str | Path) -> Settings:
@@ -246,6 +254,38 @@ def _parse_time(value: Any, where: str) -> dt.time:
     if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
         raise SettingsError(f"{where}: '{value}' is not a time of day as HH:MM")
     return dt.time(int(m.group(1)), int(m.group(2)))
+
+
+def grace_minutes(settings: Settings) -> int:
+    """`data_quality.as_of_grace_minutes` of the site file (default 0): records and milestones stamped up to
+    this many minutes after the review time count as known (a source whose clock runs ahead). The as-of cut
+    (join/asof.py) and the file a pattern names for a review (files.pick_file) both use it."""
+    section = settings.raw.get(GRACE_SETTING[0]) or {}
+    value = section.get(GRACE_SETTING[1], 0) if isinstance(section, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GRACE_MINUTES:
+        raise SettingsError(
+            f"{settings.where(*GRACE_SETTING)}: {'.'.join(GRACE_SETTING)} must be a whole number of minutes from 0 to "
+            f"{MAX_GRACE_MINUTES}, not {value!r}"
+        )
+    return value
+
+
+def day_starts_at(settings: Settings) -> dt.time:
+    """`policy.day_starts_at` of the site file (default 00:00): a moment before this local time belongs to the
+    previous operating day. Read here, below the rules, because the freshness check needs the operating day too."""
+    raw = settings.raw.get("policy") or {}
+    value = raw.get("day_starts_at", "00:00") if isinstance(raw, dict) else "00:00"
+    return _parse_time(value, settings.where("policy", "day_starts_at"))
+
+
+def operating_day(settings: Settings, now: dt.datetime, starts_at: dt.time | None = None) -> dt.date:
+    """The operating day a moment belongs to: its local date, or the day before when it falls before
+    `policy.day_starts_at` (a 00:20 review still looks at the previous evening's late pickups). The one
+    definition: policy.operating_day and the freshness check both call it. `starts_at`: the day start when
+    the caller already has it (Policy.day_starts_at), else it is read from the site file."""
+    local = now.astimezone(settings.tz)
+    start = day_starts_at(settings) if starts_at is None else starts_at
+    return local.date() - dt.timedelta(days=1) if local.time() < start else local.date()
 
 
 def _separator_class(chars: str) -> str:

@@ -18,7 +18,7 @@ from handoff_lib.learn.risk import apply_to_promise
 from handoff_lib.load.contract import ENTITIES
 from handoff_lib.load.settings import Settings
 from handoff_lib.rules.blockers import build_blockers
-from handoff_lib.rules.policy import load_policy
+from handoff_lib.rules.policy import Policy, load_policy, prepare
 from handoff_lib.rules.promise import assign_cutoffs, build_promise
 from handoff_lib.rules.states import STATE_NAMES, build_states
 
@@ -84,19 +84,21 @@ def analyse(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime
     and return the summary counts (see `summary`). Creates order_cutoffs, order_facts, line_states,
     order_states, note_reasons, order_priority, blockers, promise and order_board."""
     _check_inputs(con)
-    assign_cutoffs(con, settings, now)
-    build_states(con, settings, now)
-    build_blockers(con, settings, now, note_model)
-    build_promise(con, settings, now)
+    policy = prepare(con, settings, now)  # once: every rule below reads this policy and its tables
+    assign_cutoffs(con, settings, now, policy)
+    build_states(con, settings, policy)
+    build_blockers(con, settings, policy, note_model)
+    build_promise(con, settings, now, policy)
     apply_to_promise(con, settings, now)  # the learned risk score, when the site turns it on
     build_board(con, settings)
-    return summary(con, settings)
+    return summary(con, settings, policy)
 
 
-def drill_downs(settings: Settings) -> dict[str, tuple[str, list]]:
+def drill_downs(settings: Settings, policy: Policy | None = None) -> dict[str, tuple[str, list]]:
     """Every summary figure's drill-down list as (query, parameters), by name:
-    orders, orders.<state>, promise.<status>, blockers, blockers.<reason>, blockers.owner.<owner>."""
-    policy = load_policy(settings)
+    orders, orders.<state>, promise.<status>, blockers, blockers.<reason>, blockers.owner.<owner>.
+    `policy`: the site's, when the caller has it already (else it is read from `settings`)."""
+    policy = policy or load_policy(settings)
     out: dict[str, tuple[str, list]] = {"orders": ("SELECT * FROM order_board", [])}
     for state in STATE_NAMES:
         out[f"orders.{state}"] = ("SELECT * FROM order_board WHERE state = ?", [state])
@@ -119,11 +121,11 @@ def drill_down(con: duckdb.DuckDBPyConnection, settings: Settings, name: str) ->
     return con.execute(sql, params).df()
 
 
-def summary(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
+def summary(con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy | None = None) -> dict[str, int]:
     """Each summary figure's count: the row count of its drill-down query, so the two always agree."""
     return {
         name: int(con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])
-        for name, (sql, params) in drill_downs(settings).items()
+        for name, (sql, params) in drill_downs(settings, policy).items()
     }
 
 

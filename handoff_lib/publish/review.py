@@ -30,6 +30,7 @@ from handoff_lib.load.freshness import STALE, apply_to_drafts, describe, freshne
 from handoff_lib.load.freshness import label as source_label
 from handoff_lib.load.settings import Settings, load_settings
 from handoff_lib.rules.meeting import VERDICTS, Meeting, act_now, build_meeting, calls, store_act_now
+from handoff_lib.rules.promise import ANSWER_COLUMNS
 
 from . import charts
 from .picture import PROMISE_STATUSES, summary
@@ -62,10 +63,7 @@ BLOCKER_COLUMNS = [
     "priority", "order_id", "order_state", "reason_label", "owner", "cutoff_label", "minutes_to_cutoff", "age_minutes",
     "detail", "source_system", "source_key", "source_link",
 ]
-PROMISE_COLUMNS = [
-    "priority", "order_id", "customer_name", "state", "promise_status", "promise_reason", "cutoff_label",
-    "minutes_to_cutoff", "promised_delivery", "n_blockers", "blockers",
-]
+PROMISE_COLUMNS = ANSWER_COLUMNS  # promise.csv (rules/promise.py: the store's promise table has the same)
 
 
 def _ack_states(history_db: Path | None, site: str) -> dict:

@@ -15,7 +15,6 @@ Tables created: `note_reasons`, `note_model`, `note_decisions`, `order_priority`
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +24,7 @@ from handoff_lib.join.links import link_sql, template_for
 from handoff_lib.load.contract import ENTITIES
 from handoff_lib.load.settings import Settings
 
-from .policy import Policy, load_policy, policy_tables, prepare
+from .policy import Policy, load_policy, policy_tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -442,7 +441,7 @@ def build_priority(con: duckdb.DuckDBPyConnection, policy: Policy) -> duckdb.Duc
 
 
 def build_blockers(
-    con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, note_model: NoteClassifier | None = None
+    con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy, note_model: NoteClassifier | None = None
 ) -> duckdb.DuckDBPyRelation:
     """Create `note_reasons`, `order_priority` and `blockers`; returns `blockers`, one row per open blocker:
     blocker_id (stable across runs), order_id (NULL for an unlinked record), order_state, reason,
@@ -450,8 +449,8 @@ def build_blockers(
     cutoff_at, cutoff_label, minutes_to_cutoff, event_at, age_minutes, source_system, source_entity,
     source_file, source_line, source_key, source_link, order_link, detail. Highest priority first.
     `note_model`: the site's trained notes model (pipeline.trained_note_model), consulted only for notes
-    no note rule matches (build_note_reasons); None = the note rules only."""
-    policy = prepare(con, settings, now)
+    no note rule matches (build_note_reasons); None = the note rules only. `policy`: what policy.prepare returned
+    for this connection (its run clock and policy tables are read)."""
     build_note_reasons(con, note_model)
     build_priority(con, policy)
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}

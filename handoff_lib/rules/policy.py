@@ -16,7 +16,8 @@ import duckdb
 
 from handoff_lib.db import insert_rows
 from handoff_lib.errors import HandoffError, SettingsError
-from handoff_lib.load.settings import Settings
+from handoff_lib.load.settings import Settings, day_starts_at
+from handoff_lib.load.settings import operating_day as settings_operating_day
 from handoff_lib.load.site_keys import WORK_STEPS
 
 # Reason codes the library raises itself, with the label and owner a site gets when its policy.reasons does
@@ -230,7 +231,7 @@ def load_policy(settings: Settings) -> Policy:
             need(raw, "paperwork_due_minutes_before_cutoff"), "paperwork_due_minutes_before_cutoff"
         ),
         manifest_due_minutes_after_label=number(raw.get("manifest_due_minutes_after_label", 30), "manifest_due_minutes_after_label"),
-        day_starts_at=_day_start(raw.get("day_starts_at", "00:00"), settings),
+        day_starts_at=day_starts_at(settings),
         consolidated_carriers=tuple(str(c).strip().upper() for c in (raw.get("consolidated_carriers") or [])),
         tier_points=tier_points,
         tier_default=number(prio.get("tier_default", 0), "priority", "tier_default"),
@@ -283,22 +284,16 @@ def policy_tables(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
         insert_rows(con, name, rows)
 
 
-def _day_start(value: Any, settings: Settings) -> dt.time:
-    from handoff_lib.load.settings import _parse_time
-
-    return _parse_time(value, settings.where("policy", "day_starts_at"))
-
-
 def operating_day(policy: Policy, settings: Settings, now: dt.datetime) -> dt.date:
     """The operating day a moment belongs to: its local date, or the day before when it falls before
     `policy.day_starts_at` (a 00:20 review still looks at the previous evening's late pickups)."""
-    local = now.astimezone(settings.tz)
-    return local.date() - dt.timedelta(days=1) if local.time() < policy.day_starts_at else local.date()
+    return settings_operating_day(settings, now, policy.day_starts_at)
 
 
 def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> Policy:
     """Validate `now` and the policy, write the one-row `run_clock` table and the `policy_*` tables,
-    and return the Policy. Every state, blocker and promise function calls this first."""
+    and return the Policy. Done once per analysis (publish/picture.analyse), before the rules: the state,
+    blocker and promise builders take the Policy it returned and read the tables it wrote."""
     if not isinstance(now, dt.datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise HandoffError(f"now must be a timezone-aware datetime (e.g. in {settings.timezone}), not {now!r}")
     policy = load_policy(settings)

@@ -26,7 +26,7 @@ from handoff_lib.db import insert_rows
 from handoff_lib.load.settings import Settings
 
 from .calendars import load_calendars, skipped_text
-from .policy import Policy, operating_day, prepare
+from .policy import Policy, operating_day
 
 # Every order: its due cutoff. An explicit ship-by (the order's, else its earliest line's) wins;
 # otherwise the first pickup of its carrier+service (an exact service entry beats '*') at or after
@@ -85,11 +85,10 @@ def pickup_calendar(settings: Settings, now: dt.datetime, days: int, today: dt.d
     return frame
 
 
-def assign_cutoffs(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+def assign_cutoffs(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, policy: Policy) -> duckdb.DuckDBPyRelation:
     """Create `pickup_calendar` and `order_cutoffs`; returns `order_cutoffs`: order_id, carrier,
     service, cutoff_at (NULL when no pickup is configured), cutoff_source ('ship_by' | 'pickup'),
-    cutoff_label, minutes_to_cutoff (negative once passed)."""
-    policy = prepare(con, settings, now)
+    cutoff_label, minutes_to_cutoff (negative once passed). `policy`: what policy.prepare returned for this connection."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE pickup_calendar (carrier VARCHAR, service VARCHAR, pickup_at TIMESTAMPTZ, pickup_date DATE)"
     )
@@ -380,6 +379,13 @@ LEFT JOIN policy_buffers pb ON pb.customer_id = f.customer_id
 LEFT JOIN blk k USING (order_id))
 """
 
+# The promise answer per order, as promise.csv of a review and the snapshot store's promise table hold it
+# (columns of order_board).
+ANSWER_COLUMNS = [
+    "priority", "order_id", "customer_name", "state", "promise_status", "promise_reason", "cutoff_label",
+    "minutes_to_cutoff", "promised_delivery", "n_blockers", "blockers",
+]
+
 PROMISE_COLUMNS = """
 CREATE OR REPLACE TABLE promise AS
 SELECT order_id, state, cutoff_at, cutoff_source, cutoff_label, minutes_to_cutoff, work_minutes, buffer_minutes,
@@ -392,13 +398,13 @@ FROM promise_decided
 """
 
 
-def build_promise(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+def build_promise(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime, policy: Policy) -> duckdb.DuckDBPyRelation:
     """Create `promise` (needs order_cutoffs, line_states, order_states, order_facts, blockers) by the one
     promise rule. Returns it: one row per order with promise_status (safe | at_risk | needs_communication |
     handed_off | cancelled), promise_reason, the work and buffer minutes, the earliest hand-off, the first
     pickup that catches it (next_pickup_at) and its arrival, the promise basis and the latest hand-off that
-    keeps it (promise_by), the slack, and the time a blocker must clear by."""
-    policy: Policy = prepare(con, settings, now)
+    keeps it (promise_by), the slack, and the time a blocker must clear by. `policy`: what policy.prepare returned
+    for this connection."""
     work = policy.work_minutes
     today = operating_day(policy, settings, now)
     lanes = [(lane_key(c), lane_key(s)) for c, s in con.execute("SELECT DISTINCT carrier, service FROM order_cutoffs").fetchall()]

@@ -14,14 +14,12 @@ Tables created:
 
 from __future__ import annotations
 
-import datetime as dt
-
 import duckdb
 
 from handoff_lib.db import insert_rows
 from handoff_lib.load.settings import Settings
 
-from .policy import prepare
+from .policy import Policy
 
 # Roll-up order: an order takes the state of its lowest-ranked line. Exceptions first, then the
 # progress states from least to most advanced. (state, meaning) - docs/states.md repeats these.
@@ -420,10 +418,10 @@ LEFT JOIN state_ranks s ON s.rank = d.rollup_rank % 100
 """.replace("{state_counts}", _STATE_COUNTS).replace("{summary_pieces}", _SUMMARY_PIECES)
 
 
-def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, now: dt.datetime) -> duckdb.DuckDBPyRelation:
+def build_states(con: duckdb.DuckDBPyConnection, settings: Settings, policy: Policy) -> duckdb.DuckDBPyRelation:
     """Create `order_facts`, `line_states` and `order_states` (needs `order_cutoffs`); returns `order_states`:
-    order_id, state, reason, n_lines, n_open_lines, n_picked_lines, n_allocated_lines, n_in_stock_lines, line_summary."""
-    policy = prepare(con, settings, now)
+    order_id, state, reason, n_lines, n_open_lines, n_picked_lines, n_allocated_lines, n_in_stock_lines, line_summary.
+    `policy`: what policy.prepare returned for this connection (its run clock and policy tables are read)."""
     con.execute("CREATE OR REPLACE TEMP TABLE state_ranks (state VARCHAR, rank INTEGER, meaning VARCHAR)")
     insert_rows(con, "state_ranks", [(s, i + 1, m) for i, (s, m) in enumerate(STATES)])
     con.execute("CREATE OR REPLACE TEMP TABLE policy_consolidated (carrier VARCHAR)")

@@ -72,6 +72,9 @@ def test_the_handoff_command_and_python_m_entry_points_resolve():
     for entry in ("handoff_lib.cli", "handoff_lib.board.server"):  # (python -m handoff_lib.exports: every `handoff run`)
         run = subprocess.run([sys.executable, "-m", entry, "--help"], check=False, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout.lower(), (entry, run.stderr[-500:])
+    failed = subprocess.run([sys.executable, "-m", "handoff_lib.cli", "picture", "--site", "/nonexistent/site.yaml"], check=False,
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and "site parameters file not found" in failed.stderr  # the exit code reaches the shell
 
 
 @pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))

@@ -1,3 +1,7 @@
+"""python -m handoff_lib.cli: the `handoff` command."""
+
+import sys
+
 from handoff_lib.cli.main import main
 
-main()
+sys.exit(main())

@@ -31,7 +31,7 @@ def connect(settings: Site, path: str | Path = ":memory:", read_only: bool = Fal
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
     """Insert `rows` (tuples in the table's column order) into `table` with one statement: executemany
-    runs one statement per row, which was most of the time policy.prepare took (four times per analysis)."""
+    runs one statement per row, which was most of the time policy.prepare took (then four times per analysis, now once)."""
     if rows:
         row = "(" + ", ".join("?" for _ in rows[0]) + ")"
         con.execute(f"INSERT INTO {table} VALUES " + ", ".join(row for _ in rows), [v for r in rows for v in r])

@@ -60,7 +60,8 @@ def _settings(args: argparse.Namespace, at: str | None = None):
 
 def cmd_picture(args: argparse.Namespace) -> int:
     """Load + link one moment's extracts and write the joined picture and the join-quality report."""
-    from handoff_lib.publish.pipeline import build_picture, trained_note_model, write_foundation_outputs
+    from handoff_lib.join.linked import write_foundation_outputs
+    from handoff_lib.publish.pipeline import build_picture, trained_note_model
 
     settings = _settings(args, args.at)
     now = parse_at(args.at, settings, DEMO_DATE) if args.at else None

@@ -7,6 +7,7 @@ of its identifiers; records get their source-system links. It may import load an
 |---|---|
 | `identifiers` | identifier normalisation and the crosswalk (`build_crosswalk`, `build_order_picture`) |
 | `asof` | the as-of cut: only what was known at the review time (`apply_as_of`) |
+| `linked` | one moment's extracts loaded, judged, cut and linked (`load_and_link`); join-quality outputs |
 | `links` | deep links into the source systems, per kind of record |
 | `lookup` | an order by any of its identifiers, and its one-page view |
 | `inspect` | onboarding: a draft site file for a folder of extracts, with its join quality |

@@ -6,7 +6,7 @@ it calls: it may import learn, history, rules, join, load and the shared modules
 
 | module | its job |
 |---|---|
-| `pipeline` | load -> as-of cut -> crosswalk -> analyse, for one review time (`build_picture`) |
+| `pipeline` | the extracts loaded and linked (join/linked.py), then analysed, for one review time (`build_picture`) |
 | `picture` | the analysis in order and the order board, with summary counts (`analyse`) |
 | `review` | the review folder and report (`Review`, used by notebooks/cutoff_review.ipynb) |
 | `charts` | the report's and board's figures |

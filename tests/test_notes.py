@@ -2,12 +2,12 @@
 labelled notes, is recorded in the manifest, works with a site's own reason set; plus the classifier's
 quality, thresholds and clusters, and no import circle between the rules and the learning code."""
 
-import ast
 import dataclasses
 import json
 import re
 from pathlib import Path
 
+import import_graph
 import numpy as np
 import pandas as pd
 import pytest
@@ -366,27 +366,13 @@ def test_clusters_keep_different_problems_apart_with_top_terms_and_examples():
 # ---------------------------------------------------------------------------------- import layering
 
 
-def imports_of(module: str) -> set[str]:
-    """The handoff_lib modules `module` imports anywhere in its source (top level or inside a function)."""
-    tree = ast.parse((ROOT / "handoff_lib" / f"{module}.py").read_text())
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("handoff_lib."):
-            out.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("handoff_lib.")}
-    return {m for m in out if (ROOT / "handoff_lib" / f"{m}.py").is_file()}
+STAGE = {"blockers": "rules", "notes": "learn", "taxonomy": "learn", "themes": "learn"}
 
 
 def reachable(module: str) -> set[str]:
-    seen, todo = set(), [module]
-    while todo:
-        for m in imports_of(todo.pop()) - seen:
-            seen.add(m)
-            todo.append(m)
-    return seen
+    """The handoff_lib modules (short names) `module` imports anywhere, directly or through others."""
+    found = import_graph.imports(import_graph.modules(ROOT))
+    return {m.rsplit(".", 1)[1] for m in import_graph.reach(found, f"handoff_lib.{STAGE[module]}.{module}")}
 
 
 def test_the_blocker_rules_never_import_the_notes_model_and_nothing_imports_back_what_imports_it():

@@ -189,6 +189,21 @@ def test_act_now_groups_one_short_sku_into_one_row_and_ranks_by_orders_saved():
     assert len(df) == 2
 
 
+def test_act_now_shows_one_example_record_chosen_the_same_way_every_run():
+    """Six equally urgent orders short of SKU-9 at Z-01-04: the row's example and its link are the same record,
+    the most urgent one with ties broken by blocker id, so two runs (and two meetings) show the same example."""
+    s = Story(labour_settings())
+    for n in range(1, 7):
+        s.order(f"S{n}", lines=[("SKU-9", 5)], priority=2)
+        s.task(f"T-S{n}", f"S{n}", 1, status="short", picked=0, location="Z-01-04")
+    s.analyse("14:00")
+    build_meeting(s.con, s.settings, at("14:00"))
+    row = act_now(s.con, at("14:00"), at("23:00")).set_index("reason").loc["short_pick"]
+    detail, link = s.one("SELECT detail, source_link FROM blockers WHERE reason = 'short_pick' ORDER BY priority DESC, blocker_id DESC LIMIT 1")
+    assert s.one("SELECT count(DISTINCT priority) FROM blockers WHERE reason = 'short_pick'")[0] == 1  # a tie, six ways
+    assert (row["example"], row["source_link"]) == (detail, link)
+
+
 def test_calls_list_needs_communication_first_by_priority_with_drafts():
     s = Story(labour_settings())
     s.order("LO", lines=1, priority=3, promised_delivery=at("10:00").date())  # promised today: cannot be kept

@@ -302,7 +302,10 @@ per_order AS (
            any_value(k.pickup) AS pickup, any_value(k.pickup_at) AS pickup_at, any_value(k.clear_by) AS clear_by,
            any_value(k.fate) AS fate, any_value(k.sku) AS sku, any_value(k.location) AS location,
            any_value(k.customer_name) AS customer_name, any_value(k.customer_id) AS customer_id, any_value(k.carrier) AS carrier,
-           count(*) AS n_records, arg_max(k.source_link, k.priority) AS source_link, arg_max(k.detail, k.priority) AS detail,
+           count(*) AS n_records,
+           -- the example: the order's most urgent record, ties broken by blocker_id, so every run shows the same one
+           arg_max(k.blocker_id, (k.priority, k.blocker_id)) AS example_id,
+           arg_max(k.source_link, (k.priority, k.blocker_id)) AS source_link, arg_max(k.detail, (k.priority, k.blocker_id)) AS detail,
            og.n_groups = 1 AS only_this,
            coalesce(k.pickup_at > $now AND k.pickup_at <= $until AND k.fate = 'blocked', FALSE) AS on_coming_pickup
     FROM keyed k JOIN order_groups og USING (order_id)
@@ -324,9 +327,9 @@ SELECT reason, group_key, any_value(kind) AS kind, any_value(reason_label) AS re
        CASE WHEN any_value(kind) = 'customer' THEN any_value(customer_name) END AS customer_name,
        CASE WHEN any_value(kind) = 'customer' THEN any_value(customer_id) END AS customer_id,
        CASE WHEN any_value(kind) = 'carrier' THEN any_value(carrier) END AS carrier,
-       CASE WHEN sum(n_records) = 1 OR count(DISTINCT source_link) = 1 THEN any_value(source_link) ELSE arg_max(source_link, priority) END
-           AS source_link,
-       arg_max(detail, priority) AS example
+       CASE WHEN sum(n_records) = 1 OR count(DISTINCT source_link) = 1 THEN any_value(source_link)
+            ELSE arg_max(source_link, (priority, example_id)) END AS source_link,
+       arg_max(detail, (priority, example_id)) AS example
 FROM per_order
 GROUP BY reason, group_key
 """

@@ -81,7 +81,7 @@ def test_export_leaves_stored_reviews_alone_unless_told_to_replace(histories, tm
 def test_a_writer_killed_midway_leaves_no_review_marked_stored_and_the_next_export_completes_it(histories, tmp_path, point):
     root = tmp_path / "store"
     code = (
-        "import sys; from handoff_lib import store; "
+        "import sys; from handoff_lib.history import store; "
         f"store.export_history({str(histories[2])!r}, {str(root)!r}, progress=False)"
     )
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HANDOFF_CRASH_AT": point}, capture_output=True, check=False)

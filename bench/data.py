@@ -44,7 +44,7 @@ def size_label(lines: int) -> str:
 def generator_version() -> str:
     """Changes whenever the generator or the demo site file changes: the cache is then rebuilt."""
     h = hashlib.sha256()
-    for p in (REPO / "handoff_lib" / "demo.py", SITE_FILE):
+    for p in (REPO / "handoff_lib" / "load" / "demo.py", SITE_FILE):
         h.update(p.read_bytes())
     return h.hexdigest()[:10]
 

@@ -314,8 +314,10 @@ per_order AS (
 SELECT reason, group_key, any_value(kind) AS kind, any_value(reason_label) AS reason_label, any_value(owner) AS owner,
        count(DISTINCT order_id) AS orders_held,
        count(DISTINCT order_id) FILTER (WHERE on_coming_pickup AND only_this) AS orders_saved,
-       CAST(round(coalesce(sum(order_value) FILTER (WHERE on_coming_pickup AND only_this), 0)) AS BIGINT) AS value_saved,
-       CAST(round(coalesce(sum(order_value), 0)) AS BIGINT) AS value_held,
+       -- summed as exact decimals: a DOUBLE sum depends on the order the threads add in, and its rounding could flip
+       CAST(round(coalesce(sum(CAST(order_value AS DECIMAL(18, 4))) FILTER (WHERE on_coming_pickup AND only_this), 0)) AS BIGINT)
+           AS value_saved,
+       CAST(round(coalesce(sum(CAST(order_value AS DECIMAL(18, 4))), 0)) AS BIGINT) AS value_held,
        max(priority) AS top_priority,
        CAST(floor(min((epoch(clear_by) - epoch(CAST($now AS TIMESTAMPTZ))) / 60) FILTER (WHERE on_coming_pickup)) AS BIGINT) AS minutes_left,
        min(pickup_at) FILTER (WHERE on_coming_pickup) AS first_pickup_at,

@@ -34,6 +34,7 @@ from handoff_lib.errors import HandoffError
 from handoff_lib.history import acks
 from handoff_lib.history.snapshots import ReviewKey, changes_since, stale_sources, while_locked
 from handoff_lib.load.settings import Settings, load_settings
+from handoff_lib.rules.promise import ANSWER_COLUMNS
 
 from .roles import ROLES, Role
 
@@ -62,8 +63,7 @@ STATUS_CHANGE_COLUMNS = ["kind", "order_id", "priority", "before", "after", "blo
 
 BLOCKER_COLUMNS = ["priority", "order_id", "order_state", "reason_label", "owner", "carrier", "cutoff_label",
                    "minutes_to_cutoff", "age_minutes", "detail", "source_system", "source_key", "source_link"]
-PROMISE_COLUMNS = ["priority", "order_id", "customer_name", "state", "promise_status", "promise_reason", "cutoff_label",
-                   "minutes_to_cutoff", "promised_delivery", "n_blockers", "blockers", "order_link"]
+PROMISE_COLUMNS = [*ANSWER_COLUMNS, "order_link"]  # the promise answer (rules/promise.py), with the OMS link
 ORDER_COLUMNS = ["priority", "order_id", "customer_name", "state", "state_reason", "promise_status", "carrier", "service",
                  "cutoff_label", "minutes_to_cutoff", "n_blockers", "blockers", "order_link"]
 CHANGE_COLUMNS = ["priority", "kind", "order_id", "before", "after", "detail", "owner", "age_minutes"]

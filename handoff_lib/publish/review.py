@@ -63,7 +63,6 @@ BLOCKER_COLUMNS = [
     "priority", "order_id", "order_state", "reason_label", "owner", "cutoff_label", "minutes_to_cutoff", "age_minutes",
     "detail", "source_system", "source_key", "source_link",
 ]
-PROMISE_COLUMNS = ANSWER_COLUMNS  # promise.csv (rules/promise.py: the store's promise table has the same)
 
 
 def _ack_states(history_db: Path | None, site: str) -> dict:
@@ -534,7 +533,7 @@ class Review:
             return Markdown("_No output folder: exports skipped._")
         board = self.table("order_board")
         blockers = self.table("blockers").merge(self.handling(), on="blocker_id", how="left")  # who is on it (the board's log)
-        promise = board[[c for c in PROMISE_COLUMNS if c in board.columns]]  # = self.table("order_board", PROMISE_COLUMNS)
+        promise = board[[c for c in ANSWER_COLUMNS if c in board.columns]]  # = self.table("order_board", ANSWER_COLUMNS)
         promise = promise[promise["promise_status"].isin(["at_risk", "needs_communication"])]
         changes = self.table("changes")
         drafts = self.table("drafts")
